@@ -1,0 +1,89 @@
+// swift-tools-version:6.2
+// The Wave package: an event-driven orchestrator for teams of AI coding agents.
+// Targets are split by dependency direction (see ARCHITECTURE.md): pure values at the
+// bottom, NIO and I/O in the middle, the daemon wiring and a thin CLI on top.
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .treatAllWarnings(as: .error),
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "wave",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "wave", targets: ["WaveCLI"]),
+        .library(name: "RESP", targets: ["RESP"]),
+        .library(name: "WaveRedis", targets: ["WaveRedis"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+    ],
+    targets: [
+        // Pure RESP3 values: tokens, the incremental decoder, the command encoder.
+        .target(
+            name: "RESP",
+            dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict
+        ),
+        // The Redis client: connections, pool, blocking reads, pub/sub, breaker, typed commands.
+        .target(
+            name: "WaveRedis",
+            dependencies: [
+                "RESP",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        // `wave bench …`: measurements beside the raw limits of the same run.
+        .target(
+            name: "WaveBench",
+            dependencies: [
+                "WaveRedis",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // The `wave` command.
+        .executableTarget(
+            name: "WaveCLI",
+            dependencies: [
+                "WaveRedis",
+                "WaveBench",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "RESPTests",
+            dependencies: ["RESP", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "WaveRedisTests",
+            dependencies: [
+                "WaveRedis",
+                "WaveBench",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+    ]
+)
