@@ -151,7 +151,7 @@ final class RedisChannelHandler: ChannelInboundHandler, RemovableChannelHandler 
         self.timer = self.eventLoop.assumeIsolated().scheduleTask(deadline: deadline) { [self] in
             self.timerDeadline = nil
             self.timer = nil
-            switch self.machine.timerFired(now: .now()) {
+            switch self.machine.timerFired(now: self.eventLoop.now) {
             case .none:
                 break
             case .reschedule(let next):

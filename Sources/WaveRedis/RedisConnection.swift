@@ -32,7 +32,7 @@ public final class RedisConnection: Sendable {
     private let allocator: ByteBufferAllocator
     let logger: Logger
 
-    private init(channel: any Channel, handler: NIOLoopBound<RedisChannelHandler>, configuration: RedisConfiguration, logger: Logger) {
+    init(channel: any Channel, handler: NIOLoopBound<RedisChannelHandler>, configuration: RedisConfiguration, logger: Logger) {
         self.channel = channel
         self.handler = handler
         self.configuration = configuration
@@ -195,7 +195,7 @@ public final class RedisConnection: Sendable {
     private func deadline(blocking: Duration?) -> NIODeadline {
         var timeout = self.configuration.commandTimeout
         if let blocking { timeout += blocking }
-        return .now() + TimeAmount(timeout)
+        return self.eventLoop.now + TimeAmount(timeout)
     }
 
     func submit(_ bytes: ByteBuffer, blocking: Duration?) async throws -> RESPToken {
