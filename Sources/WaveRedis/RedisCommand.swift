@@ -20,10 +20,15 @@ public protocol RedisCommand: Sendable {
     /// For a blocking command (`XREADGROUP … BLOCK`), how long the server may block. It runs on
     /// a dedicated connection whose deadline is this plus the command timeout.
     var blockingTimeout: Duration? { get }
+
+    /// A response that stands for an error reply, when the command treats that error as a
+    /// result (`XGROUP CREATE` treats `BUSYGROUP` as "already exists"); `nil` raises the error.
+    func response(forError message: String) -> Response?
 }
 
 extension RedisCommand {
     public var blockingTimeout: Duration? { nil }
+    public func response(forError message: String) -> Response? { nil }
 }
 
 extension RedisCommand where Response: RESPTokenDecodable {
@@ -57,6 +62,25 @@ public struct RawCommand: RedisCommand {
 public struct OKResponse: RESPTokenDecodable, Hashable {
     public init(fromRESP token: RESPToken) throws(RESPDecodeError) {
         guard token.stringValue == "OK" else { throw RESPDecodeError(.invalidValue, expected: "OK", token: token) }
+    }
+}
+
+extension RedisCommand {
+    /// Reads a reply: error replies become ``RedisClientError`` unless the command maps them to
+    /// a response; shape mismatches become ``RedisClientError/Code/unexpectedResponse``.
+    func decodeReply(_ token: RESPToken) throws(RedisClientError) -> Response {
+        if let message = token.errorMessage, let response = self.response(forError: message) {
+            return response
+        }
+        do {
+            return try self.decode(try token.throwingServerError())
+        } catch let error as RESPDecodeError {
+            throw RedisClientError(.unexpectedResponse, "\(Self.self): \(error)", underlying: error)
+        } catch let error as RedisClientError {
+            throw error
+        } catch {
+            throw RedisClientError.from(error)
+        }
     }
 }
 

@@ -128,11 +128,7 @@ public final class RedisConnection: Sendable {
         var encoder = RESPCommandEncoder(allocator: self.allocator)
         encoder.command { command.encode(into: &$0) }
         let token = try await self.submit(encoder.buffer, blocking: command.blockingTimeout)
-        do {
-            return try command.decode(try token.throwingServerError())
-        } catch let error as RESPDecodeError {
-            throw RedisClientError(.unexpectedResponse, "\(Command.self): \(error)", underlying: error)
-        }
+        return try command.decodeReply(token)
     }
 
     /// Sends one command and returns its reply token as it came, error replies included.
@@ -165,13 +161,7 @@ public final class RedisConnection: Sendable {
     public func pipeline<Command: RedisCommand>(batch commands: [Command]) async throws -> [Result<Command.Response, RedisClientError>] {
         let tokens = try await self.pipeline(commands as [any RedisCommand])
         return zip(commands, tokens).map { command, token in
-            Result {
-                do {
-                    return try command.decode(try token.throwingServerError())
-                } catch let error as RESPDecodeError {
-                    throw RedisClientError(.unexpectedResponse, "\(Command.self): \(error)", underlying: error)
-                }
-            }.mapError { RedisClientError.from($0) }
+            Result { () throws(RedisClientError) in try command.decodeReply(token) }
         }
     }
 

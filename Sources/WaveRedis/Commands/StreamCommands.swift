@@ -185,6 +185,10 @@ public struct XGroupCreateCommand: RedisCommand {
         _ = try OKResponse(fromRESP: token)
         return true
     }
+
+    public func response(forError message: String) -> Bool? {
+        message.hasPrefix("BUSYGROUP") ? false : nil
+    }
 }
 
 /// `XGROUP DESTROY key group`: whether the group existed.

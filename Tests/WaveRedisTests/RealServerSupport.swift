@@ -1,0 +1,162 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import Testing
+
+@testable import WaveRedis
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The servers that `scripts/test` starts, by environment variable.
+enum TestServers {
+    static let environment = ProcessInfo.processInfo.environment
+    static var isCI: Bool { environment["CI"] == "true" }
+
+    static var plain: String? { environment["WAVE_TEST_REDIS_URL"] }
+    static var auth: String? { environment["WAVE_TEST_REDIS_AUTH_URL"] }
+    static var acl: String? { environment["WAVE_TEST_REDIS_ACL_URL"] }
+    static var tls: String? { environment["WAVE_TEST_REDIS_TLS_URL"] }
+    static var tlsCA: String? { environment["WAVE_TEST_REDIS_TLS_CA"] }
+    static var serverBinary: String? { environment["WAVE_TEST_REDIS_SERVER"] }
+    static var benchmarkBinary: String? { environment["WAVE_TEST_REDIS_BENCHMARK"] }
+
+    /// Run a real-server test when its server is there, or under CI (where a missing variable
+    /// makes the test fail instead of skipping).
+    static func available(_ variable: String?) -> Bool { variable != nil || isCI }
+
+    /// The URL, or a recorded failure (under CI the trait let the test run without it).
+    static func require(_ variable: String?, _ name: String) throws -> String {
+        guard let variable else {
+            throw TestEnvironmentError(message: "\(name) is not set: run the tests with ./scripts/test")
+        }
+        return variable
+    }
+
+    static let logger: Logger = {
+        var logger = Logger(label: "wave-test")
+        logger.logLevel = .critical
+        return logger
+    }()
+
+    static func client(_ url: String, _ adjust: (inout RedisConfiguration) -> Void = { _ in }) throws -> RedisClient {
+        var configuration = try RedisConfiguration(url: url)
+        adjust(&configuration)
+        return try RedisClient(configuration: configuration, logger: logger)
+    }
+
+    /// A key no other test uses.
+    static func key(_ name: String = #function) -> String {
+        "wave:test:\(name.prefix(while: { $0 != "(" })):\(UUID().uuidString.prefix(8))"
+    }
+}
+
+struct TestEnvironmentError: Error, CustomStringConvertible {
+    let message: String
+    var description: String { self.message }
+}
+
+/// A redis-server of a test's own, on a free port, that the test may kill and restart.
+final class RedisServerProcess: @unchecked Sendable {
+    let port: Int
+    let directory: URL
+    let arguments: [String]
+    private var process: Process?
+
+    init(arguments: [String] = []) throws {
+        self.port = try Self.freePort()
+        self.directory = FileManager.default.temporaryDirectory.appendingPathComponent("wave-redis-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: self.directory, withIntermediateDirectories: true)
+        self.arguments = arguments
+    }
+
+    var url: String { "redis://127.0.0.1:\(self.port)" }
+
+    func start() async throws {
+        let binary = try TestServers.require(TestServers.serverBinary, "WAVE_TEST_REDIS_SERVER")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: binary)
+        process.arguments = [
+            "--port", "\(self.port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--dir", self.directory.path, "--logfile", self.directory.appendingPathComponent("redis.log").path,
+        ] + self.arguments
+        try process.run()
+        self.process = process
+        // Readiness: bounded retries of a TCP connect (test scaffolding, not product code).
+        for _ in 0..<100 {
+            if Self.accepts(port: self.port) { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw TestEnvironmentError(message: "redis-server on port \(self.port) did not start")
+    }
+
+    /// SIGKILL: the server dies at once, without closing connections politely.
+    func kill() {
+        guard let process else { return }
+        Glibc.kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        self.process = nil
+    }
+
+    func stop() {
+        guard let process else { return }
+        process.terminate()
+        process.waitUntilExit()
+        self.process = nil
+    }
+
+    deinit {
+        self.stop()
+        try? FileManager.default.removeItem(at: self.directory)
+    }
+
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+        }
+        guard bound == 0 else { throw TestEnvironmentError(message: "cannot bind a free port") }
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    static func accepts(port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = UInt16(port).bigEndian
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        return result == 0
+    }
+}
+
+/// Waits for the breaker to reach `state`, resumed by its transitions, with a deadline.
+func waitForBreaker(_ breaker: CircuitBreaker, _ state: CircuitBreaker.State, within deadline: Duration) async throws {
+    if breaker.state == state { return }
+    let transitions = breaker.transitions()
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask {
+            for await transition in transitions where transition.to == state { return }
+        }
+        group.addTask {
+            try await Task.sleep(for: deadline)
+            throw TestEnvironmentError(message: "the breaker did not become \(state) within \(deadline)")
+        }
+        if breaker.state != state { try await group.next() }
+        group.cancelAll()
+    }
+}
