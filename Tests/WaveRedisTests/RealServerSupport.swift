@@ -63,7 +63,7 @@ final class RedisServerProcess: @unchecked Sendable {
     let port: Int
     let directory: URL
     let arguments: [String]
-    private var process: Process?
+    private var pid: pid_t?
 
     init(arguments: [String] = []) throws {
         self.port = try Self.freePort()
@@ -76,14 +76,11 @@ final class RedisServerProcess: @unchecked Sendable {
 
     func start() async throws {
         let binary = try TestServers.require(TestServers.serverBinary, "WAVE_TEST_REDIS_SERVER")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = [
-            "--port", "\(self.port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+        let arguments = [
+            binary, "--port", "\(self.port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
             "--dir", self.directory.path, "--logfile", self.directory.appendingPathComponent("redis.log").path,
         ] + self.arguments
-        try process.run()
-        self.process = process
+        self.pid = try Self.spawn(arguments)
         // Readiness: bounded retries of a TCP connect (test scaffolding, not product code).
         for _ in 0..<100 {
             if Self.accepts(port: self.port) { return }
@@ -93,18 +90,47 @@ final class RedisServerProcess: @unchecked Sendable {
     }
 
     /// SIGKILL: the server dies at once, without closing connections politely.
-    func kill() {
-        guard let process else { return }
-        Glibc.kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
-        self.process = nil
+    func kill() { self.signal(SIGKILL) }
+
+    /// SIGTERM, then wait for the exit.
+    func stop() { self.signal(SIGTERM) }
+
+    private func signal(_ signal: Int32) {
+        guard let pid else { return }
+        Glibc.kill(pid, signal)
+        var status: Int32 = 0
+        _ = waitpid(pid, &status, 0)
+        self.pid = nil
     }
 
-    func stop() {
-        guard let process else { return }
-        process.terminate()
-        process.waitUntilExit()
-        self.process = nil
+    /// Starts a process with /dev/null as its standard streams, so that it never holds the test
+    /// runner's output open.
+    static func spawn(_ arguments: [String]) throws -> pid_t {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        for fd: Int32 in [0, 1, 2] {
+            posix_spawn_file_actions_addopen(&actions, fd, "/dev/null", fd == 0 ? O_RDONLY : O_WRONLY, 0)
+        }
+        // Worker threads block some signals; the child must start with none blocked, or it
+        // would never see SIGTERM.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attributes, &empty)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for signal in [SIGTERM, SIGINT, SIGPIPE, SIGCHLD] { sigaddset(&defaults, signal) }
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+        defer { for pointer in argv { free(pointer) } }
+        var pid: pid_t = 0
+        let result = posix_spawn(&pid, arguments[0], &actions, &attributes, &argv, environ)
+        guard result == 0 else { throw TestEnvironmentError(message: "cannot start \(arguments[0]): error \(result)") }
+        return pid
     }
 
     deinit {
