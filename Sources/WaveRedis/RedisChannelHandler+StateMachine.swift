@@ -89,6 +89,11 @@ struct RedisConnectionStateMachine<Sink> {
     }
 
     private mutating func collect(_ token: RESPToken, asPush: Bool) -> ReceiveAction {
+        if self.requests[0].expected == 1, !asPush {
+            let done = self.requests.removeFirst()
+            return done.cancelled ? .none : .succeed(done.sink, [token])
+        }
+        if self.requests[0].received.isEmpty { self.requests[0].received.reserveCapacity(self.requests[0].expected) }
         self.requests[0].received.append(token)
         guard self.requests[0].received.count >= self.requests[0].expected else {
             return asPush ? .pushAndSucceed(token, nil, []) : .none
@@ -104,6 +109,11 @@ struct RedisConnectionStateMachine<Sink> {
     }
 
     private func pushKind(_ token: RESPToken) -> PushKind? {
+        // Fast path: only a push frame (or an array in RESP2 subscribed mode) can be a push.
+        let first = token.base.getInteger(at: token.base.readerIndex, as: UInt8.self)
+        guard first == RESPTypeIdentifier.push.rawValue || first == RESPTypeIdentifier.attribute.rawValue
+            || (self.resp2Subscribed && first == RESPTypeIdentifier.array.rawValue)
+        else { return nil }
         let elements: RESPToken.Array
         switch token.value {
         case .push(let array): elements = array

@@ -159,10 +159,20 @@ public final class RedisConnection: Sendable {
     /// Sends the same kind of command many times in one write (for example a batch of `XADD`),
     /// decoding each reply; an error reply becomes a failed `Result`.
     public func pipeline<Command: RedisCommand>(batch commands: [Command]) async throws -> [Result<Command.Response, RedisClientError>] {
-        let tokens = try await self.pipeline(commands as [any RedisCommand])
-        return zip(commands, tokens).map { command, token in
-            Result { () throws(RedisClientError) in try command.decodeReply(token) }
+        guard !commands.isEmpty else { return [] }
+        var encoder = RESPCommandEncoder(allocator: self.allocator)
+        var blocking: Duration? = nil
+        for command in commands {
+            encoder.command { command.encode(into: &$0) }
+            if let b = command.blockingTimeout { blocking = max(blocking ?? .zero, b) }
         }
+        let tokens = try await self.submit(encoder.buffer, expected: commands.count, blocking: blocking)
+        var results: [Result<Command.Response, RedisClientError>] = []
+        results.reserveCapacity(commands.count)
+        for (command, token) in zip(commands, tokens) {
+            results.append(Result { () throws(RedisClientError) in try command.decodeReply(token) })
+        }
+        return results
     }
 
     /// Sends pre-encoded commands and collects `expected` replies. The building block of

@@ -1,0 +1,113 @@
+import ArgumentParser
+import Foundation
+import Logging
+import WaveBench
+import WaveRedis
+
+/// `wave bench …`: measurements printed beside the raw limit measured in the same run.
+struct BenchCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Benchmarks; each prints Wave's figures beside the raw limit of the same run.",
+        subcommands: [RedisBench.self]
+    )
+}
+
+/// `wave bench redis`.
+struct RedisBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "redis",
+        abstract: "The RESP client: PING round trips and pipelined XADD, beside redis-benchmark on the same server.",
+        discussion: "Bars (QUALITY.md): pipelined XADD ≥ 70 % of redis-benchmark -P 32; PING p50 ≤ 1.5× redis-benchmark's."
+    )
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(help: "PING round trips to time.")
+    var pings = 20_000
+
+    @Option(help: "XADD commands to send (redis-benchmark's -n).")
+    var xadds = 200_000
+
+    func validate() throws {
+        guard self.pings > 0, self.xadds > 0 else { throw ValidationError("--pings and --xadds must be positive") }
+    }
+
+    func run() async throws {
+        let configuration = try self.global.requireRedis(for: "wave bench redis")
+        let logger = Logger(label: "wave.bench")
+        let client = try RedisClient(configuration: configuration, logger: logger)
+        defer { Task { await client.shutdown() } }
+        var benchmark = RedisBenchmark()
+        benchmark.pings = self.pings
+        benchmark.xadds = self.xadds
+        let result: RedisBenchmark.Result
+        do {
+            result = try await benchmark.run(client: client, logger: logger)
+        } catch let error as BenchmarkError {
+            throw CLIError(exitCode: 1, message: error.description)
+        }
+        await client.shutdown()
+        if self.global.json {
+            print(try JSONOutput.line(result))
+        } else {
+            print(
+                BenchTable.render(
+                    title: "wave bench redis (\(configuration.redactedURL))",
+                    rows: [
+                        .init("XADD, 32 in flight (/s)", wave: result.xadd_pipelined_per_s, raw: result.xadd_pipelined_per_s_redis_benchmark,
+                              ratio: result.xadd_ratio, bar: "≥ 0.70", meets: result.xadd_ratio >= 0.70),
+                        .init("PING p50 (ms)", wave: result.rtt_p50_ms, raw: result.rtt_p50_ms_redis_benchmark,
+                              ratio: result.rtt_p50_ratio, bar: "≤ 1.5", meets: result.rtt_p50_ratio <= 1.5),
+                        .init("PING p99 (ms)", wave: result.rtt_p99_ms, raw: nil, ratio: nil, bar: "", meets: nil),
+                        .init("PING p50, pooled client (ms)", wave: result.rtt_p50_ms_pooled, raw: nil, ratio: nil, bar: "", meets: nil),
+                        .init("PING p99, pooled client (ms)", wave: result.rtt_p99_ms_pooled, raw: nil, ratio: nil, bar: "", meets: nil),
+                    ]
+                )
+            )
+        }
+    }
+}
+
+/// One-line JSON with sorted keys.
+enum JSONOutput {
+    static func line(_ value: some Encodable) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(value), as: UTF8.self)
+    }
+}
+
+/// A plain table for benchmark figures.
+enum BenchTable {
+    struct Row {
+        var name: String
+        var wave: Double
+        var raw: Double?
+        var ratio: Double?
+        var bar: String
+        var meets: Bool?
+        init(_ name: String, wave: Double, raw: Double?, ratio: Double?, bar: String, meets: Bool?) {
+            self.name = name
+            self.wave = wave
+            self.raw = raw
+            self.ratio = ratio
+            self.bar = bar
+            self.meets = meets
+        }
+    }
+
+    static func render(title: String, rows: [Row]) -> String {
+        func pad(_ text: String, _ width: Int) -> String { text + String(repeating: " ", count: max(0, width - text.count)) }
+        func number(_ value: Double?) -> String {
+            guard let value else { return "" }
+            return value >= 1000 ? String(Int(value.rounded())) : String(value)
+        }
+        var lines = [title, pad("measure", 30) + pad("wave", 12) + pad("raw limit", 12) + pad("ratio", 8) + pad("bar", 8) + "verdict"]
+        for row in rows {
+            let verdict = row.meets.map { $0 ? "meets the bar" : "BELOW the bar" } ?? ""
+            lines.append(pad(row.name, 30) + pad(number(row.wave), 12) + pad(number(row.raw), 12) + pad(number(row.ratio), 8) + pad(row.bar, 8) + verdict)
+        }
+        return lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,25 @@
+import ArgumentParser
+
+/// `wave demo`: the whole system on the embedded bus. Built by a later issue; until then it says
+/// so instead of pretending.
+struct DemoCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "demo",
+        abstract: "Run a whole wave on the embedded bus with simulated agents (not built yet)."
+    )
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(help: "Number of stories.")
+    var count: Int?
+
+    @Option(help: "Random seed, for a repeatable run.")
+    var seed: Int?
+
+    func run() async throws {
+        throw CLIError(
+            exitCode: 1,
+            message: "the demo is not built yet: this version has the Redis client and 'wave bench redis'; the orchestrator, bus and simulated agents come next (see ARCHITECTURE.md)"
+        )
+    }
+}

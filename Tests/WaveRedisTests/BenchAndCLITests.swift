@@ -1,0 +1,93 @@
+import Foundation
+import Testing
+import WaveBench
+
+@testable import WaveRedis
+
+@Suite("wave bench redis and the CLI")
+struct BenchAndCLITests {
+    @Test("the Redis benchmark measures both sides on a real server and reports every key",
+          .enabled(if: TestServers.available(TestServers.plain)))
+    func benchmarkSmoke() async throws {
+        let client = try TestServers.client(try TestServers.require(TestServers.plain, "WAVE_TEST_REDIS_URL"))
+        var benchmark = RedisBenchmark()
+        benchmark.pings = 200
+        benchmark.xadds = 3_200
+        benchmark.rawPings = 2_000
+        let result = try await benchmark.run(client: client, logger: TestServers.logger)
+        #expect(result.xadd_pipelined_per_s > 0)
+        #expect(result.xadd_pipelined_per_s_redis_benchmark > 0)
+        #expect(result.rtt_p50_ms > 0 && result.rtt_p99_ms >= result.rtt_p50_ms)
+        #expect(result.rtt_p50_ms_redis_benchmark > 0)
+        let json = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(result)) as? [String: Any]
+        for key in ["xadd_pipelined_per_s", "xadd_pipelined_per_s_redis_benchmark", "rtt_p50_ms", "rtt_p99_ms", "rtt_p50_ms_redis_benchmark"] {
+            #expect(json?[key] is Double, "\(key)")
+        }
+        await client.shutdown()
+    }
+
+    /// Runs the built `wave` binary.
+    static func wave(_ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, stdout: String, stderr: String) {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let binary = root.appendingPathComponent(".build/debug/wave")
+        guard FileManager.default.isExecutableFile(atPath: binary.path) else {
+            throw TestEnvironmentError(message: "\(binary.path) is not built (swift build --build-tests builds it)")
+        }
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = arguments
+        var env = ProcessInfo.processInfo.environment
+        env["WAVE_REDIS_URL"] = nil
+        env["REDIS_URL"] = nil
+        for (key, value) in environment { env[key] = value }
+        process.environment = env
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+    }
+
+    @Test("bad input exits 2 with one line on stderr", arguments: [
+        ["bench", "redis"],
+        ["bench", "redis", "--redis", "http://nope"],
+        ["bench", "redis", "--redis", "redis://127.0.0.1:1", "--pings", "0"],
+        ["bench", "nosuch"],
+        ["--no-such-flag"],
+    ])
+    func badInput(arguments: [String]) throws {
+        let result = try Self.wave(arguments)
+        #expect(result.status == 2, "\(arguments): \(result.stderr)")
+        #expect(result.stdout.isEmpty)
+        #expect(result.stderr.split(whereSeparator: \.isNewline).count == 1, "\(result.stderr)")
+        #expect(result.stderr.hasPrefix("wave: "))
+    }
+
+    @Test("an unreachable Redis exits 3 with a hint")
+    func unreachable() throws {
+        let port = try RedisServerProcess.freePort()
+        let result = try Self.wave(["bench", "redis", "--redis", "redis://127.0.0.1:\(port)", "--pings", "1", "--xadds", "1"],
+                                   environment: ["WAVE_LOG_LEVEL": "critical"])
+        #expect(result.status == 3, "\(result.stderr)")
+        #expect(result.stderr.contains("hint:"))
+    }
+
+    @Test("the demo says plainly that it is not built yet")
+    func demoNotYet() throws {
+        let result = try Self.wave(["demo"])
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("not built yet"))
+    }
+
+    @Test("--help works for the root and for bench redis")
+    func help() throws {
+        let root = try Self.wave(["--help"])
+        #expect(root.status == 0 && root.stdout.contains("bench"))
+        let bench = try Self.wave(["bench", "redis", "--help"])
+        #expect(bench.status == 0 && bench.stdout.contains("--redis"))
+    }
+}
