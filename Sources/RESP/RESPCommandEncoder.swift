@@ -23,11 +23,15 @@ public struct RESPCommandEncoder: Sendable {
         var count = 0
 
         /// Appends a text argument (as UTF-8).
-        public mutating func append(_ text: some StringProtocol) {
-            let utf8 = text.utf8
-            self.header(utf8.count)
-            self.scratch.writeBytes(utf8)
+        public mutating func append(_ text: String) {
+            self.header(text.utf8.count)
+            self.scratch.writeString(text)
             self.scratch.writeStaticString("\r\n")
+        }
+
+        /// Appends a text argument (as UTF-8).
+        public mutating func append(_ text: Substring) {
+            self.append(String(text))
         }
 
         /// Appends raw bytes.
@@ -46,12 +50,21 @@ public struct RESPCommandEncoder: Sendable {
 
         /// Appends an integer in decimal.
         public mutating func append(_ value: Int) {
-            self.append(String(value))
+            self.append(Int64(value))
         }
 
         /// Appends an integer in decimal.
         public mutating func append(_ value: Int64) {
-            self.append(String(value))
+            var magnitude = value.magnitude
+            var length = value < 0 ? 1 : 0
+            repeat {
+                length += 1
+                magnitude /= 10
+            } while magnitude > 0
+            self.header(length)
+            if value < 0 { self.scratch.writeInteger(UInt8(ascii: "-")) }
+            self.scratch.writeDecimal(value.magnitude)
+            self.scratch.writeStaticString("\r\n")
         }
 
         /// Appends each element in order.
@@ -62,7 +75,7 @@ public struct RESPCommandEncoder: Sendable {
         mutating func header(_ length: Int) {
             self.count += 1
             self.scratch.writeInteger(UInt8(ascii: "$"))
-            self.scratch.writeString(String(length))
+            self.scratch.writeDecimal(UInt64(length))
             self.scratch.writeStaticString("\r\n")
         }
     }
@@ -80,7 +93,7 @@ public struct RESPCommandEncoder: Sendable {
         self.arguments.count = 0
         try body(&self.arguments)
         self.buffer.writeInteger(UInt8(ascii: "*"))
-        self.buffer.writeString(String(self.arguments.count))
+        self.buffer.writeDecimal(UInt64(self.arguments.count))
         self.buffer.writeStaticString("\r\n")
         self.buffer.writeImmutableBuffer(self.arguments.scratch)
     }
@@ -89,6 +102,29 @@ public struct RESPCommandEncoder: Sendable {
     public mutating func command(_ parts: String...) {
         self.command { args in
             for part in parts { args.append(part) }
+        }
+    }
+}
+
+extension ByteBuffer {
+    /// Writes a non-negative integer in decimal, without allocating.
+    mutating func writeDecimal(_ value: UInt64) {
+        if value < 10 {
+            self.writeInteger(UInt8(truncatingIfNeeded: value) &+ 0x30)
+            return
+        }
+        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                     UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
+            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        var count = 0
+        var remaining = value
+        withUnsafeMutableBytes(of: &digits) { raw in
+            while remaining > 0 {
+                raw[19 - count] = UInt8(truncatingIfNeeded: remaining % 10) &+ 0x30
+                remaining /= 10
+                count += 1
+            }
+            self.writeBytes(UnsafeRawBufferPointer(rebasing: raw[(20 - count)...]))
         }
     }
 }

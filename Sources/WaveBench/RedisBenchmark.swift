@@ -9,15 +9,19 @@ import WaveRedis
 ///
 /// - PING round trips one at a time on one connection, the loop running on the connection's
 ///   event loop (p50, p99), and again through the pool from an ordinary task;
-/// - XADD with 32 in flight (batches of 32 typed commands, encoded each time) of the same
-///   one-field entry that redis-benchmark writes;
+/// - XADD with 32 in flight (two pipelines of 16 typed commands on one connection, encoded each
+///   time) of the same one-field entry that redis-benchmark writes, and again in synchronous
+///   batches of 32 (redis-benchmark's own pattern);
 /// - `redis-benchmark -c 1 -t ping_mbulk` and `redis-benchmark -c 1 -P 32 XADD …` on the same
 ///   server.
 public struct RedisBenchmark: Sendable {
     /// The figures of one run.
     public struct Result: Sendable, Codable {
-        /// Wave's XADD rate with 32 in flight.
+        /// Wave's XADD rate with 32 in flight (two pipelines of 16 on one connection).
         public var xadd_pipelined_per_s: Double
+        /// Wave's XADD rate in synchronous batches of 32 (send 32, wait for 32), redis-benchmark's
+        /// own pattern.
+        public var xadd_batch32_per_s: Double
         /// redis-benchmark's XADD rate with `-P 32`, same server, same run.
         public var xadd_pipelined_per_s_redis_benchmark: Double
         /// Wave's PING round trip, p50, on the connection's event loop.
@@ -69,12 +73,15 @@ public struct RedisBenchmark: Sendable {
         logger.info("redis-benchmark: XADD -P \(self.inFlight)")
         let rawXAdd = try tool.pipelinedXAddPerSecond(key: rawKey, requests: self.xadds, pipeline: self.inFlight)
         logger.info("wave: XADD \(self.inFlight) in flight (\(self.xadds))")
-        let xadd = try await self.measureXAdd(client: client, key: key)
+        let xadd = try await self.measureXAdd(client: client, key: key, windows: 2)
+        logger.info("wave: XADD in batches of \(self.inFlight), one at a time (\(self.xadds))")
+        let xaddBatched = try await self.measureXAdd(client: client, key: key, windows: 1)
         _ = try await client.send(DelCommand(keys: [key, rawKey]))
 
         let p50 = ping.percentileMilliseconds(50)
         return Result(
             xadd_pipelined_per_s: xadd.rounded(),
+            xadd_batch32_per_s: xaddBatched.rounded(),
             xadd_pipelined_per_s_redis_benchmark: rawXAdd.rounded(),
             rtt_p50_ms: rounded(p50, places: 4),
             rtt_p99_ms: rounded(ping.percentileMilliseconds(99), places: 4),
@@ -113,21 +120,32 @@ public struct RedisBenchmark: Sendable {
         return (onLoop, pooled)
     }
 
-    private func measureXAdd(client: RedisClient, key: String) async throws -> Double {
+    /// XADDs with `inFlight` commands outstanding on one connection, as `windows` pipelines that
+    /// each send their next batch as soon as their previous one is answered. With one window this
+    /// is exactly redis-benchmark's `-P 32` pattern (send 32, wait for 32); with two, the server
+    /// always has the other half queued while one half's replies travel back.
+    private func measureXAdd(client: RedisClient, key: String, windows: Int) async throws -> Double {
         let total = self.xadds
-        let window = self.inFlight
+        let batchSize = max(1, self.inFlight / windows)
         return try await client.withDedicatedConnection { connection in
             try await withTaskExecutorPreference(EventLoopTaskExecutor(connection.eventLoop)) {
                 let fields = [(name: "f", value: "v")]
                 let clock = ContinuousClock()
                 let start = clock.now
-                var sent = 0
-                while sent < total {
-                    let n = min(window, total - sent)
-                    let batch = [XAddCommand](repeating: XAddCommand(key, fields: fields), count: n)
-                    let results = try await connection.pipeline(batch: batch)
-                    for result in results { _ = try result.get() }
-                    sent += n
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for window in 0..<windows {
+                        let share = total / windows + (window < total % windows ? 1 : 0)
+                        group.addTask {
+                            var sent = 0
+                            while sent < share {
+                                let n = min(batchSize, share - sent)
+                                let batch = [XAddCommand](repeating: XAddCommand(key, fields: fields), count: n)
+                                for result in try await connection.pipeline(batch: batch) { _ = try result.get() }
+                                sent += n
+                            }
+                        }
+                    }
+                    try await group.waitForAll()
                 }
                 let elapsed = clock.now - start
                 let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18

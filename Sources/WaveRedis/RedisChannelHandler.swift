@@ -22,11 +22,16 @@ enum ResponseSink {
     }
 }
 
-/// The NIO end of a connection: writes requests, hands replies to the state machine and performs
+/// The NIO end of a connection: writes requests, decodes replies (the RESP decoder runs inline,
+/// without a separate pipeline stage per token), hands them to the state machine and performs
 /// its actions. Runs only on the channel's event loop.
 final class RedisChannelHandler: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = RESPToken
+    typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
+
+    private var decoder: RESPTokenDecoder
+    /// Bytes received but not yet decoded (part of a value).
+    private var cumulation: ByteBuffer?
 
     private var machine: RedisConnectionStateMachine<ResponseSink>
     private var context: ChannelHandlerContext?
@@ -37,7 +42,8 @@ final class RedisChannelHandler: ChannelInboundHandler, RemovableChannelHandler 
     /// Receives push frames (pub/sub messages, subscription confirmations, invalidations).
     var onPush: (@Sendable (RESPToken) -> Void)?
 
-    init(eventLoop: any EventLoop, resp3: Bool, logger: Logger) {
+    init(eventLoop: any EventLoop, resp3: Bool, limits: RESPDecoderLimits = .default, logger: Logger) {
+        self.decoder = RESPTokenDecoder(limits: limits)
         self.eventLoop = eventLoop
         self.machine = RedisConnectionStateMachine(resp3: resp3)
         self.logger = logger
@@ -100,7 +106,31 @@ final class RedisChannelHandler: ChannelInboundHandler, RemovableChannelHandler 
     // MARK: Inbound
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let token = self.unwrapInboundIn(data)
+        var buffer = self.unwrapInboundIn(data)
+        if var pending = self.cumulation {
+            self.cumulation = nil
+            pending.writeBuffer(&buffer)
+            buffer = pending
+        }
+        while true {
+            let token: RESPToken?
+            do {
+                token = try self.decoder.decode(buffer: &buffer)
+            } catch {
+                self.errorCaught(context: context, error: error)
+                return
+            }
+            guard let token else { break }
+            self.receive(token)
+            guard case .active = self.machine.state else { return }
+        }
+        if buffer.readableBytes > 0 {
+            if buffer.readerIndex > 4096 { buffer.discardReadBytes() }
+            self.cumulation = buffer
+        }
+    }
+
+    private func receive(_ token: RESPToken) {
         switch self.machine.receive(token) {
         case .none:
             break
@@ -125,8 +155,6 @@ final class RedisChannelHandler: ChannelInboundHandler, RemovableChannelHandler 
         let wrapped: RedisClientError
         if let parsing = error as? RESPParsingError {
             wrapped = RedisClientError(.protocolViolation, "the server sent invalid RESP: \(parsing)", underlying: parsing)
-        } else if let decoding = error as? ByteToMessageDecoderError, case .dataReceivedInErrorState(let inner, _) = decoding {
-            wrapped = RedisClientError(.protocolViolation, "the server sent invalid RESP", underlying: inner)
         } else {
             wrapped = RedisClientError(.connectionClosed, "the connection failed: \(error)", underlying: error)
         }

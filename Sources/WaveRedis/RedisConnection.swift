@@ -76,8 +76,7 @@ public final class RedisConnection: Sendable {
                     if let sslContext {
                         try sync.addHandler(NIOSSLClientHandler(context: sslContext, serverHostname: serverName))
                     }
-                    try sync.addHandler(ByteToMessageHandler(RESPTokenDecoder(limits: limits)))
-                    let handler = RedisChannelHandler(eventLoop: channel.eventLoop, resp3: resp3, logger: logger)
+                    let handler = RedisChannelHandler(eventLoop: channel.eventLoop, resp3: resp3, limits: limits, logger: logger)
                     handler.onPush = onPush
                     try sync.addHandler(handler)
                 }

@@ -17,7 +17,6 @@ struct WireHarness {
         let logger = Logger(label: "wire-test")
         let handler = try await channel.testingEventLoop.executeInContext {
             let handler = RedisChannelHandler(eventLoop: channel.eventLoop, resp3: resp3, logger: logger)
-            try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(RESPTokenDecoder()))
             try channel.pipeline.syncOperations.addHandler(handler)
             return NIOLoopBound(handler, eventLoop: channel.eventLoop)
         }
