@@ -146,26 +146,36 @@ public final class RedisConnection: Sendable {
     /// - Throws: ``RedisClientError`` when the connection fails; nothing is retried.
     public func pipeline(_ commands: [any RedisCommand]) async throws -> [RESPToken] {
         guard !commands.isEmpty else { return [] }
+        let (bytes, blocking) = self.encode(commands)
+        return try await self.submit(bytes, expected: commands.count, blocking: blocking)
+    }
+
+    /// Encodes commands into one buffer; the longest blocking time among them, if any.
+    private func encode<Commands: Collection>(_ commands: Commands) -> (ByteBuffer, Duration?) where Commands.Element: RedisCommand {
         var encoder = RESPCommandEncoder(allocator: self.allocator)
         var blocking: Duration? = nil
-        for command in commands {
-            encoder.command { command.encode(into: &$0) }
-            if let b = command.blockingTimeout { blocking = max(blocking ?? .zero, b) }
-        }
-        return try await self.submit(encoder.buffer, expected: commands.count, blocking: blocking)
+        for command in commands { Self.append(command, to: &encoder, blocking: &blocking) }
+        return (encoder.buffer, blocking)
+    }
+
+    private func encode(_ commands: [any RedisCommand]) -> (ByteBuffer, Duration?) {
+        var encoder = RESPCommandEncoder(allocator: self.allocator)
+        var blocking: Duration? = nil
+        for command in commands { Self.append(command, to: &encoder, blocking: &blocking) }
+        return (encoder.buffer, blocking)
+    }
+
+    private static func append(_ command: some RedisCommand, to encoder: inout RESPCommandEncoder, blocking: inout Duration?) {
+        encoder.command { command.encode(into: &$0) }
+        if let b = command.blockingTimeout { blocking = max(blocking ?? .zero, b) }
     }
 
     /// Sends the same kind of command many times in one write (for example a batch of `XADD`),
     /// decoding each reply; an error reply becomes a failed `Result`.
     public func pipeline<Command: RedisCommand>(batch commands: [Command]) async throws -> [Result<Command.Response, RedisClientError>] {
         guard !commands.isEmpty else { return [] }
-        var encoder = RESPCommandEncoder(allocator: self.allocator)
-        var blocking: Duration? = nil
-        for command in commands {
-            encoder.command { command.encode(into: &$0) }
-            if let b = command.blockingTimeout { blocking = max(blocking ?? .zero, b) }
-        }
-        let tokens = try await self.submit(encoder.buffer, expected: commands.count, blocking: blocking)
+        let (bytes, blocking) = self.encode(commands)
+        let tokens = try await self.submit(bytes, expected: commands.count, blocking: blocking)
         var results: [Result<Command.Response, RedisClientError>] = []
         results.reserveCapacity(commands.count)
         for (command, token) in zip(commands, tokens) {

@@ -165,11 +165,7 @@ public struct EvalCommand: RedisCommand {
         self.arguments = arguments
     }
     public func encode(into arguments: inout RESPCommandEncoder.Arguments) {
-        arguments.append("EVAL")
-        arguments.append(self.script)
-        arguments.append(self.keys.count)
-        arguments.append(contentsOf: self.keys)
-        arguments.append(contentsOf: self.arguments)
+        arguments.appendScriptCall("EVAL", self.script, keys: self.keys, arguments: self.arguments)
     }
 }
 
@@ -189,11 +185,7 @@ public struct EvalShaCommand: RedisCommand {
         self.arguments = arguments
     }
     public func encode(into arguments: inout RESPCommandEncoder.Arguments) {
-        arguments.append("EVALSHA")
-        arguments.append(self.sha1)
-        arguments.append(self.keys.count)
-        arguments.append(contentsOf: self.keys)
-        arguments.append(contentsOf: self.arguments)
+        arguments.appendScriptCall("EVALSHA", self.sha1, keys: self.keys, arguments: self.arguments)
     }
 }
 
@@ -208,5 +200,16 @@ public struct ScriptLoadCommand: RedisCommand {
         arguments.append("SCRIPT")
         arguments.append("LOAD")
         arguments.append(self.script)
+    }
+}
+
+extension RESPCommandEncoder.Arguments {
+    /// `NAME script-or-sha numkeys key… arg…`.
+    mutating func appendScriptCall(_ name: String, _ script: String, keys: [String], arguments: [String]) {
+        self.append(name)
+        self.append(script)
+        self.append(keys.count)
+        self.append(contentsOf: keys)
+        self.append(contentsOf: arguments)
     }
 }

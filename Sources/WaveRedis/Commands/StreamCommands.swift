@@ -204,10 +204,7 @@ public struct XGroupDestroyCommand: RedisCommand {
         self.group = group
     }
     public func encode(into arguments: inout RESPCommandEncoder.Arguments) {
-        arguments.append("XGROUP")
-        arguments.append("DESTROY")
-        arguments.append(self.key)
-        arguments.append(self.group)
+        arguments.appendGroupCommand("DESTROY", self.key, self.group)
     }
 }
 
@@ -227,11 +224,7 @@ public struct XGroupCreateConsumerCommand: RedisCommand {
         self.consumer = consumer
     }
     public func encode(into arguments: inout RESPCommandEncoder.Arguments) {
-        arguments.append("XGROUP")
-        arguments.append("CREATECONSUMER")
-        arguments.append(self.key)
-        arguments.append(self.group)
-        arguments.append(self.consumer)
+        arguments.appendGroupCommand("CREATECONSUMER", self.key, self.group, self.consumer)
     }
 }
 
@@ -252,11 +245,7 @@ public struct XGroupDelConsumerCommand: RedisCommand {
         self.consumer = consumer
     }
     public func encode(into arguments: inout RESPCommandEncoder.Arguments) {
-        arguments.append("XGROUP")
-        arguments.append("DELCONSUMER")
-        arguments.append(self.key)
-        arguments.append(self.group)
-        arguments.append(self.consumer)
+        arguments.appendGroupCommand("DELCONSUMER", self.key, self.group, self.consumer)
     }
 }
 
@@ -595,5 +584,16 @@ extension Duration {
     /// The duration in whole milliseconds, rounded down.
     public var wholeMilliseconds: Int {
         Int(self.components.seconds) * 1000 + Int(self.components.attoseconds / 1_000_000_000_000_000)
+    }
+}
+
+extension RESPCommandEncoder.Arguments {
+    /// `XGROUP SUBCOMMAND key group [consumer]`.
+    mutating func appendGroupCommand(_ subcommand: String, _ key: String, _ group: String, _ consumer: String? = nil) {
+        self.append("XGROUP")
+        self.append(subcommand)
+        self.append(key)
+        self.append(group)
+        if let consumer { self.append(consumer) }
     }
 }
