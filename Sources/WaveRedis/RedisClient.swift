@@ -213,12 +213,9 @@ public final class RedisClient: Service, Sendable {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.maintenanceLoop() }
             group.addTask { await self.recoveryLoop() }
-            await withGracefulShutdownHandler {
-                // Wait until shutdown: both loops run until cancelled.
-                try? await gracefulShutdown()
-            } onGracefulShutdown: {
-                self.logger.debug("Redis client shutting down")
-            }
+            // Both loops run until graceful shutdown (or cancellation) ends this wait.
+            try? await gracefulShutdown()
+            self.logger.debug("Redis client shutting down")
             group.cancelAll()
         }
         await self.shutdown()

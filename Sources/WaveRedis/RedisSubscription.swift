@@ -27,13 +27,23 @@ extension RedisClient {
     ) async throws -> Result {
         precondition(!channels.isEmpty || !patterns.isEmpty, "subscribe to at least one channel or pattern")
         let (stream, continuation) = AsyncStream.makeStream(of: RedisSubscriptionEvent.self, bufferingPolicy: .bufferingNewest(10_000))
+        let current = CurrentConnection()
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
-                await self.maintainSubscription(channels: channels, patterns: patterns, continuation: continuation)
+                await self.maintainSubscription(channels: channels, patterns: patterns, current: current, continuation: continuation)
             }
             defer { group.cancelAll() }
             let result = try await body(stream)
             continuation.finish()
+            // Leave politely: UNSUBSCRIBE and PUNSUBSCRIBE, confirmed, before the connection closes.
+            if let connection = current.value.withLock({ $0 }), connection.isActive {
+                if !channels.isEmpty {
+                    try? await connection.submitSubscription(["UNSUBSCRIBE"] + channels, confirmations: channels.count)
+                }
+                if !patterns.isEmpty {
+                    try? await connection.submitSubscription(["PUNSUBSCRIBE"] + patterns, confirmations: patterns.count)
+                }
+            }
             return result
         }
     }
@@ -41,6 +51,7 @@ extension RedisClient {
     private func maintainSubscription(
         channels: [String],
         patterns: [String],
+        current: CurrentConnection,
         continuation: AsyncStream<RedisSubscriptionEvent>.Continuation
     ) async {
         var attempt = 0
@@ -50,6 +61,7 @@ extension RedisClient {
                     if let event = Self.subscriptionEvent(token) { continuation.yield(event) }
                 })
                 attempt = 0
+                current.value.withLock { $0 = connection }
                 do {
                     if !channels.isEmpty {
                         try await connection.submitSubscription(["SUBSCRIBE"] + channels, confirmations: channels.count)
@@ -95,4 +107,9 @@ extension RedisClient {
             return nil
         }
     }
+}
+
+/// The connection a subscription is currently on.
+final class CurrentConnection: Sendable {
+    let value = Mutex<RedisConnection?>(nil)
 }

@@ -223,6 +223,11 @@ struct RealServerCommandTests {
             .message(channel: channel, payload: "hello", pattern: nil),
             .message(channel: channel + ":x", payload: "pattern", pattern: channel + ":*"),
         ])
+        // Leaving the scope unsubscribed (confirmed) before it returned.
+        let numsub = try await self.client.send(RawCommand("PUBSUB", "NUMSUB", channel))
+        #expect(try numsub.pairs().first.map { try Int(fromRESP: $0.value) } == 0)
+        let numpat = try await self.client.send(RawCommand("PUBSUB", "NUMPAT"))
+        #expect(try numpat.decode(as: Int.self) == 0)
     }
 
     @Test("10 000 pipelined commands on one connection: one write, replies in order")
@@ -285,6 +290,37 @@ struct RealServerCommandTests {
         #expect(client.pool.openCount >= 1)
         await client.shutdown()
         await #expect(throws: RedisClientError.self) { _ = try await client.send(PingCommand()) }
+    }
+
+    @Test("pool maintenance: idle connections above the minimum close after the idle timeout; idle ones get a keep-alive PING")
+    func poolMaintenance() async throws {
+        let url = try TestServers.require(TestServers.plain, "WAVE_TEST_REDIS_URL")
+        let client = try TestServers.client(url) {
+            $0.pool.minConnections = 1
+            $0.pool.maxConnections = 4
+            $0.pool.idleTimeout = .seconds(60)
+            $0.pool.keepAliveInterval = .seconds(30)
+        }
+        // Three connections in use at once, then idle.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<3 {
+                group.addTask {
+                    try await client.withConnection { connection in
+                        _ = try await connection.send(XReadCommand(streams: [("wave:test:none", "$")], block: .milliseconds(200)))
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        #expect(client.pool.openCount == 3)
+        // 31 s later (the clock is passed in, nothing sleeps): keep-alive, nothing closed.
+        await client.pool.maintain(now: .now + .seconds(31))
+        #expect(client.pool.openCount == 3 && client.pool.idleCount == 3)
+        // 61 s later: idle above the minimum closed.
+        await client.pool.maintain(now: .now + .seconds(61))
+        #expect(client.pool.openCount == 1)
+        #expect(try await client.send(PingCommand()) == "PONG")
+        await client.shutdown()
     }
 
     @Test("a cancelled blocking read fails with cancellation and its connection is discarded")

@@ -124,3 +124,28 @@ struct RealServerFaultTests {
         server.stop()
     }
 }
+
+@Suite("Real Redis: lifecycle", .enabled(if: TestServers.available(TestServers.plain)))
+struct RealServerLifecycleTests {
+    @Test("in a ServiceGroup the client runs until graceful shutdown, then closes its connections")
+    func gracefulShutdown() async throws {
+        let client = try TestServers.client(try TestServers.require(TestServers.plain, "WAVE_TEST_REDIS_URL"))
+        let group = ServiceGroup(services: [client], logger: TestServers.logger)
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            #expect(try await client.send(PingCommand()) == "PONG")
+            #expect(client.pool.openCount >= 1)
+            await group.triggerGracefulShutdown()
+            try await tasks.waitForAll()
+        }
+        #expect(client.pool.idleCount == 0)
+        do {
+            _ = try await client.send(PingCommand())
+            Issue.record("a request succeeded after shutdown")
+        } catch let error as RedisClientError {
+            #expect(error.code == .clientShutdown)
+        }
+    }
+}
+
+import ServiceLifecycle
