@@ -16,6 +16,7 @@ let package = Package(
         .executable(name: "wave", targets: ["WaveCLI"]),
         .library(name: "RESP", targets: ["RESP"]),
         .library(name: "WaveRedis", targets: ["WaveRedis"]),
+        .library(name: "WaveProtocol", targets: ["WaveProtocol"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -30,6 +31,11 @@ let package = Package(
         .target(
             name: "RESP",
             dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict
+        ),
+        // The wire protocol as pure values: envelope, event types, names, tasks, dead letters.
+        .target(
+            name: "WaveProtocol",
             swiftSettings: strict
         ),
         // The Redis client: connections, pool, blocking reads, pub/sub, breaker, typed commands.
@@ -70,6 +76,11 @@ let package = Package(
         .testTarget(
             name: "RESPTests",
             dependencies: ["RESP", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "WaveProtocolTests",
+            dependencies: ["WaveProtocol"],
             swiftSettings: strict
         ),
         .testTarget(
