@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "RESP", targets: ["RESP"]),
         .library(name: "WaveRedis", targets: ["WaveRedis"]),
         .library(name: "WaveProtocol", targets: ["WaveProtocol"]),
+        .library(name: "WaveBus", targets: ["WaveBus"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -36,6 +37,12 @@ let package = Package(
         // The wire protocol as pure values: envelope, event types, names, tasks, dead letters.
         .target(
             name: "WaveProtocol",
+            swiftSettings: strict
+        ),
+        // The event bus: one interface; Redis Streams and in-memory implementations.
+        .target(
+            name: "WaveBus",
+            dependencies: ["WaveProtocol", "WaveRedis", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         // The Redis client: connections, pool, blocking reads, pub/sub, breaker, typed commands.
@@ -81,6 +88,11 @@ let package = Package(
         .testTarget(
             name: "WaveProtocolTests",
             dependencies: ["WaveProtocol"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "WaveBusTests",
+            dependencies: ["WaveBus", "WaveProtocol", "WaveRedis", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         .testTarget(

@@ -1,0 +1,160 @@
+import WaveProtocol
+
+/// Where a new consumer group starts reading.
+public enum GroupStart: Sendable, Hashable {
+    /// Only entries added after the group is created (`$`).
+    case newEntries
+    /// Every entry in the stream (`0`).
+    case beginning
+    /// Entries after this id (`<ms>-<seq>`); WIRE.md's rule for a new `orchestrator` group.
+    case after(String)
+
+    /// The id given to `XGROUP CREATE`.
+    public var id: String {
+        switch self {
+        case .newEntries: "$"
+        case .beginning: "0"
+        case .after(let id): id
+        }
+    }
+}
+
+/// How a consumer reads.
+public struct ConsumerOptions: Sendable {
+    /// The streams to read.
+    public var streams: [String]
+    /// The consumer group (created with MKSTREAM at ``start`` if missing).
+    public var group: String
+    /// This consumer's name; keep it stable across restarts so that own pending entries are
+    /// re-read.
+    public var consumer: String
+    /// Where the group starts if it has to be created. Default: new entries only.
+    public var start: GroupStart = .newEntries
+    /// Most entries per read. Default 128.
+    public var batchSize = 128
+    /// How long one blocking read waits before it is issued again (never 0). Default 2 s.
+    public var blockTime: Duration = .seconds(2)
+    /// Entries idle this long are claimed again, whoever holds them. Default 30 s.
+    public var reclaimAfter: Duration = .seconds(30)
+    /// How often the reclaimer looks (maintenance interval). Default: half of ``reclaimAfter``.
+    public var reclaimInterval: Duration?
+    /// Deliveries a handler gets; the next delivery dead-letters the entry. Default 5.
+    public var maxDeliveries = 5
+    /// Payload limits for decoding.
+    public var limits = EnvelopeLimits.default
+
+    /// Creates options.
+    public init(streams: [String], group: String, consumer: String) {
+        self.streams = streams
+        self.group = group
+        self.consumer = consumer
+    }
+
+    var effectiveReclaimInterval: Duration { self.reclaimInterval ?? self.reclaimAfter / 2 }
+}
+
+/// One entry delivered to a consumer.
+public struct Delivery: Sendable, Hashable {
+    /// The stream it was read from.
+    public var stream: String
+    /// Its entry id.
+    public var id: String
+    /// The group that read it.
+    public var group: String
+    /// The consumer that holds it.
+    public var consumer: String
+    /// The decoded envelope.
+    public var envelope: Envelope
+    /// How many times it has been delivered (1 the first time).
+    public var deliveryCount: Int
+    /// The raw fields.
+    public var fields: [StreamField]
+}
+
+/// One consumer group as the bus sees it.
+public struct BusGroupInfo: Sendable, Hashable {
+    /// The stream.
+    public var stream: String
+    /// The group.
+    public var group: String
+    /// Consumers in the group.
+    public var consumers: Int
+    /// Entries delivered and not acknowledged.
+    public var pending: Int
+    /// Entries not yet delivered to the group, if known.
+    public var lag: Int?
+    /// Entries the group has read, if known.
+    public var entriesRead: Int?
+}
+
+/// A raw entry of a stream, as `wave tail` shows it.
+public struct BusEntry: Sendable, Hashable {
+    /// The entry id.
+    public var id: String
+    /// Its fields.
+    public var fields: [StreamField]
+}
+
+/// The messaging layer: publish envelopes to streams, consume them as a member of a consumer
+/// group, acknowledge, dead-letter. Implemented over Redis Streams (``RedisEventBus``) and in
+/// memory with the same semantics (``InMemoryEventBus``).
+///
+/// Delivery is at least once: an entry stays pending until it is acknowledged, is re-read by its
+/// consumer after a restart, and is claimed again by any consumer of the group once it has been
+/// idle for ``ConsumerOptions/reclaimAfter``. Entries that cannot be decoded are dead-lettered at
+/// once; an entry delivered more than ``ConsumerOptions/maxDeliveries`` times is dead-lettered
+/// instead of delivered. A dead letter is written before the original is acknowledged.
+public protocol EventBus: Sendable {
+    /// Publishes an envelope; returns the entry id.
+    func publish(_ envelope: Envelope, to stream: String) async throws -> String
+    /// Publishes several envelopes in one round trip (pipelined); returns their ids in order.
+    func publish(batch: [(stream: String, envelope: Envelope)]) async throws -> [String]
+    /// Publishes raw fields (for tools and tests that must write what the reference writes).
+    func publish(fields: [StreamField], to stream: String) async throws -> String
+    /// Creates a group (and the stream) unless it exists.
+    func createGroup(_ group: String, on stream: String, start: GroupStart) async throws
+    /// Deletes a group; `false` if it did not exist.
+    @discardableResult func deleteGroup(_ group: String, on stream: String) async throws -> Bool
+    /// Runs `body` with the deliveries of a consumer; stops reading when `body` returns.
+    func withConsumer<Result: Sendable>(
+        _ options: ConsumerOptions,
+        _ body: (AsyncStream<Delivery>) async throws -> Result
+    ) async throws -> Result
+    /// Acknowledges deliveries (pipelined).
+    func acknowledge(_ deliveries: [Delivery]) async throws
+    /// Dead-letters a delivery with a reason, then acknowledges it.
+    func deadLetter(_ delivery: Delivery, reason: String) async throws
+    /// The groups of a stream.
+    func groups(of stream: String) async throws -> [BusGroupInfo]
+    /// Entries of a stream without consuming them: the newest `count`, oldest first.
+    func entries(of stream: String, count: Int) async throws -> [BusEntry]
+}
+
+/// The dead-letter stream for a source stream: `wave:{kind}:{project}…` → `wave:dlq:{project}`.
+public func deadLetterStream(for stream: String) -> String {
+    let parts = stream.split(separator: ":", maxSplits: 3, omittingEmptySubsequences: false)
+    guard parts.count >= 3, parts[0] == "wave" else { return "wave:dlq:\(stream)" }
+    return "wave:dlq:\(parts[2])"
+}
+
+/// What happens to an entry read from a stream: delivered, or dead-lettered with a reason.
+enum Judgement: Sendable {
+    case deliver(Envelope)
+    case deadLetter(reason: String, handlerRuns: Int)
+
+    static func judge(fields: [StreamField], stream: String, id: String, deliveryCount: Int, options: ConsumerOptions) -> Judgement {
+        let envelope: Envelope
+        do {
+            envelope = try Envelope(decoding: fields, stream: stream, entryID: id, limits: options.limits)
+        } catch {
+            return .deadLetter(reason: error.dlqError, handlerRuns: max(0, deliveryCount - 1))
+        }
+        if deliveryCount > options.maxDeliveries {
+            return .deadLetter(
+                reason: "max_deliveries: the handler did not succeed in \(options.maxDeliveries) deliveries",
+                handlerRuns: options.maxDeliveries
+            )
+        }
+        return .deliver(envelope)
+    }
+}

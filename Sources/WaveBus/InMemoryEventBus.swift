@@ -1,0 +1,276 @@
+import Foundation
+import WaveProtocol
+
+/// The event bus in one process: the embedded default and the fast test path, with the same
+/// semantics as Redis Streams consumer groups (entry ids, groups with a last-delivered id,
+/// pending entries with owners and delivery counts, reclaiming idle entries, dead letters).
+///
+/// Consumers waiting for entries are resumed by the publish that adds them; nothing polls.
+public actor InMemoryEventBus: EventBus {
+    struct EntryID: Comparable, Hashable {
+        var ms: UInt64
+        var seq: UInt64
+        init(ms: UInt64, seq: UInt64) {
+            self.ms = ms
+            self.seq = seq
+        }
+        init?(_ text: String) {
+            let parts = text.split(separator: "-")
+            guard let ms = UInt64(parts.first ?? ""), parts.count <= 2 else { return nil }
+            self.ms = ms
+            self.seq = parts.count == 2 ? UInt64(parts[1]) ?? 0 : 0
+        }
+        var text: String { "\(self.ms)-\(self.seq)" }
+        static func < (a: EntryID, b: EntryID) -> Bool { (a.ms, a.seq) < (b.ms, b.seq) }
+    }
+
+    struct Pending {
+        var consumer: String
+        var deliveries: Int
+        var lastDelivered: ContinuousClock.Instant
+    }
+
+    struct Group {
+        var lastDelivered: EntryID
+        var pending: [EntryID: Pending] = [:]
+        var consumers: Set<String> = []
+        var entriesRead = 0
+    }
+
+    struct Stream {
+        var entries: [(id: EntryID, fields: [StreamField])] = []
+        var lastID = EntryID(ms: 0, seq: 0)
+        var groups: [String: Group] = [:]
+    }
+
+    private var streams: [String: Stream] = [:]
+    private var waiters: [UUID: (streams: Set<String>, continuation: CheckedContinuation<Void, Never>)] = [:]
+
+    /// Creates an empty bus.
+    public init() {}
+
+    // MARK: Publishing
+
+    public func publish(_ envelope: Envelope, to stream: String) async throws -> String {
+        self.append(envelope.fields, to: stream)
+    }
+
+    public func publish(batch: [(stream: String, envelope: Envelope)]) async throws -> [String] {
+        batch.map { self.append($0.envelope.fields, to: $0.stream) }
+    }
+
+    public func publish(fields: [StreamField], to stream: String) async throws -> String {
+        self.append(fields, to: stream)
+    }
+
+    private func append(_ fields: [StreamField], to name: String) -> String {
+        var stream = self.streams[name] ?? Stream()
+        let now = UInt64(max(0, Date().timeIntervalSince1970 * 1000))
+        let id = now > stream.lastID.ms ? EntryID(ms: now, seq: 0) : EntryID(ms: stream.lastID.ms, seq: stream.lastID.seq + 1)
+        stream.entries.append((id, fields))
+        stream.lastID = id
+        self.streams[name] = stream
+        self.wake(stream: name)
+        return id.text
+    }
+
+    private func wake(stream: String) {
+        for (token, waiter) in self.waiters where waiter.streams.contains(stream) {
+            self.waiters[token] = nil
+            waiter.continuation.resume()
+        }
+    }
+
+    // MARK: Groups
+
+    public func createGroup(_ group: String, on stream: String, start: GroupStart) async throws {
+        var value = self.streams[stream] ?? Stream()
+        guard value.groups[group] == nil else { return }
+        let last: EntryID
+        switch start {
+        case .newEntries: last = value.lastID
+        case .beginning: last = EntryID(ms: 0, seq: 0)
+        case .after(let id):
+            guard let parsed = EntryID(id) else { throw BusError.invalidArgument("\(id) is not a stream id") }
+            last = parsed
+        }
+        value.groups[group] = Group(lastDelivered: last, entriesRead: value.entries.filter { $0.id <= last }.count)
+        self.streams[stream] = value
+    }
+
+    @discardableResult
+    public func deleteGroup(_ group: String, on stream: String) async throws -> Bool {
+        self.streams[stream]?.groups.removeValue(forKey: group) != nil
+    }
+
+    public func groups(of stream: String) async throws -> [BusGroupInfo] {
+        guard let value = self.streams[stream] else { return [] }
+        return value.groups.map { name, group in
+            BusGroupInfo(
+                stream: stream, group: name, consumers: group.consumers.count, pending: group.pending.count,
+                lag: value.entries.filter { $0.id > group.lastDelivered }.count, entriesRead: group.entriesRead
+            )
+        }.sorted { $0.group < $1.group }
+    }
+
+    public func entries(of stream: String, count: Int) async throws -> [BusEntry] {
+        guard let value = self.streams[stream] else { return [] }
+        return value.entries.suffix(max(0, count)).map { BusEntry(id: $0.id.text, fields: $0.fields) }
+    }
+
+    // MARK: Acknowledging and dead letters
+
+    public func acknowledge(_ deliveries: [Delivery]) async throws {
+        for delivery in deliveries {
+            guard let id = EntryID(delivery.id) else { continue }
+            self.streams[delivery.stream]?.groups[delivery.group]?.pending[id] = nil
+        }
+    }
+
+    public func deadLetter(_ delivery: Delivery, reason: String) async throws {
+        self.writeDeadLetter(fields: delivery.fields, id: delivery.id, stream: delivery.stream, group: delivery.group, reason: reason, handlerRuns: delivery.deliveryCount)
+        try await self.acknowledge([delivery])
+    }
+
+    private func writeDeadLetter(fields: [StreamField], id: String, stream: String, group: String, reason: String, handlerRuns: Int) {
+        let letter = DeadLetter(originalFields: fields, error: reason, originalID: id, sourceStream: stream, group: group, deliveryCount: handlerRuns)
+        _ = self.append(letter.fields, to: deadLetterStream(for: stream))
+    }
+
+    // MARK: Consuming
+
+    public nonisolated func withConsumer<Result: Sendable>(
+        _ options: ConsumerOptions,
+        _ body: (AsyncStream<Delivery>) async throws -> Result
+    ) async throws -> Result {
+        for stream in options.streams { try await self.createGroup(options.group, on: stream, start: options.start) }
+        let (deliveries, continuation) = AsyncStream.makeStream(of: Delivery.self)
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await self.readLoop(options, continuation) }
+            group.addTask { await self.reclaimLoop(options, continuation) }
+            defer {
+                group.cancelAll()
+                continuation.finish()
+            }
+            return try await body(deliveries)
+        }
+    }
+
+    private func readLoop(_ options: ConsumerOptions, _ continuation: AsyncStream<Delivery>.Continuation) async {
+        // Own pending entries first (a restarted consumer re-reads what it held).
+        for delivery in self.takeOwnPending(options) { self.emit(delivery, options, continuation) }
+        while !Task.isCancelled {
+            let batch = self.takeNew(options)
+            if batch.isEmpty {
+                await self.waitForEntries(on: Set(options.streams))
+                continue
+            }
+            for delivery in batch { self.emit(delivery, options, continuation) }
+        }
+    }
+
+    private func reclaimLoop(_ options: ConsumerOptions, _ continuation: AsyncStream<Delivery>.Continuation) async {
+        while !Task.isCancelled {
+            // Maintenance on the configured reclaim interval.
+            do { try await Task.sleep(for: options.effectiveReclaimInterval) } catch { return }
+            for delivery in self.reclaimIdle(options, now: .now) { self.emit(delivery, options, continuation) }
+        }
+    }
+
+    private struct Raw {
+        var stream: String
+        var id: EntryID
+        var fields: [StreamField]
+        var deliveries: Int
+    }
+
+    private func emit(_ raw: Raw, _ options: ConsumerOptions, _ continuation: AsyncStream<Delivery>.Continuation) {
+        switch Judgement.judge(fields: raw.fields, stream: raw.stream, id: raw.id.text, deliveryCount: raw.deliveries, options: options) {
+        case .deliver(let envelope):
+            continuation.yield(
+                Delivery(stream: raw.stream, id: raw.id.text, group: options.group, consumer: options.consumer,
+                         envelope: envelope, deliveryCount: raw.deliveries, fields: raw.fields)
+            )
+        case .deadLetter(let reason, let runs):
+            self.writeDeadLetter(fields: raw.fields, id: raw.id.text, stream: raw.stream, group: options.group, reason: reason, handlerRuns: runs)
+            self.streams[raw.stream]?.groups[options.group]?.pending[raw.id] = nil
+        }
+    }
+
+    private func takeOwnPending(_ options: ConsumerOptions) -> [Raw] {
+        var result: [Raw] = []
+        for name in options.streams {
+            guard var stream = self.streams[name], var group = stream.groups[options.group] else { continue }
+            group.consumers.insert(options.consumer)
+            for entry in stream.entries where group.pending[entry.id]?.consumer == options.consumer {
+                group.pending[entry.id]!.deliveries += 1
+                group.pending[entry.id]!.lastDelivered = .now
+                result.append(Raw(stream: name, id: entry.id, fields: entry.fields, deliveries: group.pending[entry.id]!.deliveries))
+            }
+            stream.groups[options.group] = group
+            self.streams[name] = stream
+        }
+        return result
+    }
+
+    private func takeNew(_ options: ConsumerOptions) -> [Raw] {
+        var result: [Raw] = []
+        for name in options.streams {
+            guard var stream = self.streams[name], var group = stream.groups[options.group] else { continue }
+            group.consumers.insert(options.consumer)
+            for entry in stream.entries where entry.id > group.lastDelivered {
+                if result.count >= options.batchSize { break }
+                group.lastDelivered = entry.id
+                group.entriesRead += 1
+                group.pending[entry.id] = Pending(consumer: options.consumer, deliveries: 1, lastDelivered: .now)
+                result.append(Raw(stream: name, id: entry.id, fields: entry.fields, deliveries: 1))
+            }
+            stream.groups[options.group] = group
+            self.streams[name] = stream
+        }
+        return result
+    }
+
+    private func reclaimIdle(_ options: ConsumerOptions, now: ContinuousClock.Instant) -> [Raw] {
+        var result: [Raw] = []
+        for name in options.streams {
+            guard var stream = self.streams[name], var group = stream.groups[options.group] else { continue }
+            for entry in stream.entries {
+                guard let pending = group.pending[entry.id], now - pending.lastDelivered >= options.reclaimAfter else { continue }
+                let deliveries = pending.deliveries + 1
+                group.pending[entry.id] = Pending(consumer: options.consumer, deliveries: deliveries, lastDelivered: now)
+                result.append(Raw(stream: name, id: entry.id, fields: entry.fields, deliveries: deliveries))
+            }
+            stream.groups[options.group] = group
+            self.streams[name] = stream
+        }
+        return result
+    }
+
+    private func waitForEntries(on streams: Set<String>) async {
+        let token = UUID()
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                if Task.isCancelled {
+                    continuation.resume()
+                } else {
+                    self.waiters[token] = (streams, continuation)
+                }
+            }
+        } onCancel: {
+            Task { await self.cancelWait(token) }
+        }
+    }
+
+    private func cancelWait(_ token: UUID) {
+        self.waiters.removeValue(forKey: token)?.continuation.resume()
+    }
+}
+
+/// A bus operation could not be done.
+public struct BusError: Error, Sendable, CustomStringConvertible {
+    /// What went wrong.
+    public var description: String
+
+    static func invalidArgument(_ text: String) -> BusError { BusError(description: text) }
+}

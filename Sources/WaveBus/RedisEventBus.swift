@@ -1,0 +1,248 @@
+import Logging
+import WaveProtocol
+import WaveRedis
+
+/// The event bus over Redis Streams consumer groups.
+///
+/// A consumer reads on a connection of its own (blocking reads never delay other commands):
+/// first its own pending entries from `0`, then new ones with `>`; a reclaimer claims every entry
+/// idle past ``ConsumerOptions/reclaimAfter`` with `XAUTOCLAIM`, following the cursor, whoever
+/// holds it. After a connection loss the consumer reconnects with backoff, recreates missing
+/// groups and starts again with its own pending entries.
+public struct RedisEventBus: EventBus {
+    /// The client.
+    public let client: RedisClient
+    let logger: Logger
+
+    /// Creates a bus over a client.
+    public init(client: RedisClient, logger: Logger) {
+        self.client = client
+        self.logger = logger
+    }
+
+    static func redisFields(_ fields: [StreamField]) -> [(name: String, value: String)] {
+        fields.map { ($0.name, $0.value) }
+    }
+
+    // MARK: Publishing
+
+    public func publish(_ envelope: Envelope, to stream: String) async throws -> String {
+        try await self.publish(fields: envelope.fields, to: stream)
+    }
+
+    public func publish(batch: [(stream: String, envelope: Envelope)]) async throws -> [String] {
+        let commands = batch.map { XAddCommand($0.stream, fields: Self.redisFields($0.envelope.fields)) }
+        return try await self.client.pipeline(batch: commands).map { result in
+            guard let id = try result.get() else { throw BusError.invalidArgument("XADD returned no id") }
+            return id
+        }
+    }
+
+    public func publish(fields: [StreamField], to stream: String) async throws -> String {
+        guard let id = try await self.client.send(XAddCommand(stream, fields: Self.redisFields(fields))) else {
+            throw BusError.invalidArgument("XADD returned no id")
+        }
+        return id
+    }
+
+    // MARK: Groups
+
+    public func createGroup(_ group: String, on stream: String, start: GroupStart) async throws {
+        _ = try await self.client.send(XGroupCreateCommand(stream, group: group, startID: start.id))
+    }
+
+    @discardableResult
+    public func deleteGroup(_ group: String, on stream: String) async throws -> Bool {
+        do {
+            return try await self.client.send(XGroupDestroyCommand(stream, group: group))
+        } catch let error as RedisClientError where error.serverMessage?.contains("no such key") == true {
+            return false
+        }
+    }
+
+    public func groups(of stream: String) async throws -> [BusGroupInfo] {
+        do {
+            return try await self.client.send(XInfoGroupsCommand(stream)).map {
+                BusGroupInfo(stream: stream, group: $0.name, consumers: $0.consumers, pending: $0.pending, lag: $0.lag, entriesRead: $0.entriesRead)
+            }
+        } catch let error as RedisClientError where error.serverMessage?.contains("no such key") == true {
+            return []
+        }
+    }
+
+    public func entries(of stream: String, count: Int) async throws -> [BusEntry] {
+        let newest = try await self.client.send(XRangeCommand(stream, count: count, reverse: true))
+        return newest.reversed().map { BusEntry(id: $0.id, fields: $0.fields.map { StreamField($0.name, $0.value) }) }
+    }
+
+    // MARK: Acknowledging and dead letters
+
+    public func acknowledge(_ deliveries: [Delivery]) async throws {
+        var byStream: [String: (group: String, ids: [String])] = [:]
+        var order: [String] = []
+        for delivery in deliveries {
+            let key = "\(delivery.stream)\u{0}\(delivery.group)"
+            if byStream[key] == nil {
+                byStream[key] = (delivery.group, [])
+                order.append(key)
+            }
+            byStream[key]!.ids.append(delivery.id)
+        }
+        let commands = order.map { key -> XAckCommand in
+            let stream = String(key.prefix(while: { $0 != "\u{0}" }))
+            return XAckCommand(stream, group: byStream[key]!.group, ids: byStream[key]!.ids)
+        }
+        guard !commands.isEmpty else { return }
+        for result in try await self.client.pipeline(batch: commands) { _ = try result.get() }
+    }
+
+    public func deadLetter(_ delivery: Delivery, reason: String) async throws {
+        try await self.writeDeadLetter(fields: delivery.fields, id: delivery.id, stream: delivery.stream, group: delivery.group, reason: reason, handlerRuns: delivery.deliveryCount)
+    }
+
+    /// Writes the dead letter, and only when that succeeded acknowledges the original.
+    func writeDeadLetter(fields: [StreamField], id: String, stream: String, group: String, reason: String, handlerRuns: Int) async throws {
+        let letter = DeadLetter(originalFields: fields, error: reason, originalID: id, sourceStream: stream, group: group, deliveryCount: handlerRuns)
+        _ = try await self.publish(fields: letter.fields, to: deadLetterStream(for: stream))
+        _ = try await self.client.send(XAckCommand(stream, group: group, ids: [id]))
+        self.logger.warning(
+            "dead-lettered an entry",
+            metadata: ["wave.stream": "\(stream)", "wave.entry": "\(id)", "wave.reason": "\(reason.prefix(120))"]
+        )
+    }
+
+    // MARK: Consuming
+
+    public func withConsumer<Result: Sendable>(
+        _ options: ConsumerOptions,
+        _ body: (AsyncStream<Delivery>) async throws -> Result
+    ) async throws -> Result {
+        for stream in options.streams { try await self.createGroup(options.group, on: stream, start: options.start) }
+        let (deliveries, continuation) = AsyncStream.makeStream(of: Delivery.self)
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await self.readLoop(options, continuation) }
+            group.addTask { await self.reclaimLoop(options, continuation) }
+            defer {
+                group.cancelAll()
+                continuation.finish()
+            }
+            return try await body(deliveries)
+        }
+    }
+
+    private func readLoop(_ options: ConsumerOptions, _ continuation: AsyncStream<Delivery>.Continuation) async {
+        var attempt = 0
+        while !Task.isCancelled {
+            do {
+                try await self.client.withDedicatedConnection { connection in
+                    attempt = 0
+                    try await self.readOwnPending(options, connection, continuation)
+                    while !Task.isCancelled {
+                        let reply = try await connection.send(
+                            XReadGroupCommand(
+                                group: options.group, consumer: options.consumer,
+                                streams: options.streams.map { ($0, ">") }, count: options.batchSize, block: options.blockTime
+                            )
+                        )
+                        for (stream, entries) in reply.streams {
+                            for entry in entries {
+                                try await self.emit(stream: stream, entry: entry, deliveries: 1, options, continuation)
+                            }
+                        }
+                    }
+                }
+            } catch {
+                if Task.isCancelled { return }
+                if let error = error as? RedisClientError, error.serverErrorPrefix == "NOGROUP" {
+                    self.logger.warning("consumer group missing (Redis lost it?); recreating", metadata: ["wave.group": "\(options.group)"])
+                    for stream in options.streams { try? await self.createGroup(options.group, on: stream, start: options.start) }
+                } else {
+                    self.logger.debug("consumer read failed; reconnecting", metadata: ["wave.error": "\(error)"])
+                }
+                // Reconnect backoff, exponential with full jitter.
+                let delay = self.client.configuration.reconnectBackoff.delay(attempt: attempt)
+                attempt += 1
+                do { try await Task.sleep(for: delay) } catch { return }
+            }
+        }
+    }
+
+    private func readOwnPending(_ options: ConsumerOptions, _ connection: RedisConnection, _ continuation: AsyncStream<Delivery>.Continuation) async throws {
+        for stream in options.streams {
+            var after = "0"
+            while true {
+                let reply = try await connection.send(
+                    XReadGroupCommand(group: options.group, consumer: options.consumer, streams: [(stream, after)], count: options.batchSize)
+                )
+                let entries = reply.entries(of: stream)
+                guard let last = entries.last else { break }
+                let counts = try await self.deliveryCounts(stream: stream, options: options, from: entries[0].id, to: last.id, count: entries.count, consumer: options.consumer, connection: connection)
+                for entry in entries {
+                    if entry.isDeleted {
+                        // Deleted while pending: nothing to deliver; drop it from the pending list.
+                        _ = try await connection.send(XAckCommand(stream, group: options.group, ids: [entry.id]))
+                        continue
+                    }
+                    try await self.emit(stream: stream, entry: entry, deliveries: counts[entry.id] ?? 1, options, continuation)
+                }
+                after = last.id
+            }
+        }
+    }
+
+    private func reclaimLoop(_ options: ConsumerOptions, _ continuation: AsyncStream<Delivery>.Continuation) async {
+        while !Task.isCancelled {
+            // Maintenance on the configured reclaim interval.
+            do { try await Task.sleep(for: options.effectiveReclaimInterval) } catch { return }
+            for stream in options.streams {
+                do {
+                    try await self.reclaim(stream: stream, options, continuation)
+                } catch {
+                    self.logger.debug("reclaim failed", metadata: ["wave.stream": "\(stream)", "wave.error": "\(error)"])
+                }
+            }
+        }
+    }
+
+    private func reclaim(stream: String, _ options: ConsumerOptions, _ continuation: AsyncStream<Delivery>.Continuation) async throws {
+        var cursor = "0-0"
+        repeat {
+            let reply = try await self.client.send(
+                XAutoClaimCommand(stream, group: options.group, consumer: options.consumer, minIdle: options.reclaimAfter, start: cursor, count: options.batchSize)
+            )
+            if !reply.deletedIDs.isEmpty {
+                self.logger.warning(
+                    "pending entries were deleted before they were handled",
+                    metadata: ["wave.stream": "\(stream)", "wave.count": "\(reply.deletedIDs.count)"]
+                )
+            }
+            if let first = reply.entries.first, let last = reply.entries.last {
+                let counts = try await self.client.withConnection { connection in
+                    try await self.deliveryCounts(stream: stream, options: options, from: first.id, to: last.id, count: reply.entries.count, consumer: options.consumer, connection: connection)
+                }
+                for entry in reply.entries {
+                    try await self.emit(stream: stream, entry: entry, deliveries: counts[entry.id] ?? 2, options, continuation)
+                }
+            }
+            cursor = reply.nextCursor
+        } while cursor != "0-0" && !Task.isCancelled
+    }
+
+    private func deliveryCounts(stream: String, options: ConsumerOptions, from: String, to: String, count: Int, consumer: String, connection: RedisConnection) async throws -> [String: Int] {
+        let pending = try await connection.send(XPendingCommand(stream, group: options.group, start: from, end: to, count: max(count, 1) * 2, consumer: consumer))
+        return Dictionary(pending.map { ($0.id, $0.deliveryCount) }, uniquingKeysWith: { a, _ in a })
+    }
+
+    private func emit(stream: String, entry: StreamEntry, deliveries: Int, _ options: ConsumerOptions, _ continuation: AsyncStream<Delivery>.Continuation) async throws {
+        let fields = entry.fields.map { StreamField($0.name, $0.value) }
+        switch Judgement.judge(fields: fields, stream: stream, id: entry.id, deliveryCount: deliveries, options: options) {
+        case .deliver(let envelope):
+            continuation.yield(
+                Delivery(stream: stream, id: entry.id, group: options.group, consumer: options.consumer,
+                         envelope: envelope, deliveryCount: deliveries, fields: fields)
+            )
+        case .deadLetter(let reason, let runs):
+            try await self.writeDeadLetter(fields: fields, id: entry.id, stream: stream, group: options.group, reason: reason, handlerRuns: runs)
+        }
+    }
+}
