@@ -74,6 +74,8 @@ let package = Package(
             name: "WaveCLI",
             dependencies: [
                 "WaveRedis",
+                "WaveBus",
+                "WaveProtocol",
                 "WaveBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

@@ -11,7 +11,7 @@ struct Wave: AsyncParsableCommand {
             Exit codes: 0 success, 1 failure, 2 bad input (one-line error on stderr), \
             3 a server could not be reached (with a hint).
             """,
-        subcommands: [DemoCommand.self, BenchCommand.self]
+        subcommands: [DemoCommand.self, SignalCommand.self, TailCommand.self, BenchCommand.self]
     )
 }
 

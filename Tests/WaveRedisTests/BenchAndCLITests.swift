@@ -91,3 +91,56 @@ struct BenchAndCLITests {
         #expect(bench.status == 0 && bench.stdout.contains("--redis"))
     }
 }
+
+@Suite("wave signal and wave tail", .enabled(if: TestServers.available(TestServers.plain)))
+struct SignalTailCLITests {
+    @Test("signal publishes and prints id, message_id and stream; tail shows it without consuming")
+    func roundTrip() throws {
+        let url = try TestServers.require(TestServers.plain, "WAVE_TEST_REDIS_URL")
+        let project = "cli-\(UUID().uuidString.prefix(8).lowercased())"
+        let published = try BenchAndCLITests.wave(
+            ["signal", "gate.passed", "--project", project.uppercased(), "--story", "S-9", "--seq", "4",
+             "--payload", #"{"gate_id":"gate-2","result":"pass"}"#, "--redis", url, "--json"]
+        )
+        #expect(published.status == 0, "\(published.stderr)")
+        let line = try #require(try JSONSerialization.jsonObject(with: Data(published.stdout.utf8)) as? [String: Any])
+        #expect(line["stream"] as? String == "wave:signals:\(project)")
+        let id = try #require(line["id"] as? String)
+        let messageID = try #require(line["message_id"] as? String)
+        #expect(published.stdout.split(whereSeparator: \.isNewline).count == 1)
+
+        let tail = try BenchAndCLITests.wave(["tail", "--project", project, "--count", "5", "--redis", url, "--json"])
+        #expect(tail.status == 0, "\(tail.stderr)")
+        let rows = tail.stdout.split(whereSeparator: \.isNewline)
+        #expect(rows.count == 1)
+        let row = try #require(try JSONSerialization.jsonObject(with: Data(rows[0].utf8)) as? [String: Any])
+        #expect(row["id"] as? String == id)
+        let fields = try #require(row["fields"] as? [String: String])
+        #expect(fields["message_id"] == messageID && fields["story_id"] == "S-9" && fields["seq"] == "4" && fields["project"] == project.uppercased())
+        // Extension types go to the system stream, never to signals.
+        let resumed = try BenchAndCLITests.wave(["signal", "session.resumed", "--project", project, "--redis", url, "--json"])
+        #expect(resumed.stdout.contains("wave:system:\(project)"))
+    }
+
+    @Test("bad signals and tails exit 2 with one line", arguments: [
+        ["signal", "gate.nope", "--project", "p"],
+        ["signal", "gate.passed", "--project", "p", "--payload", "{oops"],
+        ["signal", "gate.passed", "--project", "p", "--payload", "[1,2]"],
+        ["signal", "gate.passed", "--project", "no spaces"],
+        ["signal", "gate.passed", "--project", "global"],
+        ["signal", "gate.passed", "--project", "p", "--priority", "urgent"],
+        ["signal", "gate.passed", "--project", "p"],
+        ["tail", "--project", "p", "--stream", "nowhere"],
+        ["tail", "--project", "p"],
+    ])
+    func badInput(arguments: [String]) throws {
+        var args = arguments
+        // Every case but the two without --redis gets a reachable server, so only the input is wrong.
+        if !(arguments == ["signal", "gate.passed", "--project", "p"] || arguments == ["tail", "--project", "p"]) {
+            args += ["--redis", try TestServers.require(TestServers.plain, "WAVE_TEST_REDIS_URL")]
+        }
+        let result = try BenchAndCLITests.wave(args)
+        #expect(result.status == 2, "\(args): \(result.stderr)")
+        #expect(result.stderr.split(whereSeparator: \.isNewline).count == 1, "\(result.stderr)")
+    }
+}
