@@ -98,7 +98,7 @@ struct BusContractTests {
         options.start = .beginning
         _ = try await bus.publish(envelope(project: b, story: "B"), to: Channels.signals(try ProjectName(b)))
         _ = try await bus.publish(envelope(project: a, story: "A"), to: Channels.signals(try ProjectName(a)))
-        let received = try await bus.withConsumer(options) { try await collect($0, count: 2, within: .milliseconds(800)) }
+        let received = try await bus.withConsumer(options) { try await collect($0, count: 2, within: .seconds(3)) }
         #expect(received.map(\.envelope.storyID) == ["A"])
     }
 
@@ -238,9 +238,9 @@ struct BusContractTests {
         try await bus.createGroup("new", on: stream, start: .newEntries)
         try await bus.createGroup("after", on: stream, start: .after(cut))
         _ = try await bus.publish(envelope(project: project, story: "NEW"), to: stream)
-        let seenNew = try await bus.withConsumer(fromNow) { try await collect($0, count: 2, within: .milliseconds(800)) }
+        let seenNew = try await bus.withConsumer(fromNow) { try await collect($0, count: 2, within: .seconds(3)) }
         #expect(seenNew.map(\.envelope.storyID) == ["NEW"])
-        let seenAfter = try await bus.withConsumer(fromCut) { try await collect($0, count: 2, within: .milliseconds(800)) }
+        let seenAfter = try await bus.withConsumer(fromCut) { try await collect($0, count: 2, within: .seconds(3)) }
         #expect(seenAfter.map(\.envelope.storyID) == ["NEW"])
     }
 }
