@@ -64,6 +64,8 @@ let package = Package(
             name: "WaveBench",
             dependencies: [
                 "WaveRedis",
+                "WaveBus",
+                "WaveProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],

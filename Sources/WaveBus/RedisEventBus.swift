@@ -136,6 +136,9 @@ public struct RedisEventBus: EventBus {
             do {
                 try await self.client.withDedicatedConnection { connection in
                     attempt = 0
+                    // Replies resume on the connection's event loop: no thread hop between a
+                    // reply and its delivery.
+                    try await withTaskExecutorPreference(EventLoopTaskExecutor(connection.eventLoop)) {
                     try await self.readOwnPending(options, connection, continuation)
                     while !Task.isCancelled {
                         let reply = try await connection.send(
@@ -149,6 +152,7 @@ public struct RedisEventBus: EventBus {
                                 try await self.emit(stream: stream, entry: entry, deliveries: 1, options, continuation)
                             }
                         }
+                    }
                     }
                 }
             } catch {

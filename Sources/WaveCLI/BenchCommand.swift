@@ -9,7 +9,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks; each prints Wave's figures beside the raw limit of the same run.",
-        subcommands: [RedisBench.self]
+        subcommands: [RedisBench.self, BusBench.self]
     )
 }
 
@@ -115,3 +115,57 @@ enum BenchTable {
 }
 
 func rounded(_ value: Double) -> Double { (value * 1000).rounded() / 1000 }
+
+/// `wave bench bus`.
+struct BusBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bus",
+        abstract: "The Redis event bus: publish→delivery latency and an acknowledged burst, beside redis-benchmark on the same server.",
+        discussion: "Bars (QUALITY.md): delivery p99 ≤ 5× redis-benchmark's PING p50; burst ≥ 30 % of its pipelined XADD rate; 0 lost."
+    )
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(help: "Messages timed one at a time.")
+    var sequential = 10_000
+
+    @Option(help: "Messages in the burst.")
+    var burst = 100_000
+
+    func validate() throws {
+        guard self.sequential > 0, self.burst > 0 else { throw ValidationError("--sequential and --burst must be positive") }
+    }
+
+    func run() async throws {
+        let configuration = try self.global.requireRedis(for: "wave bench bus")
+        let logger = Logger(label: "wave.bench")
+        let client = try RedisClient(configuration: configuration, logger: logger)
+        var benchmark = BusBenchmark()
+        benchmark.sequential = self.sequential
+        benchmark.burst = self.burst
+        let result: BusBenchmark.Result
+        do {
+            result = try await benchmark.run(client: client, logger: logger)
+        } catch let error as BenchmarkError {
+            await client.shutdown()
+            throw CLIError(exitCode: 1, message: error.description)
+        }
+        await client.shutdown()
+        if self.global.json {
+            print(try JSONOutput.line(result))
+        } else {
+            print(
+                BenchTable.render(
+                    title: "wave bench bus (\(configuration.redactedURL))",
+                    rows: [
+                        .init("delivery p50 (ms)", wave: result.delivery_p50_ms, raw: result.ping_p50_ms, ratio: rounded(result.delivery_p50_ms / max(result.ping_p50_ms, 0.001)), bar: "", meets: nil),
+                        .init("delivery p99 (ms)", wave: result.delivery_p99_ms, raw: result.ping_p50_ms, ratio: result.delivery_p99_ratio, bar: "≤ 5", meets: result.delivery_p99_ratio <= 5),
+                        .init("delivery max (ms)", wave: result.delivery_max_ms, raw: nil, ratio: nil, bar: "", meets: nil),
+                        .init("burst (/s)", wave: result.burst_per_s, raw: result.xadd_pipelined_per_s_redis_benchmark, ratio: result.burst_ratio, bar: "≥ 0.30", meets: result.burst_ratio >= 0.30),
+                        .init("burst lost", wave: Double(result.burst_lost), raw: nil, ratio: nil, bar: "0", meets: result.burst_lost == 0),
+                    ]
+                )
+            )
+        }
+    }
+}

@@ -75,11 +75,11 @@ extension Envelope {
         func fail(_ reason: EnvelopeDecodingError.Reason, _ detail: String) -> EnvelopeDecodingError {
             EnvelopeDecodingError(reason: reason, detail: detail, fields: fields)
         }
-        var values: [String: String] = [:]
+        var values = KnownFieldValues()
         var extra: [StreamField] = []
         for field in fields {
-            if Self.knownFields.contains(field.name) {
-                if values[field.name] == nil { values[field.name] = field.value }
+            if let slot = KnownFieldValues.slot(field.name) {
+                if values.slots[slot] == nil { values.slots[slot] = field.value }
             } else {
                 extra.append(field)
             }
@@ -94,7 +94,10 @@ extension Envelope {
         guard payloadText.utf8.count <= limits.maxPayloadBytes else {
             throw fail(.payloadTooLarge, "the payload has \(payloadText.utf8.count) bytes; the limit is \(limits.maxPayloadBytes)")
         }
-        guard let payload = JSONValue(jsonText: payloadText) else {
+        guard let payload = JSONValue(jsonText: payloadText, maxDepth: limits.maxPayloadDepth + 1) else {
+            if JSONValue(jsonText: payloadText) != nil {
+                throw fail(.payloadTooDeep, "the payload nests deeper than \(limits.maxPayloadDepth) levels")
+            }
             throw fail(.invalidJSON, "the payload is not JSON: \(payloadText.prefix(80))")
         }
         guard case .object(let object) = payload else {
@@ -173,5 +176,32 @@ extension Envelope {
             return String(repeating: "0", count: max(0, digits - text.count)) + text
         }
         return "\(hex(a >> 32, 8))-\(hex((a >> 16) & 0xFFFF, 4))-\(hex(a & 0xFFFF, 4))-\(hex(b >> 48, 4))-\(hex(b & 0xFFFF_FFFF_FFFF, 12))"
+    }
+}
+
+/// The values of the known envelope fields, found by a switch on the name instead of hashing.
+struct KnownFieldValues {
+    var slots: [String?] = Array(repeating: nil, count: 12)
+
+    static func slot(_ name: String) -> Int? {
+        switch name {
+        case "event_type": 0
+        case "payload": 1
+        case "source": 2
+        case "project": 3
+        case "priority": 4
+        case "message_id": 5
+        case "timestamp": 6
+        case "session_id": 7
+        case "story_id": 8
+        case "correlation_id": 9
+        case "seq": 10
+        case "schema_version": 11
+        default: nil
+        }
+    }
+
+    subscript(name: String) -> String? {
+        Self.slot(name).flatMap { self.slots[$0] }
     }
 }

@@ -40,15 +40,15 @@ public enum JSONValue: Hashable, Sendable {
 
     /// Compact JSON text with sorted keys.
     public var jsonText: String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return (try? String(decoding: encoder.encode(self), as: UTF8.self)) ?? "null"
+        var output = ""
+        JSONText.write(self, into: &output)
+        return output
     }
 
     /// Parses JSON text.
     /// - Returns: `nil` when the text is not JSON.
-    public init?(jsonText: some StringProtocol) {
-        guard let value = try? JSONDecoder().decode(JSONValue.self, from: Data(jsonText.utf8)) else { return nil }
+    public init?(jsonText: some StringProtocol, maxDepth: Int = 512) {
+        guard let value = JSONText.parse(jsonText, maxDepth: maxDepth) else { return nil }
         self = value
     }
 }
