@@ -158,3 +158,22 @@ enum Judgement: Sendable {
         return .deliver(envelope)
     }
 }
+
+/// Runs a consumer's read loop and reclaimer as child tasks feeding one stream of deliveries,
+/// runs `body` with it, and stops both loops when `body` returns.
+func runConsumerLoops<Result: Sendable>(
+    read: @escaping @Sendable (AsyncStream<Delivery>.Continuation) async -> Void,
+    reclaim: @escaping @Sendable (AsyncStream<Delivery>.Continuation) async -> Void,
+    _ body: (AsyncStream<Delivery>) async throws -> Result
+) async throws -> Result {
+    let (deliveries, continuation) = AsyncStream.makeStream(of: Delivery.self)
+    return try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { await read(continuation) }
+        group.addTask { await reclaim(continuation) }
+        defer {
+            group.cancelAll()
+            continuation.finish()
+        }
+        return try await body(deliveries)
+    }
+}

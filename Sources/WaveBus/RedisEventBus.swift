@@ -118,16 +118,11 @@ public struct RedisEventBus: EventBus {
         _ body: (AsyncStream<Delivery>) async throws -> Result
     ) async throws -> Result {
         for stream in options.streams { try await self.createGroup(options.group, on: stream, start: options.start) }
-        let (deliveries, continuation) = AsyncStream.makeStream(of: Delivery.self)
-        return try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await self.readLoop(options, continuation) }
-            group.addTask { await self.reclaimLoop(options, continuation) }
-            defer {
-                group.cancelAll()
-                continuation.finish()
-            }
-            return try await body(deliveries)
-        }
+        return try await runConsumerLoops(
+            read: { await self.readLoop(options, $0) },
+            reclaim: { await self.reclaimLoop(options, $0) },
+            body
+        )
     }
 
     private func readLoop(_ options: ConsumerOptions, _ continuation: AsyncStream<Delivery>.Continuation) async {

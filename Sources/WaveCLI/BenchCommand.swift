@@ -35,19 +35,10 @@ struct RedisBench: AsyncParsableCommand {
 
     func run() async throws {
         let configuration = try self.global.requireRedis(for: "wave bench redis")
-        let logger = Logger(label: "wave.bench")
-        let client = try RedisClient(configuration: configuration, logger: logger)
-        defer { Task { await client.shutdown() } }
         var benchmark = RedisBenchmark()
         benchmark.pings = self.pings
         benchmark.xadds = self.xadds
-        let result: RedisBenchmark.Result
-        do {
-            result = try await benchmark.run(client: client, logger: logger)
-        } catch let error as BenchmarkError {
-            throw CLIError(exitCode: 1, message: error.description)
-        }
-        await client.shutdown()
+        let result = try await runBenchmark(configuration) { try await benchmark.run(client: $0, logger: $1) }
         if self.global.json {
             print(try JSONOutput.line(result))
         } else {
@@ -138,19 +129,10 @@ struct BusBench: AsyncParsableCommand {
 
     func run() async throws {
         let configuration = try self.global.requireRedis(for: "wave bench bus")
-        let logger = Logger(label: "wave.bench")
-        let client = try RedisClient(configuration: configuration, logger: logger)
         var benchmark = BusBenchmark()
         benchmark.sequential = self.sequential
         benchmark.burst = self.burst
-        let result: BusBenchmark.Result
-        do {
-            result = try await benchmark.run(client: client, logger: logger)
-        } catch let error as BenchmarkError {
-            await client.shutdown()
-            throw CLIError(exitCode: 1, message: error.description)
-        }
-        await client.shutdown()
+        let result = try await runBenchmark(configuration) { try await benchmark.run(client: $0, logger: $1) }
         if self.global.json {
             print(try JSONOutput.line(result))
         } else {
@@ -167,5 +149,26 @@ struct BusBench: AsyncParsableCommand {
                 )
             )
         }
+    }
+}
+
+/// Runs a benchmark with a client of its own, shut down afterwards; a benchmark that cannot run
+/// (redis-benchmark missing) exits 1 with the reason.
+func runBenchmark<Result: Sendable>(
+    _ configuration: RedisConfiguration,
+    _ body: (RedisClient, Logger) async throws -> Result
+) async throws -> Result {
+    let logger = Logger(label: "wave.bench")
+    let client = try RedisClient(configuration: configuration, logger: logger)
+    do {
+        let result = try await body(client, logger)
+        await client.shutdown()
+        return result
+    } catch let error as BenchmarkError {
+        await client.shutdown()
+        throw CLIError(exitCode: 1, message: error.description)
+    } catch {
+        await client.shutdown()
+        throw error
     }
 }
