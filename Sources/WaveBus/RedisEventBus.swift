@@ -13,6 +13,7 @@ public struct RedisEventBus: EventBus {
     /// The client.
     public let client: RedisClient
     let logger: Logger
+    let ledger = BusLedger()
 
     /// Creates a bus over a client.
     public init(client: RedisClient, logger: Logger) {
@@ -32,17 +33,37 @@ public struct RedisEventBus: EventBus {
 
     public func publish(batch: [(stream: String, envelope: Envelope)]) async throws -> [String] {
         let commands = batch.map { XAddCommand($0.stream, fields: Self.redisFields($0.envelope.fields)) }
-        return try await self.client.pipeline(batch: commands).map { result in
-            guard let id = try result.get() else { throw BusError.invalidArgument("XADD returned no id") }
-            return id
+        return try await self.retryingPublish {
+            try await self.client.pipeline(batch: commands).map { result in
+                guard let id = try result.get() else { throw BusError.invalidArgument("XADD returned no id") }
+                return id
+            }
         }
     }
 
     public func publish(fields: [StreamField], to stream: String) async throws -> String {
-        guard let id = try await self.client.send(XAddCommand(stream, fields: Self.redisFields(fields))) else {
-            throw BusError.invalidArgument("XADD returned no id")
+        let command = XAddCommand(stream, fields: Self.redisFields(fields))
+        return try await self.retryingPublish {
+            guard let id = try await self.client.send(command) else { throw BusError.invalidArgument("XADD returned no id") }
+            return id
         }
-        return id
+    }
+
+    /// Publishes, retrying after a connection failure with the reconnect backoff (three attempts
+    /// in all). A retry writes the very same fields, `message_id` included, so an entry that was
+    /// in fact written before the connection broke is recognised downstream as a duplicate.
+    private func retryingPublish<Result: Sendable>(_ publish: () async throws -> Result) async throws -> Result {
+        var attempt = 0
+        while true {
+            do {
+                return try await publish()
+            } catch let error as RedisClientError where error.isConnectionFailure && attempt < 2 {
+                let delay = self.client.configuration.reconnectBackoff.delay(attempt: attempt)
+                attempt += 1
+                self.logger.debug("publish failed; retrying with the same message ids", metadata: ["wave.error": "\(error)"])
+                try await Task.sleep(for: delay)
+            }
+        }
     }
 
     // MARK: Groups
@@ -105,6 +126,7 @@ public struct RedisEventBus: EventBus {
         let letter = DeadLetter(originalFields: fields, error: reason, originalID: id, sourceStream: stream, group: group, deliveryCount: handlerRuns)
         _ = try await self.publish(fields: letter.fields, to: deadLetterStream(for: stream))
         _ = try await self.client.send(XAckCommand(stream, group: group, ids: [id]))
+        self.ledger.state.withLock { $0.counters.deadLettered += 1 }
         self.logger.warning(
             "dead-lettered an entry",
             metadata: ["wave.stream": "\(stream)", "wave.entry": "\(id)", "wave.reason": "\(reason.prefix(120))"]
@@ -117,12 +139,18 @@ public struct RedisEventBus: EventBus {
         _ options: ConsumerOptions,
         _ body: (AsyncStream<Delivery>) async throws -> Result
     ) async throws -> Result {
-        for stream in options.streams { try await self.createGroup(options.group, on: stream, start: options.start) }
-        return try await runConsumerLoops(
+        for stream in options.streams {
+            try await self.createGroup(options.group, on: stream, start: options.start)
+            try await self.accountTrimming(stream: stream, group: options.group)
+        }
+        let result = try await runConsumerLoops(
             read: { await self.readLoop(options, $0) },
             reclaim: { await self.reclaimLoop(options, $0) },
             body
         )
+        // Remember where the group stands, so that entries trimmed while nobody reads are counted.
+        for stream in options.streams { _ = try? await self.accountTrimming(stream: stream, group: options.group) }
+        return result
     }
 
     private func readLoop(_ options: ConsumerOptions, _ continuation: AsyncStream<Delivery>.Continuation) async {
@@ -179,6 +207,7 @@ public struct RedisEventBus: EventBus {
                 for entry in entries {
                     if entry.isDeleted {
                         // Deleted while pending: nothing to deliver; drop it from the pending list.
+                        self.ledger.state.withLock { $0.counters.deletedWhilePending += 1 }
                         _ = try await connection.send(XAckCommand(stream, group: options.group, ids: [entry.id]))
                         continue
                     }
@@ -196,6 +225,7 @@ public struct RedisEventBus: EventBus {
             for stream in options.streams {
                 do {
                     try await self.reclaim(stream: stream, options, continuation)
+                    try await self.accountTrimming(stream: stream, group: options.group)
                 } catch {
                     self.logger.debug("reclaim failed", metadata: ["wave.stream": "\(stream)", "wave.error": "\(error)"])
                 }
@@ -210,6 +240,7 @@ public struct RedisEventBus: EventBus {
                 XAutoClaimCommand(stream, group: options.group, consumer: options.consumer, minIdle: options.reclaimAfter, start: cursor, count: options.batchSize)
             )
             if !reply.deletedIDs.isEmpty {
+                self.ledger.state.withLock { $0.counters.deletedWhilePending += reply.deletedIDs.count }
                 self.logger.warning(
                     "pending entries were deleted before they were handled",
                     metadata: ["wave.stream": "\(stream)", "wave.count": "\(reply.deletedIDs.count)"]

@@ -44,3 +44,68 @@ struct RedisBusTests {
         await bus.client.shutdown()
     }
 }
+
+@Suite("Redis bus: trimming", .enabled(if: BusKind.available.contains(.redis)))
+struct RedisBusTrimmingTests {
+    @Test("a publisher trimming with MAXLEN ~ while the consumer is stopped gives an exact trimmed_unread count")
+    func trimmedUnread() async throws {
+        let bus = try #require(try BusKind.redis.makeBus() as? RedisEventBus)
+        let project = uniqueProject()
+        let stream = Channels.signals(try ProjectName(project))
+        let options = ConsumerOptions(streams: [stream], group: "g", consumer: "c")
+        try await bus.createGroup("g", on: stream, start: .newEntries)
+        for i in 0..<10 { _ = try await bus.publish(envelope(project: project, story: "S-\(i)"), to: stream) }
+        let before = try await bus.withConsumer(options) { deliveries in
+            try await collect(deliveries, count: 10) { try await bus.acknowledge([$0]) }
+        }
+        #expect(before.count == 10)
+        // The consumer is stopped; a reference-style publisher adds 1 000 entries with MAXLEN ~ 100.
+        let published = 1_000
+        var commands: [RawCommand] = []
+        for i in 0..<published {
+            var arguments = ["XADD", stream, "MAXLEN", "~", "100", "*"]
+            for field in envelope(project: project, story: "T-\(i)").fields { arguments += [field.name, field.value] }
+            commands.append(RawCommand(arguments: arguments))
+        }
+        for chunk in stride(from: 0, to: commands.count, by: 100) {
+            _ = try await bus.client.pipeline(Array(commands[chunk..<min(chunk + 100, commands.count)]))
+        }
+        let remaining = try await bus.client.send(XLenCommand(stream))
+        #expect(remaining < published)
+        let after = try await bus.withConsumer(options) { deliveries in
+            try await collect(deliveries, count: remaining) { try await bus.acknowledge([$0]) }
+        }
+        #expect(after.count == remaining)
+        let trimmed = bus.counters.trimmedUnread["\(stream)|g"] ?? 0
+        #expect(trimmed == published - after.count, "trimmed \(trimmed), published \(published), delivered \(after.count)")
+        await bus.client.shutdown()
+    }
+
+    @Test("XTRIM MINID removes only what every group acknowledged, keeping a tail")
+    func trimAcknowledged() async throws {
+        let bus = try #require(try BusKind.redis.makeBus() as? RedisEventBus)
+        let project = uniqueProject()
+        let stream = Channels.signals(try ProjectName(project))
+        try await bus.createGroup("fast", on: stream, start: .newEntries)
+        try await bus.createGroup("slow", on: stream, start: .newEntries)
+        var ids: [String] = []
+        for i in 0..<50 { ids.append(try await bus.publish(envelope(project: project, story: "S-\(i)"), to: stream)) }
+        var fast = ConsumerOptions(streams: [stream], group: "fast", consumer: "c")
+        fast.batchSize = 30
+        _ = try await bus.withConsumer(fast) { deliveries in
+            try await collect(deliveries, count: 50) { try await bus.acknowledge([$0]) }
+        }
+        // The slow group read 10 and acknowledged all but its 9th and 10th entries.
+        let slowRead = try await bus.client.send(XReadGroupCommand(group: "slow", consumer: "c", streams: [(stream, ">")], count: 10))
+        #expect(slowRead.entries(of: stream).count == 10)
+        _ = try await bus.client.send(XAckCommand(stream, group: "slow", ids: Array(ids[0..<8])))
+        // Entries 0–7 are acknowledged by both groups; keep 5 of them: 3 go.
+        #expect(try await bus.trimAcknowledged(stream: stream, keep: 5) == 3)
+        #expect(try await bus.client.send(XLenCommand(stream)) == 47)
+        #expect(try await bus.client.send(XRangeCommand(stream, count: 1)).first?.id == ids[3])
+        // Nothing a group still needs can go, whatever the tail.
+        _ = try await bus.trimAcknowledged(stream: stream, keep: 1)
+        #expect(try await bus.client.send(XRangeCommand(stream, count: 1)).first?.id == ids[7])
+        await bus.client.shutdown()
+    }
+}
