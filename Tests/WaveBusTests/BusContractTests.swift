@@ -108,21 +108,35 @@ struct BusContractTests {
         let project = uniqueProject()
         let stream = Channels.signals(try ProjectName(project))
         try await bus.createGroup("g", on: stream, start: .newEntries)
+        let tally = Tally(target: 40)
         let counts = try await withThrowingTaskGroup(of: [String].self) { group in
             for name in ["c1", "c2"] {
                 group.addTask {
                     var options = ConsumerOptions(streams: [stream], group: "g", consumer: name)
                     options.batchSize = 1
                     return try await bus.withConsumer(options) { deliveries in
-                        try await collect(deliveries, count: 40, within: .seconds(2)) { delivery in
+                        var mine: [String] = []
+                        for await delivery in deliveries {
                             try await bus.acknowledge([delivery])
-                            try await Task.sleep(for: .milliseconds(5))
-                        }.map(\.id)
+                            mine.append(delivery.id)
+                            _ = await tally.add()
+                            try? await Task.sleep(for: .milliseconds(5))
+                        }
+                        return mine  // the stream ends when the test cancels the consumers
                     }
                 }
             }
             try await Task.sleep(for: .milliseconds(200))
             for i in 0..<40 { _ = try await bus.publish(envelope(project: project, story: "S-\(i)"), to: stream) }
+            // Both together have all 40 (or a generous deadline passed): stop the consumers.
+            try await withThrowingTaskGroup(of: Void.self) { wait in
+                wait.addTask { await tally.waitUntilDone() }
+                wait.addTask { try await Task.sleep(for: .seconds(20)) }
+                _ = try await wait.next()
+                wait.cancelAll()
+            }
+            try await Task.sleep(for: .milliseconds(50))
+            group.cancelAll()
             var all: [[String]] = []
             for try await ids in group { all.append(ids) }
             return all
@@ -243,4 +257,37 @@ struct BusContractTests {
         let seenAfter = try await bus.withConsumer(fromCut) { try await collect($0, count: 2, within: .seconds(3)) }
         #expect(seenAfter.map(\.envelope.storyID) == ["NEW"])
     }
+}
+
+/// Counts deliveries across consumers; resumes waiters when the target is reached.
+actor Tally {
+    let target: Int
+    var count = 0
+    var waiters: [CheckedContinuation<Void, Never>] = []
+    init(target: Int) { self.target = target }
+
+    /// Adds one; `true` once the target is reached.
+    func add() -> Bool {
+        self.count += 1
+        if self.count >= self.target {
+            for waiter in self.waiters { waiter.resume() }
+            self.waiters = []
+        }
+        return self.count >= self.target
+    }
+
+    func waitUntilDone() async {
+        if self.count >= self.target { return }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { self.waiters.append($0) }
+        } onCancel: {
+            Task { await self.resumeAll() }
+        }
+    }
+
+    private func resumeAll() {
+        for waiter in self.waiters { waiter.resume() }
+        self.waiters = []
+    }
+
 }
