@@ -59,7 +59,8 @@ public struct RESPToken: Hashable, Sendable, CustomStringConvertible {
     public var value: Value {
         var buffer = self.base
         Self.skipAttributes(&buffer)
-        return Self.decodeValue(&buffer)
+        // The buffer now holds exactly this value: an aggregate's children are the rest of it.
+        return Self.decodeValue(&buffer, exact: true)
     }
 
     /// The RESP3 attributes that annotate this value, if any.
@@ -149,7 +150,9 @@ public struct RESPToken: Hashable, Sendable, CustomStringConvertible {
         return total
     }
 
-    static func decodeValue(_ buffer: inout ByteBuffer, attributeAsMap: Bool = false) -> Value {
+    /// Decodes the value at the reader index. With `exact`, the buffer holds exactly one value
+    /// (a token's own bytes), so an aggregate's children need not be scanned to find its end.
+    static func decodeValue(_ buffer: inout ByteBuffer, attributeAsMap: Bool = false, exact: Bool = false) -> Value {
         let start = buffer.readerIndex
         let type = RESPTypeIdentifier(rawValue: buffer.getInteger(at: start, as: UInt8.self)!)!
         let end = Self.lineEnd(buffer, from: start + 1)
@@ -185,6 +188,10 @@ public struct RESPToken: Hashable, Sendable, CustomStringConvertible {
         var children = 0
         var remaining = declared * type.childrenPerElement
         let childrenStart = buffer.readerIndex
+        if exact, type != .attribute {
+            children = buffer.readableBytes
+            remaining = 0
+        }
         while remaining > 0 {
             let child = childrenStart + children
             let isAttribute = buffer.getInteger(at: child, as: UInt8.self) == RESPTypeIdentifier.attribute.rawValue
