@@ -59,6 +59,12 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Helpers for tests that use real servers: the test script's URLs, private redis-servers.
+        .target(
+            name: "WaveTesting",
+            dependencies: ["WaveRedis", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
         // `wave bench …`: measurements beside the raw limits of the same run.
         .target(
             name: "WaveBench",
@@ -96,13 +102,14 @@ let package = Package(
         ),
         .testTarget(
             name: "WaveBusTests",
-            dependencies: ["WaveBus", "WaveProtocol", "WaveRedis", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["WaveBus", "WaveProtocol", "WaveRedis", "WaveTesting", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         .testTarget(
             name: "WaveRedisTests",
             dependencies: [
                 "WaveRedis",
+                "WaveTesting",
                 "WaveBench",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

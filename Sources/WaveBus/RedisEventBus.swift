@@ -14,6 +14,8 @@ public struct RedisEventBus: EventBus {
     public let client: RedisClient
     let logger: Logger
     let ledger = BusLedger()
+    /// Attempts per publish when the connection fails (the first one included). Default 3.
+    public var publishAttempts = 3
 
     /// Creates a bus over a client.
     public init(client: RedisClient, logger: Logger) {
@@ -49,15 +51,15 @@ public struct RedisEventBus: EventBus {
         }
     }
 
-    /// Publishes, retrying after a connection failure with the reconnect backoff (three attempts
-    /// in all). A retry writes the very same fields, `message_id` included, so an entry that was
+    /// Publishes, retrying after a connection failure with the reconnect backoff
+    /// (``publishAttempts`` in all). A retry writes the very same fields, `message_id` included, so an entry that was
     /// in fact written before the connection broke is recognised downstream as a duplicate.
     private func retryingPublish<Result: Sendable>(_ publish: () async throws -> Result) async throws -> Result {
         var attempt = 0
         while true {
             do {
                 return try await publish()
-            } catch let error as RedisClientError where error.isConnectionFailure && attempt < 2 {
+            } catch let error as RedisClientError where (error.isConnectionFailure || error.code == .connectionFailed) && attempt < self.publishAttempts - 1 {
                 let delay = self.client.configuration.reconnectBackoff.delay(attempt: attempt)
                 attempt += 1
                 self.logger.debug("publish failed; retrying with the same message ids", metadata: ["wave.error": "\(error)"])

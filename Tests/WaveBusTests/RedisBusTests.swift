@@ -109,3 +109,33 @@ struct RedisBusTrimmingTests {
         await bus.client.shutdown()
     }
 }
+
+@Suite("Redis bus: publishing across a connection loss", .enabled(if: TestServers.available(TestServers.serverBinary)))
+struct RedisBusRetryTests {
+    @Test("a publish retried after the server came back writes the same message id")
+    func retryKeepsMessageID() async throws {
+        let server = try RedisServerProcess()
+        try await server.start()
+        var configuration = try RedisConfiguration(url: server.url)
+        configuration.reconnectBackoff = Backoff(base: .milliseconds(100), cap: .milliseconds(200))
+        configuration.circuitBreaker = .init(failureThreshold: 1000)
+        let client = try RedisClient(configuration: configuration, logger: TestServers.logger)
+        var bus = RedisEventBus(client: client, logger: TestServers.logger)
+        bus.publishAttempts = 40
+        let stream = "wave:signals:retry"
+        _ = try await bus.publish(envelope(project: "retry", story: "BEFORE"), to: stream)
+        server.stop()
+        let message = envelope(project: "retry", story: "DURING")
+        let publishing = Task { [bus] in try await bus.publish(message, to: stream) }
+        try await Task.sleep(for: .milliseconds(300))
+        try await server.start()
+        let id = try await publishing.value
+        let entries = try await bus.entries(of: stream, count: 10)
+        #expect(entries.last?.id == id)
+        #expect(entries.last?.fields.first(where: { $0.name == "message_id" })?.value == message.messageID)
+        await client.shutdown()
+        server.stop()
+    }
+}
+
+import WaveTesting

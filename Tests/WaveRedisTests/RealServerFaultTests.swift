@@ -1,3 +1,4 @@
+import WaveTesting
 import Foundation
 import NIOCore
 import RESP

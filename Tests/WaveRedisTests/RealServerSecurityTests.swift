@@ -1,3 +1,4 @@
+import WaveTesting
 import Testing
 
 @testable import WaveRedis

@@ -1,3 +1,4 @@
+import WaveTesting
 import NIOCore
 import RESP
 import Testing

@@ -1,3 +1,4 @@
+import WaveTesting
 import Logging
 import NIOCore
 import NIOEmbedded
