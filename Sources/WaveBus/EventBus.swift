@@ -128,6 +128,20 @@ public protocol EventBus: Sendable {
     func groups(of stream: String) async throws -> [BusGroupInfo]
     /// Entries of a stream without consuming them: the newest `count`, oldest first.
     func entries(of stream: String, count: Int) async throws -> [BusEntry]
+    /// A group's pending entries (delivered, not acknowledged), oldest first, at most `count`.
+    func pendingEntries(stream: String, group: String, count: Int) async throws -> [BusPendingEntry]
+}
+
+/// One pending entry of a group.
+public struct BusPendingEntry: Sendable, Hashable {
+    /// The entry id.
+    public var id: String
+    /// The consumer that holds it.
+    public var consumer: String
+    /// Time since it was last delivered.
+    public var idle: Duration
+    /// How many times it was delivered.
+    public var deliveryCount: Int
 }
 
 /// The dead-letter stream for a source stream: `wave:{kind}:{project}…` → `wave:dlq:{project}`.

@@ -118,6 +118,14 @@ public actor InMemoryEventBus: EventBus {
         return value.entries.suffix(max(0, count)).map { BusEntry(id: $0.id.text, fields: $0.fields) }
     }
 
+    public func pendingEntries(stream: String, group: String, count: Int) async throws -> [BusPendingEntry] {
+        guard let pending = self.streams[stream]?.groups[group]?.pending else { return [] }
+        let now = ContinuousClock.now
+        return pending.sorted { $0.key < $1.key }.prefix(max(0, count)).map {
+            BusPendingEntry(id: $0.key.text, consumer: $0.value.consumer, idle: now - $0.value.lastDelivered, deliveryCount: $0.value.deliveries)
+        }
+    }
+
     // MARK: Acknowledging and dead letters
 
     public func acknowledge(_ deliveries: [Delivery]) async throws {

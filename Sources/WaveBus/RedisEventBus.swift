@@ -98,6 +98,12 @@ public struct RedisEventBus: EventBus {
         return newest.reversed().map { BusEntry(id: $0.id, fields: $0.fields.map { StreamField($0.name, $0.value) }) }
     }
 
+    public func pendingEntries(stream: String, group: String, count: Int) async throws -> [BusPendingEntry] {
+        try await self.client.send(XPendingCommand(stream, group: group, count: count)).map {
+            BusPendingEntry(id: $0.id, consumer: $0.consumer, idle: .milliseconds($0.idleMilliseconds), deliveryCount: $0.deliveryCount)
+        }
+    }
+
     // MARK: Acknowledging and dead letters
 
     public func acknowledge(_ deliveries: [Delivery]) async throws {

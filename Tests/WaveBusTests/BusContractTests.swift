@@ -156,6 +156,9 @@ struct BusContractTests {
         for i in 0..<3 { _ = try await bus.publish(envelope(project: project, story: "S-\(i)"), to: stream) }
         let first = try await bus.withConsumer(options) { try await collect($0, count: 3) }
         #expect(first.count == 3)
+        let pending = try await bus.pendingEntries(stream: stream, group: "g", count: 10)
+        #expect(pending.map(\.id) == first.map(\.id))
+        #expect(pending.allSatisfy { $0.consumer == "stable-name" && $0.deliveryCount == 1 })
         let second = try await bus.withConsumer(options) { deliveries in
             try await collect(deliveries, count: 3) { try await bus.acknowledge([$0]) }
         }
