@@ -42,7 +42,7 @@ let package = Package(
         // The event bus: one interface; Redis Streams and in-memory implementations.
         .target(
             name: "WaveBus",
-            dependencies: ["WaveProtocol", "WaveRedis", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["WaveProtocol", "WaveRedis", "RESP", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         // The Redis client: connections, pool, blocking reads, pub/sub, breaker, typed commands.

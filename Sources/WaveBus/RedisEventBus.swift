@@ -1,4 +1,5 @@
 import Logging
+import RESP
 import WaveProtocol
 import WaveRedis
 
@@ -30,11 +31,15 @@ public struct RedisEventBus: EventBus {
     // MARK: Publishing
 
     public func publish(_ envelope: Envelope, to stream: String) async throws -> String {
-        try await self.publish(fields: envelope.fields, to: stream)
+        let command = EnvelopeXAdd(stream: stream, envelope: envelope)
+        return try await self.retryingPublish {
+            guard let id = try await self.client.send(command) else { throw BusError.invalidArgument("XADD returned no id") }
+            return id
+        }
     }
 
     public func publish(batch: [(stream: String, envelope: Envelope)]) async throws -> [String] {
-        let commands = batch.map { XAddCommand($0.stream, fields: Self.redisFields($0.envelope.fields)) }
+        let commands = batch.map { EnvelopeXAdd(stream: $0.stream, envelope: $0.envelope) }
         return try await self.retryingPublish {
             try await self.client.pipeline(batch: commands).map { result in
                 guard let id = try result.get() else { throw BusError.invalidArgument("XADD returned no id") }
@@ -281,6 +286,23 @@ public struct RedisEventBus: EventBus {
             )
         case .deadLetter(let reason, let runs):
             try await self.writeDeadLetter(fields: fields, id: entry.id, stream: stream, group: options.group, reason: reason, handlerRuns: runs)
+        }
+    }
+}
+
+/// `XADD stream * field value …` written straight from an envelope (no intermediate arrays).
+struct EnvelopeXAdd: RedisCommand {
+    typealias Response = String?
+    let stream: String
+    let envelope: Envelope
+
+    func encode(into arguments: inout RESPCommandEncoder.Arguments) {
+        arguments.append("XADD")
+        arguments.append(self.stream)
+        arguments.append("*")
+        self.envelope.forEachField { name, value in
+            arguments.append(name)
+            arguments.append(value)
         }
     }
 }

@@ -171,11 +171,7 @@ extension Envelope {
         // Version nibble 8 (custom), RFC 4122 variant.
         let a = (high & 0xFFFF_FFFF_FFFF_0FFF) | 0x0000_0000_0000_8000
         let b = (low & 0x3FFF_FFFF_FFFF_FFFF) | 0x8000_0000_0000_0000
-        func hex(_ value: UInt64, _ digits: Int) -> String {
-            let text = String(value, radix: 16)
-            return String(repeating: "0", count: max(0, digits - text.count)) + text
-        }
-        return "\(hex(a >> 32, 8))-\(hex((a >> 16) & 0xFFFF, 4))-\(hex(a & 0xFFFF, 4))-\(hex(b >> 48, 4))-\(hex(b & 0xFFFF_FFFF_FFFF, 12))"
+        return MessageID.format(a, b)
     }
 }
 

@@ -60,7 +60,7 @@ public struct Envelope: Hashable, Sendable {
         source: String,
         project: String,
         priority: Priority = .normal,
-        messageID: String = UUID().uuidString.lowercased(),
+        messageID: String = MessageID.make(),
         timestamp: WaveTimestamp? = .now(),
         sessionID: String? = nil,
         storyID: String? = nil,
@@ -93,22 +93,28 @@ public struct Envelope: Hashable, Sendable {
 
     /// The entry's fields, in the reference's order; optional fields are omitted when empty.
     public var fields: [StreamField] {
-        var fields: [StreamField] = [
-            StreamField("event_type", self.eventType.rawValue),
-            StreamField("payload", JSONValue.object(self.payload).jsonText),
-            StreamField("source", self.source),
-            StreamField("project", self.project),
-            StreamField("priority", self.priority.rawValue),
-            StreamField("message_id", self.messageID),
-        ]
-        if let timestamp { fields.append(StreamField("timestamp", timestamp.description)) }
-        if let sessionID, !sessionID.isEmpty { fields.append(StreamField("session_id", sessionID)) }
-        if let storyID, !storyID.isEmpty { fields.append(StreamField("story_id", storyID)) }
-        if let correlationID, !correlationID.isEmpty { fields.append(StreamField("correlation_id", correlationID)) }
-        if let seq { fields.append(StreamField("seq", String(seq))) }
-        if let schemaVersion { fields.append(StreamField("schema_version", String(schemaVersion))) }
-        fields.append(contentsOf: self.extraFields)
+        var fields: [StreamField] = []
+        fields.reserveCapacity(12 + self.extraFields.count)
+        self.forEachField { fields.append(StreamField($0, $1)) }
         return fields
+    }
+
+    /// Calls `body` with each field of the entry, in order, without building an array (the
+    /// publishing hot path).
+    public func forEachField(_ body: (String, String) -> Void) {
+        body("event_type", self.eventType.rawValue)
+        body("payload", JSONValue.object(self.payload).jsonText)
+        body("source", self.source)
+        body("project", self.project)
+        body("priority", self.priority.rawValue)
+        body("message_id", self.messageID)
+        if let timestamp { body("timestamp", timestamp.description) }
+        if let sessionID, !sessionID.isEmpty { body("session_id", sessionID) }
+        if let storyID, !storyID.isEmpty { body("story_id", storyID) }
+        if let correlationID, !correlationID.isEmpty { body("correlation_id", correlationID) }
+        if let seq { body("seq", String(seq)) }
+        if let schemaVersion { body("schema_version", String(schemaVersion)) }
+        for field in self.extraFields { body(field.name, field.value) }
     }
 
     /// The story a signal is for: the envelope's `story_id`, else the payload's.

@@ -90,11 +90,24 @@ public struct WaveTimestamp: Hashable, Sendable, Comparable, CustomStringConvert
         let days = Int(seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400)
         let secondOfDay = Int(seconds - Int64(days) * 86_400)
         let (year, month, day) = Self.civilFromDays(days)
-        func pad(_ value: Int, _ width: Int) -> String {
-            let text = String(value)
-            return String(repeating: "0", count: max(0, width - text.count)) + text
+        let fields: [(Int, Int)] = [
+            (year, 4), (month, 2), (day, 2), (secondOfDay / 3600, 2), (secondOfDay / 60 % 60, 2), (secondOfDay % 60, 2), (Int(micros), 6),
+        ]
+        let separators: [UInt8] = [UInt8(ascii: "-"), UInt8(ascii: "-"), UInt8(ascii: "T"), UInt8(ascii: ":"), UInt8(ascii: ":"), UInt8(ascii: "."), UInt8(ascii: "Z")]
+        return String(unsafeUninitializedCapacity: 27) { buffer in
+            var i = 0
+            for (index, (value, width)) in fields.enumerated() {
+                var remaining = max(0, value)
+                for position in stride(from: width - 1, through: 0, by: -1) {
+                    buffer[i + position] = UInt8(remaining % 10) + 0x30
+                    remaining /= 10
+                }
+                i += width
+                buffer[i] = separators[index]
+                i += 1
+            }
+            return i
         }
-        return "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T\(pad(secondOfDay / 3600, 2)):\(pad(secondOfDay / 60 % 60, 2)):\(pad(secondOfDay % 60, 2)).\(pad(Int(micros), 6))Z"
     }
 
     static func daysIn(month: Int, year: Int) -> Int {

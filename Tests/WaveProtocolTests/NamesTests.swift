@@ -100,3 +100,22 @@ struct NamesTests {
         #expect(reference.error == "boom" && reference.originalID == "1-1" && reference.originalFields == original)
     }
 }
+
+@Suite("Message ids")
+struct MessageIDTests {
+    @Test("random ids are version-4 UUIDs in lower case, and 100 000 of them are distinct")
+    func unique() {
+        var seen = Set<String>()
+        for _ in 0..<100_000 {
+            let id = MessageID.make()
+            seen.insert(id)
+        }
+        #expect(seen.count == 100_000)
+        let sample = MessageID.make()
+        let parts = sample.split(separator: "-").map(\.count)
+        #expect(parts == [8, 4, 4, 4, 12])
+        #expect(sample == sample.lowercased())
+        #expect(Array(sample)[14] == "4")
+        #expect("89ab".contains(Array(sample)[19]))
+    }
+}
