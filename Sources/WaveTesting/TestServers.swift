@@ -86,12 +86,18 @@ public final class RedisServerProcess: @unchecked Sendable {
             "--dir", self.directory.path, "--logfile", self.directory.appendingPathComponent("redis.log").path,
         ] + self.arguments
         self.pid = try Self.spawn(arguments)
-        // Readiness: bounded retries of a TCP connect (test scaffolding, not product code).
-        for _ in 0..<100 {
-            if Self.accepts(port: self.port) { return }
-            try await Task.sleep(for: .milliseconds(50))
+        // Connect, and after a refused connection back off (10 ms doubling to 200 ms) and try
+        // again, until a 5 s deadline: the reconnect backoff a client uses, not a state poll.
+        let backoff = Backoff(base: .milliseconds(10), cap: .milliseconds(200))
+        let deadline = ContinuousClock.now + .seconds(5)
+        var attempt = 0
+        while !Self.accepts(port: self.port) {
+            guard ContinuousClock.now < deadline else {
+                throw TestEnvironmentError(message: "redis-server on port \(self.port) did not start within 5 s")
+            }
+            try await Task.sleep(for: backoff.ceiling(attempt: attempt))
+            attempt += 1
         }
-        throw TestEnvironmentError(message: "redis-server on port \(self.port) did not start")
     }
 
     /// SIGKILL: the server dies at once, without closing connections politely.
