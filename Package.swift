@@ -26,6 +26,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-async-algorithms.git", from: "1.1.4"),
     ],
     targets: [
         // Pure RESP3 values: tokens, the incremental decoder, the command encoder.
@@ -42,7 +43,11 @@ let package = Package(
         // The event bus: one interface; Redis Streams and in-memory implementations.
         .target(
             name: "WaveBus",
-            dependencies: ["WaveProtocol", "WaveRedis", "RESP", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "WaveProtocol", "WaveRedis", "RESP",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "AsyncAlgorithms", package: "swift-async-algorithms"),
+            ],
             swiftSettings: strict
         ),
         // The Redis client: connections, pool, blocking reads, pub/sub, breaker, typed commands.

@@ -18,34 +18,45 @@ public struct RESPCommandEncoder: Sendable {
     private var arguments: Arguments
 
     /// The arguments of one command.
+    ///
+    /// Arguments go to a plain byte array (one capacity check per append, no buffer bookkeeping)
+    /// and reach ``RESPCommandEncoder/buffer`` in one copy once they are counted.
     public struct Arguments: Sendable {
-        var scratch: ByteBuffer
+        var scratch: [UInt8]
         var count = 0
 
         /// Appends a text argument (as UTF-8).
         public mutating func append(_ text: String) {
-            self.header(text.utf8.count)
-            self.scratch.writeString(text)
-            self.scratch.writeStaticString("\r\n")
+            var text = text
+            text.withUTF8 { self.append(raw: $0) }
         }
 
         /// Appends a text argument (as UTF-8).
         public mutating func append(_ text: Substring) {
-            self.append(String(text))
+            var text = text
+            text.withUTF8 { self.append(raw: $0) }
         }
 
         /// Appends raw bytes.
         public mutating func append(_ bytes: ByteBuffer) {
-            self.header(bytes.readableBytes)
-            self.scratch.writeImmutableBuffer(bytes)
-            self.scratch.writeStaticString("\r\n")
+            bytes.withUnsafeReadableBytes { raw in
+                self.append(raw: UnsafeBufferPointer(start: raw.baseAddress?.assumingMemoryBound(to: UInt8.self), count: raw.count))
+            }
         }
 
         /// Appends raw bytes.
         public mutating func append(bytes: some Collection<UInt8>) {
             self.header(bytes.count)
-            self.scratch.writeBytes(bytes)
-            self.scratch.writeStaticString("\r\n")
+            self.scratch.append(contentsOf: bytes)
+            self.scratch.append(13)
+            self.scratch.append(10)
+        }
+
+        private mutating func append(raw bytes: UnsafeBufferPointer<UInt8>) {
+            self.header(bytes.count)
+            self.scratch.append(contentsOf: bytes)
+            self.scratch.append(13)
+            self.scratch.append(10)
         }
 
         /// Appends an integer in decimal.
@@ -62,9 +73,10 @@ public struct RESPCommandEncoder: Sendable {
                 magnitude /= 10
             } while magnitude > 0
             self.header(length)
-            if value < 0 { self.scratch.writeInteger(UInt8(ascii: "-")) }
-            self.scratch.writeDecimal(value.magnitude)
-            self.scratch.writeStaticString("\r\n")
+            if value < 0 { self.scratch.append(UInt8(ascii: "-")) }
+            self.scratch.appendDecimal(value.magnitude)
+            self.scratch.append(13)
+            self.scratch.append(10)
         }
 
         /// Appends each element in order.
@@ -74,9 +86,10 @@ public struct RESPCommandEncoder: Sendable {
 
         mutating func header(_ length: Int) {
             self.count += 1
-            self.scratch.writeInteger(UInt8(ascii: "$"))
-            self.scratch.writeDecimal(UInt64(length))
-            self.scratch.writeStaticString("\r\n")
+            self.scratch.append(UInt8(ascii: "$"))
+            self.scratch.appendDecimal(UInt64(length))
+            self.scratch.append(13)
+            self.scratch.append(10)
         }
     }
 
@@ -84,18 +97,20 @@ public struct RESPCommandEncoder: Sendable {
     /// - Parameter allocator: where buffers come from (use the channel's).
     public init(allocator: ByteBufferAllocator = ByteBufferAllocator()) {
         self.buffer = allocator.buffer(capacity: 256)
-        self.arguments = Arguments(scratch: allocator.buffer(capacity: 256))
+        var scratch: [UInt8] = []
+        scratch.reserveCapacity(512)
+        self.arguments = Arguments(scratch: scratch)
     }
 
     /// Encodes one command whose arguments `body` appends.
     public mutating func command(_ body: (inout Arguments) throws -> Void) rethrows {
-        self.arguments.scratch.clear()
+        self.arguments.scratch.removeAll(keepingCapacity: true)
         self.arguments.count = 0
         try body(&self.arguments)
         self.buffer.writeInteger(UInt8(ascii: "*"))
         self.buffer.writeDecimal(UInt64(self.arguments.count))
         self.buffer.writeStaticString("\r\n")
-        self.buffer.writeImmutableBuffer(self.arguments.scratch)
+        self.buffer.writeBytes(self.arguments.scratch)
     }
 
     /// Encodes one command made of text arguments.
@@ -125,6 +140,24 @@ extension ByteBuffer {
                 count += 1
             }
             self.writeBytes(UnsafeRawBufferPointer(rebasing: raw[(20 - count)...]))
+        }
+    }
+}
+
+extension Array where Element == UInt8 {
+    /// Appends a non-negative integer in decimal, without allocating.
+    mutating func appendDecimal(_ value: UInt64) {
+        if value < 10 {
+            self.append(UInt8(truncatingIfNeeded: value) &+ 0x30)
+            return
+        }
+        var divisor: UInt64 = 10
+        while divisor <= value / 10 { divisor *= 10 }
+        var remaining = value
+        while divisor > 0 {
+            self.append(UInt8(truncatingIfNeeded: remaining / divisor) &+ 0x30)
+            remaining %= divisor
+            divisor /= 10
         }
     }
 }

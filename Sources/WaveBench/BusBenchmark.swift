@@ -32,6 +32,8 @@ public struct BusBenchmark: Sendable {
         public var sequential: Int
         /// Burst size.
         public var burst: Int
+        /// Publish batches in flight at once during the burst.
+        public var publishers: Int
     }
 
     /// Sequential messages. Default 10 000.
@@ -40,6 +42,8 @@ public struct BusBenchmark: Sendable {
     public var burst = 100_000
     /// Publish batch size for the burst. Default 100.
     public var batch = 100
+    /// Batches in flight at once during the burst (concurrent publishers). Default 2.
+    public var publishers = 2
     /// redis-benchmark's PING count. Default 100 000.
     public var rawPings = 100_000
 
@@ -80,7 +84,8 @@ public struct BusBenchmark: Sendable {
             delivery_p99_ratio: rounded(ping > 0 ? p99 / ping : 0),
             burst_ratio: rounded(rawXAdd > 0 ? rate / rawXAdd : 0),
             sequential: self.sequential,
-            burst: self.burst
+            burst: self.burst,
+            publishers: max(1, self.publishers)
         )
     }
 
@@ -116,29 +121,29 @@ public struct BusBenchmark: Sendable {
         let start = clock.now
         let received = try await bus.withConsumer(options) { deliveries in
             try await withThrowingTaskGroup(of: Int.self) { group in
-                group.addTask {
-                    var sent = 0
-                    while sent < total {
-                        let n = min(batch, total - sent)
-                        let envelopes = (0..<n).map { i in
-                            (stream: stream, envelope: Envelope(eventType: .gatePassed, payload: ["gate_id": "gate-1", "result": "pass"], source: "BE-1", project: project, storyID: "S-\(sent + i)"))
+                let publishers = max(1, self.publishers)
+                for publisher in 0..<publishers {
+                    group.addTask {
+                        // Publisher p sends batches p, p + publishers, …: `publishers` batches in flight.
+                        var next = publisher * batch
+                        while next < total {
+                            let n = min(batch, total - next)
+                            let envelopes = (0..<n).map { i in
+                                (stream: stream, envelope: Envelope(eventType: .gatePassed, payload: ["gate_id": "gate-1", "result": "pass"], source: "BE-1", project: project, storyID: "S-\(next + i)"))
+                            }
+                            _ = try await bus.publish(batch: envelopes)
+                            next += publishers * batch
                         }
-                        _ = try await bus.publish(batch: envelopes)
-                        sent += n
+                        return -1
                     }
-                    return -1
                 }
                 group.addTask {
-                    var seen = Set<String>()
-                    var unacked: [Delivery] = []
-                    for await delivery in deliveries {
-                        seen.insert(delivery.envelope.messageID)
-                        unacked.append(delivery)
-                        if unacked.count >= 128 || seen.count == total {
-                            try await bus.acknowledge(unacked)
-                            unacked.removeAll(keepingCapacity: true)
-                        }
-                        if seen.count == total { break }
+                    // A consumer that handles each read as a batch and acknowledges it in one command.
+                    var seen = Set<String>(minimumCapacity: total)
+                    var iterator = deliveries.makeAsyncIterator()
+                    while seen.count < total, let batch = await iterator.nextBatch() {
+                        for delivery in batch { seen.insert(delivery.envelope.messageID) }
+                        try await bus.acknowledge(batch)
                     }
                     return seen.count
                 }

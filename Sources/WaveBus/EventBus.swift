@@ -1,3 +1,4 @@
+import AsyncAlgorithms
 import WaveProtocol
 
 /// Where a new consumer group starts reading.
@@ -118,7 +119,7 @@ public protocol EventBus: Sendable {
     /// Runs `body` with the deliveries of a consumer; stops reading when `body` returns.
     func withConsumer<Result: Sendable>(
         _ options: ConsumerOptions,
-        _ body: (AsyncStream<Delivery>) async throws -> Result
+        _ body: (Deliveries) async throws -> Result
     ) async throws -> Result
     /// Acknowledges deliveries (pipelined).
     func acknowledge(_ deliveries: [Delivery]) async throws
@@ -173,21 +174,80 @@ enum Judgement: Sendable {
     }
 }
 
-/// Runs a consumer's read loop and reclaimer as child tasks feeding one stream of deliveries,
+/// The deliveries of one consumer, in the order they were read.
+///
+/// The reader hands over whole reads (up to ``ConsumerOptions/batchSize`` entries) and does not
+/// read again until the previous one has been taken, so a slow handler holds back reading instead
+/// of piling entries up in memory, where they would sit idle and be reclaimed while still queued.
+/// Iterate it with `for await`, one delivery at a time, or take a read at once with
+/// ``AsyncIterator/nextBatch()``.
+public struct Deliveries: AsyncSequence, Sendable {
+    public typealias Element = Delivery
+    let channel: AsyncChannel<[Delivery]>
+
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(base: self.channel.makeAsyncIterator())
+    }
+
+    /// Iterates deliveries, taking one read from the consumer at a time.
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        var base: AsyncChannel<[Delivery]>.Iterator
+        var buffer: [Delivery] = []
+        var index = 0
+
+        /// The next delivery; `nil` once the consumer has stopped.
+        public mutating func next() async -> Delivery? {
+            while self.index == self.buffer.count {
+                guard let batch = await self.base.next() else { return nil }
+                self.buffer = batch
+                self.index = 0
+            }
+            defer { self.index += 1 }
+            return self.buffer[self.index]
+        }
+
+        /// The rest of the current read, or the next read whole; `nil` once the consumer has
+        /// stopped. Never empty.
+        public mutating func nextBatch() async -> [Delivery]? {
+            if self.index < self.buffer.count {
+                defer { self.buffer = []; self.index = 0 }
+                return Array(self.buffer[self.index...])
+            }
+            while true {
+                guard let batch = await self.base.next() else { return nil }
+                if !batch.isEmpty { return batch }
+            }
+        }
+    }
+}
+
+/// Where a consumer's loops hand over what they read.
+struct DeliverySink: Sendable {
+    let channel: AsyncChannel<[Delivery]>
+
+    /// Hands over one read; returns when the consumer has taken it (or stopped).
+    func send(_ batch: [Delivery]) async {
+        guard !batch.isEmpty else { return }
+        await self.channel.send(batch)
+    }
+}
+
+/// Runs a consumer's read loop and reclaimer as child tasks feeding one sequence of deliveries,
 /// runs `body` with it, and stops both loops when `body` returns.
 func runConsumerLoops<Result: Sendable>(
-    read: @escaping @Sendable (AsyncStream<Delivery>.Continuation) async -> Void,
-    reclaim: @escaping @Sendable (AsyncStream<Delivery>.Continuation) async -> Void,
-    _ body: (AsyncStream<Delivery>) async throws -> Result
+    read: @escaping @Sendable (DeliverySink) async -> Void,
+    reclaim: @escaping @Sendable (DeliverySink) async -> Void,
+    _ body: (Deliveries) async throws -> Result
 ) async throws -> Result {
-    let (deliveries, continuation) = AsyncStream.makeStream(of: Delivery.self)
+    let channel = AsyncChannel<[Delivery]>()
+    let sink = DeliverySink(channel: channel)
     return try await withThrowingTaskGroup(of: Void.self) { group in
-        group.addTask { await read(continuation) }
-        group.addTask { await reclaim(continuation) }
+        group.addTask { await read(sink) }
+        group.addTask { await reclaim(sink) }
         defer {
             group.cancelAll()
-            continuation.finish()
+            channel.finish()
         }
-        return try await body(deliveries)
+        return try await body(Deliveries(channel: channel))
     }
 }

@@ -149,7 +149,7 @@ public actor InMemoryEventBus: EventBus {
 
     public nonisolated func withConsumer<Result: Sendable>(
         _ options: ConsumerOptions,
-        _ body: (AsyncStream<Delivery>) async throws -> Result
+        _ body: (Deliveries) async throws -> Result
     ) async throws -> Result {
         for stream in options.streams { try await self.createGroup(options.group, on: stream, start: options.start) }
         return try await runConsumerLoops(
@@ -159,26 +159,26 @@ public actor InMemoryEventBus: EventBus {
         )
     }
 
-    private func readLoop(_ options: ConsumerOptions, _ continuation: AsyncStream<Delivery>.Continuation) async {
+    private func readLoop(_ options: ConsumerOptions, _ sink: DeliverySink) async {
         // Own pending entries first (a restarted consumer re-reads what it held).
-        for delivery in self.takeOwnPending(options) { self.emit(delivery, options, continuation) }
+        await sink.send(self.takeOwnPending(options).compactMap { self.judge($0, options) })
         while !Task.isCancelled {
             let batch = self.takeNew(options)
             if batch.isEmpty {
                 await self.waitForEntries(on: Set(options.streams))
                 continue
             }
-            for delivery in batch { self.emit(delivery, options, continuation) }
+            await sink.send(batch.compactMap { self.judge($0, options) })
             // Let other consumers of the group take their turn, as a round trip to Redis would.
             await Task.yield()
         }
     }
 
-    private func reclaimLoop(_ options: ConsumerOptions, _ continuation: AsyncStream<Delivery>.Continuation) async {
+    private func reclaimLoop(_ options: ConsumerOptions, _ sink: DeliverySink) async {
         while !Task.isCancelled {
             // Maintenance on the configured reclaim interval.
             do { try await Task.sleep(for: options.effectiveReclaimInterval) } catch { return }
-            for delivery in self.reclaimIdle(options, now: .now) { self.emit(delivery, options, continuation) }
+            await sink.send(self.reclaimIdle(options, now: .now).compactMap { self.judge($0, options) })
         }
     }
 
@@ -189,16 +189,16 @@ public actor InMemoryEventBus: EventBus {
         var deliveries: Int
     }
 
-    private func emit(_ raw: Raw, _ options: ConsumerOptions, _ continuation: AsyncStream<Delivery>.Continuation) {
+    /// The delivery for an entry, or `nil` when it was dead-lettered instead.
+    private func judge(_ raw: Raw, _ options: ConsumerOptions) -> Delivery? {
         switch Judgement.judge(fields: raw.fields, stream: raw.stream, id: raw.id.text, deliveryCount: raw.deliveries, options: options) {
         case .deliver(let envelope):
-            continuation.yield(
-                Delivery(stream: raw.stream, id: raw.id.text, group: options.group, consumer: options.consumer,
-                         envelope: envelope, deliveryCount: raw.deliveries, fields: raw.fields)
-            )
+            return Delivery(stream: raw.stream, id: raw.id.text, group: options.group, consumer: options.consumer,
+                            envelope: envelope, deliveryCount: raw.deliveries, fields: raw.fields)
         case .deadLetter(let reason, let runs):
             self.writeDeadLetter(fields: raw.fields, id: raw.id.text, stream: raw.stream, group: options.group, reason: reason, handlerRuns: runs)
             self.streams[raw.stream]?.groups[options.group]?.pending[raw.id] = nil
+            return nil
         }
     }
 

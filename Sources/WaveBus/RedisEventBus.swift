@@ -112,19 +112,17 @@ public struct RedisEventBus: EventBus {
     // MARK: Acknowledging and dead letters
 
     public func acknowledge(_ deliveries: [Delivery]) async throws {
-        var byStream: [String: (group: String, ids: [String])] = [:]
-        var order: [String] = []
+        // One XACK per (stream, group), in order of first appearance; a consumer reads few streams,
+        // so a linear search beats hashing a key per delivery.
+        var commands: [XAckCommand] = []
         for delivery in deliveries {
-            let key = "\(delivery.stream)\u{0}\(delivery.group)"
-            if byStream[key] == nil {
-                byStream[key] = (delivery.group, [])
-                order.append(key)
+            if let index = commands.lastIndex(where: { $0.key == delivery.stream && $0.group == delivery.group }) {
+                commands[index].ids.append(delivery.id)
+            } else {
+                var command = XAckCommand(delivery.stream, group: delivery.group, ids: [delivery.id])
+                command.ids.reserveCapacity(deliveries.count)
+                commands.append(command)
             }
-            byStream[key]!.ids.append(delivery.id)
-        }
-        let commands = order.map { key -> XAckCommand in
-            let stream = String(key.prefix(while: { $0 != "\u{0}" }))
-            return XAckCommand(stream, group: byStream[key]!.group, ids: byStream[key]!.ids)
         }
         guard !commands.isEmpty else { return }
         for result in try await self.client.pipeline(batch: commands) { _ = try result.get() }
@@ -150,7 +148,7 @@ public struct RedisEventBus: EventBus {
 
     public func withConsumer<Result: Sendable>(
         _ options: ConsumerOptions,
-        _ body: (AsyncStream<Delivery>) async throws -> Result
+        _ body: (Deliveries) async throws -> Result
     ) async throws -> Result {
         for stream in options.streams {
             try await self.createGroup(options.group, on: stream, start: options.start)
@@ -166,7 +164,7 @@ public struct RedisEventBus: EventBus {
         return result
     }
 
-    private func readLoop(_ options: ConsumerOptions, _ continuation: AsyncStream<Delivery>.Continuation) async {
+    private func readLoop(_ options: ConsumerOptions, _ sink: DeliverySink) async {
         var attempt = 0
         while !Task.isCancelled {
             do {
@@ -175,7 +173,7 @@ public struct RedisEventBus: EventBus {
                     // Replies resume on the connection's event loop: no thread hop between a
                     // reply and its delivery.
                     try await withTaskExecutorPreference(EventLoopTaskExecutor(connection.eventLoop)) {
-                    try await self.readOwnPending(options, connection, continuation)
+                    try await self.readOwnPending(options, connection, sink)
                     while !Task.isCancelled {
                         let reply = try await connection.send(
                             XReadGroupCommand(
@@ -183,11 +181,14 @@ public struct RedisEventBus: EventBus {
                                 streams: options.streams.map { ($0, ">") }, count: options.batchSize, block: options.blockTime
                             )
                         )
+                        var batch: [Delivery] = []
                         for (stream, entries) in reply.streams {
+                            batch.reserveCapacity(batch.count + entries.count)
                             for entry in entries {
-                                try await self.emit(stream: stream, entry: entry, deliveries: 1, options, continuation)
+                                if let delivery = try await self.judge(stream: stream, entry: entry, deliveries: 1, options) { batch.append(delivery) }
                             }
                         }
+                        await sink.send(batch)
                     }
                     }
                 }
@@ -207,7 +208,7 @@ public struct RedisEventBus: EventBus {
         }
     }
 
-    private func readOwnPending(_ options: ConsumerOptions, _ connection: RedisConnection, _ continuation: AsyncStream<Delivery>.Continuation) async throws {
+    private func readOwnPending(_ options: ConsumerOptions, _ connection: RedisConnection, _ sink: DeliverySink) async throws {
         for stream in options.streams {
             var after = "0"
             while true {
@@ -217,6 +218,7 @@ public struct RedisEventBus: EventBus {
                 let entries = reply.entries(of: stream)
                 guard let last = entries.last else { break }
                 let counts = try await self.deliveryCounts(stream: stream, options: options, from: entries[0].id, to: last.id, count: entries.count, consumer: options.consumer, connection: connection)
+                var batch: [Delivery] = []
                 for entry in entries {
                     if entry.isDeleted {
                         // Deleted while pending: nothing to deliver; drop it from the pending list.
@@ -224,20 +226,21 @@ public struct RedisEventBus: EventBus {
                         _ = try await connection.send(XAckCommand(stream, group: options.group, ids: [entry.id]))
                         continue
                     }
-                    try await self.emit(stream: stream, entry: entry, deliveries: counts[entry.id] ?? 1, options, continuation)
+                    if let delivery = try await self.judge(stream: stream, entry: entry, deliveries: counts[entry.id] ?? 1, options) { batch.append(delivery) }
                 }
+                await sink.send(batch)
                 after = last.id
             }
         }
     }
 
-    private func reclaimLoop(_ options: ConsumerOptions, _ continuation: AsyncStream<Delivery>.Continuation) async {
+    private func reclaimLoop(_ options: ConsumerOptions, _ sink: DeliverySink) async {
         while !Task.isCancelled {
             // Maintenance on the configured reclaim interval.
             do { try await Task.sleep(for: options.effectiveReclaimInterval) } catch { return }
             for stream in options.streams {
                 do {
-                    try await self.reclaim(stream: stream, options, continuation)
+                    try await self.reclaim(stream: stream, options, sink)
                     try await self.accountTrimming(stream: stream, group: options.group)
                 } catch {
                     self.logger.debug("reclaim failed", metadata: ["wave.stream": "\(stream)", "wave.error": "\(error)"])
@@ -246,7 +249,7 @@ public struct RedisEventBus: EventBus {
         }
     }
 
-    private func reclaim(stream: String, _ options: ConsumerOptions, _ continuation: AsyncStream<Delivery>.Continuation) async throws {
+    private func reclaim(stream: String, _ options: ConsumerOptions, _ sink: DeliverySink) async throws {
         var cursor = "0-0"
         repeat {
             let reply = try await self.client.send(
@@ -263,9 +266,11 @@ public struct RedisEventBus: EventBus {
                 let counts = try await self.client.withConnection { connection in
                     try await self.deliveryCounts(stream: stream, options: options, from: first.id, to: last.id, count: reply.entries.count, consumer: options.consumer, connection: connection)
                 }
+                var batch: [Delivery] = []
                 for entry in reply.entries {
-                    try await self.emit(stream: stream, entry: entry, deliveries: counts[entry.id] ?? 2, options, continuation)
+                    if let delivery = try await self.judge(stream: stream, entry: entry, deliveries: counts[entry.id] ?? 2, options) { batch.append(delivery) }
                 }
+                await sink.send(batch)
             }
             cursor = reply.nextCursor
         } while cursor != "0-0" && !Task.isCancelled
@@ -276,16 +281,16 @@ public struct RedisEventBus: EventBus {
         return Dictionary(pending.map { ($0.id, $0.deliveryCount) }, uniquingKeysWith: { a, _ in a })
     }
 
-    private func emit(stream: String, entry: StreamEntry, deliveries: Int, _ options: ConsumerOptions, _ continuation: AsyncStream<Delivery>.Continuation) async throws {
+    /// The delivery for an entry, or `nil` when it was dead-lettered instead.
+    private func judge(stream: String, entry: StreamEntry, deliveries: Int, _ options: ConsumerOptions) async throws -> Delivery? {
         let fields = entry.fields.map { StreamField($0.name, $0.value) }
         switch Judgement.judge(fields: fields, stream: stream, id: entry.id, deliveryCount: deliveries, options: options) {
         case .deliver(let envelope):
-            continuation.yield(
-                Delivery(stream: stream, id: entry.id, group: options.group, consumer: options.consumer,
-                         envelope: envelope, deliveryCount: deliveries, fields: fields)
-            )
+            return Delivery(stream: stream, id: entry.id, group: options.group, consumer: options.consumer,
+                            envelope: envelope, deliveryCount: deliveries, fields: fields)
         case .deadLetter(let reason, let runs):
             try await self.writeDeadLetter(fields: fields, id: entry.id, stream: stream, group: options.group, reason: reason, handlerRuns: runs)
+            return nil
         }
     }
 }

@@ -123,8 +123,11 @@ struct BusBench: AsyncParsableCommand {
     @Option(help: "Messages in the burst.")
     var burst = 100_000
 
+    @Option(help: "Batches of 100 in flight at once during the burst (concurrent publishers).")
+    var publishers = 2
+
     func validate() throws {
-        guard self.sequential > 0, self.burst > 0 else { throw ValidationError("--sequential and --burst must be positive") }
+        guard self.sequential > 0, self.burst > 0, self.publishers > 0 else { throw ValidationError("--sequential, --burst and --publishers must be positive") }
     }
 
     func run() async throws {
@@ -132,6 +135,7 @@ struct BusBench: AsyncParsableCommand {
         var benchmark = BusBenchmark()
         benchmark.sequential = self.sequential
         benchmark.burst = self.burst
+        benchmark.publishers = self.publishers
         let result = try await runBenchmark(configuration) { try await benchmark.run(client: $0, logger: $1) }
         if self.global.json {
             print(try JSONOutput.line(result))

@@ -84,13 +84,14 @@ extension Envelope {
                 extra.append(field)
             }
         }
-        for required in ["event_type", "payload", "source", "project"] where values[required] == nil {
-            throw fail(.missingField, "the entry has no \(required) field")
+        for slot in KnownFieldValues.eventType...KnownFieldValues.project where values.slots[slot] == nil {
+            throw fail(.missingField, "the entry has no \(KnownFieldValues.names[slot]) field")
         }
-        guard let eventType = EventType(rawValue: values["event_type"]!) else {
-            throw fail(.unknownEventType, "\"\(values["event_type"]!.prefix(100))\" is not a declared event type")
+        let eventTypeText = values.slots[KnownFieldValues.eventType]!
+        guard let eventType = EventType.byRawValue[eventTypeText] else {
+            throw fail(.unknownEventType, "\"\(eventTypeText.prefix(100))\" is not a declared event type")
         }
-        let payloadText = values["payload"]!
+        let payloadText = values.slots[KnownFieldValues.payload]!
         guard payloadText.utf8.count <= limits.maxPayloadBytes else {
             throw fail(.payloadTooLarge, "the payload has \(payloadText.utf8.count) bytes; the limit is \(limits.maxPayloadBytes)")
         }
@@ -108,7 +109,7 @@ extension Envelope {
         }
         var priority = Priority.normal
         if let text = values["priority"], !text.isEmpty {
-            guard let parsed = Priority(rawValue: text.lowercased()) else {
+            guard let parsed = Priority(rawValue: text) ?? Priority(rawValue: text.lowercased()) else {
                 throw fail(.invalidPriority, "\"\(text.prefix(40))\" is not low, normal, high or critical")
             }
             priority = parsed
@@ -177,22 +178,27 @@ extension Envelope {
 
 /// The values of the known envelope fields, found by a switch on the name instead of hashing.
 struct KnownFieldValues {
+    static let eventType = 0
+    static let payload = 1
+    static let source = 2
+    static let project = 3
+    static let names = [
+        "event_type", "payload", "source", "project", "priority", "message_id", "timestamp",
+        "session_id", "story_id", "correlation_id", "seq", "schema_version",
+    ]
+
     var slots: [String?] = Array(repeating: nil, count: 12)
 
+    /// The slot of a known field name; the length narrows the comparisons to at most three.
     static func slot(_ name: String) -> Int? {
-        switch name {
-        case "event_type": 0
-        case "payload": 1
-        case "source": 2
-        case "project": 3
-        case "priority": 4
-        case "message_id": 5
-        case "timestamp": 6
-        case "session_id": 7
-        case "story_id": 8
-        case "correlation_id": 9
-        case "seq": 10
-        case "schema_version": 11
+        switch name.utf8.count {
+        case 3: name == "seq" ? 10 : nil
+        case 6: name == "source" ? 2 : nil
+        case 7: name == "payload" ? 1 : name == "project" ? 3 : nil
+        case 8: name == "priority" ? 4 : name == "story_id" ? 8 : nil
+        case 9: name == "timestamp" ? 6 : nil
+        case 10: name == "event_type" ? 0 : name == "message_id" ? 5 : name == "session_id" ? 7 : nil
+        case 14: name == "correlation_id" ? 9 : name == "schema_version" ? 11 : nil
         default: nil
         }
     }

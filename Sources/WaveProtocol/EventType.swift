@@ -39,6 +39,9 @@ public enum EventType: String, Sendable, Hashable, CaseIterable, Codable {
 
     /// The 18 core types (the reference's 17 plus `session.paused`).
     public static let core: [EventType] = Self.allCases.filter(\.isCore)
+
+    /// Every type by its wire name: one hash instead of a comparison per case.
+    static let byRawValue: [String: EventType] = Dictionary(uniqueKeysWithValues: Self.allCases.map { ($0.rawValue, $0) })
     /// Wave's extension types.
     public static let extensions: [EventType] = Self.allCases.filter { !$0.isCore }
 

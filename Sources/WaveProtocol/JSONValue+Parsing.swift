@@ -219,64 +219,64 @@ enum JSONText {
         }
     }
 
-    /// Compact JSON with sorted keys.
-    static func write(_ value: JSONValue, into output: inout String) {
+    /// Compact JSON with sorted keys, as UTF-8 bytes.
+    static func write(_ value: JSONValue, into output: inout [UInt8]) {
         switch value {
-        case .null: output += "null"
-        case .bool(let b): output += b ? "true" : "false"
+        case .null: output.append(contentsOf: "null".utf8)
+        case .bool(let b): output.append(contentsOf: (b ? "true" : "false").utf8)
         case .number(let n):
             if n.isFinite, n == n.rounded(), abs(n) < 9e15 {
-                output += String(Int64(n))
+                output.append(contentsOf: String(Int64(n)).utf8)
             } else if n.isFinite {
-                output += "\(n)"
+                output.append(contentsOf: "\(n)".utf8)
             } else {
-                output += "null"
+                output.append(contentsOf: "null".utf8)
             }
         case .string(let s): self.writeString(s, into: &output)
         case .array(let array):
-            output += "["
+            output.append(UInt8(ascii: "["))
             for (i, element) in array.enumerated() {
-                if i > 0 { output += "," }
+                if i > 0 { output.append(UInt8(ascii: ",")) }
                 self.write(element, into: &output)
             }
-            output += "]"
+            output.append(UInt8(ascii: "]"))
         case .object(let object):
-            output += "{"
-            for (i, key) in object.keys.sorted().enumerated() {
-                if i > 0 { output += "," }
+            output.append(UInt8(ascii: "{"))
+            var first = true
+            for (key, member) in object.sorted(by: { $0.key < $1.key }) {
+                if !first { output.append(UInt8(ascii: ",")) }
+                first = false
                 self.writeString(key, into: &output)
-                output += ":"
-                self.write(object[key]!, into: &output)
+                output.append(UInt8(ascii: ":"))
+                self.write(member, into: &output)
             }
-            output += "}"
+            output.append(UInt8(ascii: "}"))
         }
     }
 
-    static func writeString(_ text: String, into output: inout String) {
-        output += "\""
-        var plain = true
-        for byte in text.utf8 where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") {
-            plain = false
-            break
-        }
-        if plain {
-            output += text
-        } else {
-            for scalar in text.unicodeScalars {
-                switch scalar {
-                case "\"": output += "\\\""
-                case "\\": output += "\\\\"
-                case "\n": output += "\\n"
-                case "\r": output += "\\r"
-                case "\t": output += "\\t"
-                case _ where scalar.value < 0x20:
-                    let hex = String(scalar.value, radix: 16)
-                    output += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+    static func writeString(_ text: String, into output: inout [UInt8]) {
+        output.append(UInt8(ascii: "\""))
+        var text = text
+        text.withUTF8 { bytes in
+            var plainFrom = 0
+            for (index, byte) in bytes.enumerated() where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") {
+                output.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[plainFrom..<index]))
+                plainFrom = index + 1
+                switch byte {
+                case UInt8(ascii: "\""): output.append(contentsOf: "\\\"".utf8)
+                case UInt8(ascii: "\\"): output.append(contentsOf: "\\\\".utf8)
+                case UInt8(ascii: "\n"): output.append(contentsOf: "\\n".utf8)
+                case UInt8(ascii: "\r"): output.append(contentsOf: "\\r".utf8)
+                case UInt8(ascii: "\t"): output.append(contentsOf: "\\t".utf8)
                 default:
-                    output.unicodeScalars.append(scalar)
+                    let hex: [UInt8] = Array("0123456789abcdef".utf8)
+                    output.append(contentsOf: "\\u00".utf8)
+                    output.append(hex[Int(byte >> 4)])
+                    output.append(hex[Int(byte & 0xF)])
                 }
             }
+            output.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[plainFrom...]))
         }
-        output += "\""
+        output.append(UInt8(ascii: "\""))
     }
 }

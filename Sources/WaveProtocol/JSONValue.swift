@@ -40,9 +40,10 @@ public enum JSONValue: Hashable, Sendable {
 
     /// Compact JSON text with sorted keys.
     public var jsonText: String {
-        var output = ""
+        var output: [UInt8] = []
+        output.reserveCapacity(64)
         JSONText.write(self, into: &output)
-        return output
+        return String(decoding: output, as: UTF8.self)
     }
 
     /// Parses JSON text.

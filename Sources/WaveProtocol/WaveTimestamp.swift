@@ -90,22 +90,25 @@ public struct WaveTimestamp: Hashable, Sendable, Comparable, CustomStringConvert
         let days = Int(seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400)
         let secondOfDay = Int(seconds - Int64(days) * 86_400)
         let (year, month, day) = Self.civilFromDays(days)
-        let fields: [(Int, Int)] = [
-            (year, 4), (month, 2), (day, 2), (secondOfDay / 3600, 2), (secondOfDay / 60 % 60, 2), (secondOfDay % 60, 2), (Int(micros), 6),
-        ]
-        let separators: [UInt8] = [UInt8(ascii: "-"), UInt8(ascii: "-"), UInt8(ascii: "T"), UInt8(ascii: ":"), UInt8(ascii: ":"), UInt8(ascii: "."), UInt8(ascii: "Z")]
         return String(unsafeUninitializedCapacity: 27) { buffer in
             var i = 0
-            for (index, (value, width)) in fields.enumerated() {
+            func put(_ value: Int, width: Int, then separator: UInt8) {
                 var remaining = max(0, value)
                 for position in stride(from: width - 1, through: 0, by: -1) {
                     buffer[i + position] = UInt8(remaining % 10) + 0x30
                     remaining /= 10
                 }
                 i += width
-                buffer[i] = separators[index]
+                buffer[i] = separator
                 i += 1
             }
+            put(year, width: 4, then: UInt8(ascii: "-"))
+            put(month, width: 2, then: UInt8(ascii: "-"))
+            put(day, width: 2, then: UInt8(ascii: "T"))
+            put(secondOfDay / 3600, width: 2, then: UInt8(ascii: ":"))
+            put(secondOfDay / 60 % 60, width: 2, then: UInt8(ascii: ":"))
+            put(secondOfDay % 60, width: 2, then: UInt8(ascii: "."))
+            put(Int(micros), width: 6, then: UInt8(ascii: "Z"))
             return i
         }
     }

@@ -43,7 +43,7 @@ func uniqueProject(_ name: String = #function) -> String {
 
 /// Collects deliveries until `count` arrived or the deadline passed, and returns what arrived
 /// (test scaffolding).
-func collect(_ deliveries: AsyncStream<Delivery>, count: Int, within deadline: Duration = .seconds(10), onEach: @escaping @Sendable (Delivery) async throws -> Void = { _ in }) async throws -> [Delivery] {
+func collect(_ deliveries: Deliveries, count: Int, within deadline: Duration = .seconds(10), onEach: @escaping @Sendable (Delivery) async throws -> Void = { _ in }) async throws -> [Delivery] {
     let received = Received()
     try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask {
@@ -144,6 +144,28 @@ struct BusContractTests {
         #expect(counts.map(\.count).reduce(0, +) == 40)
         #expect(Set(counts.flatMap { $0 }).count == 40)
         #expect(counts.allSatisfy { !$0.isEmpty }, "\(counts.map(\.count))")
+    }
+
+    @Test("a slow consumer holds back reading: reads are handed over whole and no more than two are taken ahead", arguments: BusKind.available)
+    func backPressure(kind: BusKind) async throws {
+        let bus = try kind.makeBus()
+        let project = uniqueProject()
+        let stream = Channels.signals(try ProjectName(project))
+        try await bus.createGroup("g", on: stream, start: .newEntries)
+        for i in 0..<100 { _ = try await bus.publish(envelope(project: project, story: "S-\(i)"), to: stream) }
+        var options = ConsumerOptions(streams: [stream], group: "g", consumer: "slow")
+        options.batchSize = 10
+        let (first, pending) = try await bus.withConsumer(options) { deliveries in
+            var iterator = deliveries.makeAsyncIterator()
+            let first = try #require(await iterator.nextBatch())
+            // Give the reader every chance to run ahead, then look at what the group handed out.
+            try await Task.sleep(for: .milliseconds(300))
+            return (first, try await bus.pendingEntries(stream: stream, group: "g", count: 1000).count)
+        }
+        #expect(first.count == 10)
+        #expect(first.map(\.envelope.storyID) == (0..<10).map { "S-\($0)" })
+        // The batch in hand and at most one more read waiting to be taken.
+        #expect(pending >= 10 && pending <= 20, "\(pending) entries were taken from the group")
     }
 
     @Test("unacknowledged entries come back first when the consumer restarts", arguments: BusKind.available)

@@ -301,7 +301,8 @@ public struct XAutoClaimCommand: RedisCommand {
         if self.justID {
             ids = try [String](fromRESP: parts[1])
         } else {
-            entries = try [StreamEntry](fromRESP: parts[1])
+            var entriesCursor = RESPCursor(parts[1])
+            entries = try StreamEntry.readList(from: &entriesCursor)
             ids = entries.map(\.id)
         }
         let deleted = parts.count > 2 ? try [String](fromRESP: parts[2]) : []
@@ -372,7 +373,8 @@ public struct XClaimCommand: RedisCommand {
 
     public func decode(_ token: RESPToken) throws(RESPDecodeError) -> Response {
         if self.justID { return Response(entries: [], ids: try [String](fromRESP: token)) }
-        let entries = try [StreamEntry](fromRESP: token)
+        var cursor = RESPCursor(token)
+        let entries = try StreamEntry.readList(from: &cursor)
         return Response(entries: entries, ids: entries.map(\.id))
     }
 }

@@ -24,18 +24,38 @@ public struct StreamEntry: Sendable, Hashable, RESPTokenDecodable {
     }
 
     public init(fromRESP token: RESPToken) throws(RESPDecodeError) {
-        let parts = try token.elements()
-        guard parts.count == 2 else { throw RESPDecodeError(.invalidValue, expected: "[id, fields]", token: token) }
-        self.id = try String(fromRESP: parts[0])
-        if parts[1].isNull {
+        var cursor = RESPCursor(token)
+        try self.init(from: &cursor)
+    }
+
+    /// Reads `[id, [field, value, …]]` (fields null for an entry deleted while pending).
+    public init(from cursor: inout RESPCursor) throws(RESPDecodeError) {
+        var probe = cursor
+        guard try cursor.readArrayHeader() == 2 else {
+            throw RESPDecodeError(.invalidValue, expected: "[id, fields]", token: probe.readToken() ?? .null)
+        }
+        self.id = try cursor.readString()
+        guard let count = try cursor.readMapHeader() else {
             self.fields = []
             self.isDeleted = true
             return
         }
         self.isDeleted = false
-        self.fields = try parts[1].pairs().map { pair throws(RESPDecodeError) in
-            (try String(fromRESP: pair.key), try String(fromRESP: pair.value))
+        var fields: [(name: String, value: String)] = []
+        fields.reserveCapacity(count)
+        for _ in 0..<count {
+            fields.append((try cursor.readString(), try cursor.readString()))
         }
+        self.fields = fields
+    }
+
+    /// Reads an array of entries (null: none).
+    public static func readList(from cursor: inout RESPCursor) throws(RESPDecodeError) -> [StreamEntry] {
+        guard let count = try cursor.readArrayHeader() else { return [] }
+        var entries: [StreamEntry] = []
+        entries.reserveCapacity(count)
+        for _ in 0..<count { entries.append(try StreamEntry(from: &cursor)) }
+        return entries
     }
 
     public static func == (lhs: StreamEntry, rhs: StreamEntry) -> Bool {
@@ -79,15 +99,22 @@ public struct StreamReadReply: Sendable, Hashable, RESPTokenDecodable {
             return
         }
         var streams: [(name: String, entries: [StreamEntry])] = []
-        if case .map = token.value {
-            for (key, value) in try token.pairs() {
-                streams.append((try String(fromRESP: key), try [StreamEntry](fromRESP: value)))
+        var cursor = RESPCursor(token)
+        if cursor.peekType() == .map {
+            let count = try cursor.readMapHeader() ?? 0
+            streams.reserveCapacity(count)
+            for _ in 0..<count {
+                streams.append((try cursor.readString(), try StreamEntry.readList(from: &cursor)))
             }
         } else {
-            for item in try token.elements() {
-                let pair = try item.elements()
-                guard pair.count == 2 else { throw RESPDecodeError(.invalidValue, expected: "[stream, entries]", token: item) }
-                streams.append((try String(fromRESP: pair[0]), try [StreamEntry](fromRESP: pair[1])))
+            let count = try cursor.readArrayHeader() ?? 0
+            streams.reserveCapacity(count)
+            for _ in 0..<count {
+                var probe = cursor
+                guard try cursor.readArrayHeader() == 2 else {
+                    throw RESPDecodeError(.invalidValue, expected: "[stream, entries]", token: probe.readToken() ?? .null)
+                }
+                streams.append((try cursor.readString(), try StreamEntry.readList(from: &cursor)))
             }
         }
         self.streams = streams
