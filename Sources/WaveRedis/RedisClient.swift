@@ -118,8 +118,12 @@ public final class RedisClient: Service, Sendable {
 
     /// Runs `body` with a connection of its own, opened for it and closed afterwards (for a
     /// consumer loop that owns a connection).
-    public func withDedicatedConnection<Result: Sendable>(_ body: (RedisConnection) async throws -> Result) async throws -> Result {
-        let connection = try await self.guarded { try await self.openConnection() }
+    /// - Parameter eventLoop: the loop for the connection's I/O; by default the group's next.
+    public func withDedicatedConnection<Result: Sendable>(
+        on eventLoop: (any EventLoop)? = nil,
+        _ body: (RedisConnection) async throws -> Result
+    ) async throws -> Result {
+        let connection = try await self.guarded { try await self.openConnection(on: eventLoop) }
         do {
             let result = try await body(connection)
             await connection.close()
@@ -142,13 +146,16 @@ public final class RedisClient: Service, Sendable {
     }
 
     /// Opens a new connection with this client's settings (not pooled; the caller closes it).
-    public func openConnection(onPush: (@Sendable (RESPToken) -> Void)? = nil) async throws -> RedisConnection {
+    /// - Parameters:
+    ///   - eventLoop: the loop for its I/O; by default the group's next.
+    ///   - onPush: called with every push frame (subscriptions).
+    public func openConnection(on eventLoop: (any EventLoop)? = nil, onPush: (@Sendable (RESPToken) -> Void)? = nil) async throws -> RedisConnection {
         guard !self.shutDown.load(ordering: .relaxed) else {
             throw RedisClientError(.clientShutdown, "the Redis client was shut down")
         }
         return try await RedisConnection.connect(
             configuration: self.configuration,
-            eventLoop: self.eventLoopGroup.next(),
+            eventLoop: eventLoop ?? self.eventLoopGroup.next(),
             tlsContext: self.tlsContext,
             logger: self.logger,
             onPush: onPush
