@@ -18,6 +18,8 @@ let package = Package(
         .library(name: "WaveRedis", targets: ["WaveRedis"]),
         .library(name: "WaveProtocol", targets: ["WaveProtocol"]),
         .library(name: "WaveBus", targets: ["WaveBus"]),
+        .library(name: "WaveEngine", targets: ["WaveEngine"]),
+        .library(name: "WaveStore", targets: ["WaveStore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -27,6 +29,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-async-algorithms.git", from: "1.1.4"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
     ],
     targets: [
         // Pure RESP3 values: tokens, the incremental decoder, the command encoder.
@@ -38,6 +41,22 @@ let package = Package(
         // The wire protocol as pure values: envelope, event types, names, tasks, dead letters.
         .target(
             name: "WaveProtocol",
+            swiftSettings: strict
+        ),
+        // The story rules as a pure function: state machine, gates, retries, escalations.
+        .target(
+            name: "WaveEngine",
+            dependencies: ["WaveProtocol"],
+            swiftSettings: strict
+        ),
+        // Durable state in SQLite: schema and migrations, sessions, stories, checkpoints, ledger.
+        .target(
+            name: "WaveStore",
+            dependencies: [
+                "WaveEngine", "WaveProtocol",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict
         ),
         // The event bus: one interface; Redis Streams and in-memory implementations.
@@ -98,6 +117,16 @@ let package = Package(
         .testTarget(
             name: "RESPTests",
             dependencies: ["RESP", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "WaveEngineTests",
+            dependencies: ["WaveEngine", "WaveProtocol"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "WaveStoreTests",
+            dependencies: ["WaveStore", "WaveEngine", "WaveProtocol", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         .testTarget(

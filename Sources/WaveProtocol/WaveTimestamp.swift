@@ -18,6 +18,17 @@ public struct WaveTimestamp: Hashable, Sendable, Comparable, CustomStringConvert
 
     public static func < (a: WaveTimestamp, b: WaveTimestamp) -> Bool { a.microsecondsSinceEpoch < b.microsecondsSinceEpoch }
 
+    /// This timestamp moved by `duration` (microsecond precision).
+    public func adding(_ duration: Duration) -> WaveTimestamp {
+        let (seconds, attoseconds) = duration.components
+        return WaveTimestamp(microsecondsSinceEpoch: self.microsecondsSinceEpoch + seconds * 1_000_000 + attoseconds / 1_000_000_000_000)
+    }
+
+    /// The time from `other` to this one.
+    public func duration(since other: WaveTimestamp) -> Duration {
+        .microseconds(self.microsecondsSinceEpoch - other.microsecondsSinceEpoch)
+    }
+
     /// Parses `YYYY-MM-DDTHH:MM:SS[.fraction][Z|±hh:mm|±hhmm]` (a space may replace the `T`).
     /// Returns `nil` for anything else.
     public init?(parsing text: String) {

@@ -1,0 +1,381 @@
+import GRDB
+import WaveEngine
+import WaveProtocol
+
+/// One message to apply to a story.
+public struct IncomingEvent: Sendable, Hashable {
+    /// The message id: the ledger key, so a message applies at most once.
+    public var messageID: String
+    /// The event type, for the ledger.
+    public var eventType: String
+    /// The sender (agent id), for the per-source sequence.
+    public var source: String?
+    /// The sender's sequence number, if it sends one; an older or equal one than the last
+    /// applied from this source for this story has no effect.
+    public var seq: UInt64?
+    /// The session, if the message names one (the reference sends a random one; a miss is
+    /// resolved by story id).
+    public var sessionID: String?
+    /// The story.
+    public var storyID: String
+    /// What happened.
+    public var event: StoryEvent
+    /// Cost the signal reports, USD.
+    public var costUSD: Double?
+    /// Tokens the signal reports.
+    public var tokens: Int?
+
+    /// Creates an incoming event.
+    public init(messageID: String, eventType: String, source: String? = nil, seq: UInt64? = nil, sessionID: String? = nil, storyID: String, event: StoryEvent, costUSD: Double? = nil, tokens: Int? = nil) {
+        self.messageID = messageID
+        self.eventType = eventType
+        self.source = source
+        self.seq = seq
+        self.sessionID = sessionID
+        self.storyID = storyID
+        self.event = event
+        self.costUSD = costUSD
+        self.tokens = tokens
+    }
+}
+
+/// What applying a message did to the session.
+public struct SessionEffects: Sendable, Hashable {
+    /// The session's status changed (`in_progress → completed`).
+    public var statusChange: SessionStatus?
+    /// Spending crossed the warning threshold with this message (`session.budget_warning`).
+    public var budgetWarning = false
+    /// Spending went over the budget with this message: the session was paused.
+    public var pausedForBudget = false
+    /// Stories cancelled because a story they depend on failed.
+    public var cancelledDependents: [String] = []
+    /// Checkpoints, escalations and tasks of those other stories.
+    public var otherEffects: [String: StoryEffects] = [:]
+}
+
+/// The outcome of ``SQLiteStore/apply(_:now:)``.
+public enum ApplyResult: Sendable, Hashable {
+    /// The story changed.
+    case applied(StoryRecord, StoryEffects, SessionEffects)
+    /// No change to the story (the effects may hold an escalation).
+    case ignored(IgnoredReason, StoryRecord, StoryEffects)
+    /// The message was applied before; this is what it did then.
+    case duplicate(outcome: String)
+    /// The sender's `seq` is not newer than the last one applied for this story.
+    case staleSequence(last: UInt64)
+}
+
+extension SQLiteStore {
+    /// Applies one message in one transaction: ledger check, sequence check, the engine's
+    /// decision, the story row (optimistic version check), its checkpoints and escalations,
+    /// dependents of a failed story, the session's derived counters and budget, the ledger
+    /// entry. Applying the same message again changes nothing.
+    ///
+    /// - Throws: ``EngineRejection`` (premature result: do not acknowledge), ``StoreError``
+    ///   (`notFound` for an unknown story, `conflict` when another writer won).
+    public func apply(_ incoming: IncomingEvent, now: WaveTimestamp = .now(), jitter: Double = Double.random(in: 0..<1)) throws -> ApplyResult {
+        try self.immediateWrite { db in
+            if let outcome = try String.fetchOne(db, sql: "SELECT outcome FROM wave_processed_messages WHERE message_id = ?", arguments: [incoming.messageID]) {
+                return .duplicate(outcome: outcome)
+            }
+            var record = try self.findStory(db, storyID: incoming.storyID, session: try self.knownSession(db, incoming.sessionID))
+            let sessionID = record.state.sessionID
+            if let seq = incoming.seq, let source = incoming.source {
+                if let last = try Int64.fetchOne(db, sql: "SELECT last_seq FROM wave_source_seq WHERE session_id = ? AND story_id = ? AND source = ?",
+                                                 arguments: [sessionID, record.state.storyID, source]), seq <= UInt64(last) {
+                    try self.recordLedger(db, incoming, sessionID: sessionID, outcome: "stale_seq", now: now)
+                    return .staleSequence(last: UInt64(last))
+                }
+                try db.execute(sql: """
+                    INSERT INTO wave_source_seq (session_id, story_id, source, last_seq) VALUES (?, ?, ?, ?)
+                    ON CONFLICT (session_id, story_id, source) DO UPDATE SET last_seq = excluded.last_seq
+                    """, arguments: [sessionID, record.state.storyID, source, Int64(clamping: seq)])
+            }
+            let before = record
+            if let cost = incoming.costUSD, cost > 0, cost.isFinite { record.state.costUSD += cost }
+            if let tokens = incoming.tokens, tokens > 0 { record.state.tokens += tokens }
+
+            // A result for a pending story whose dependencies are complete starts it.
+            var startEffects = StoryEffects()
+            if record.state.status == .pending, case .gateResult = incoming.event, try self.dependenciesComplete(db, record) {
+                if case .applied(let started, let effects) = try self.engine.apply(.start, to: record.state, now: now, jitter: jitter) {
+                    record.state = started
+                    startEffects = effects
+                }
+            }
+            let decision = try self.engine.apply(incoming.event, to: record.state, now: now, jitter: jitter)
+            switch decision {
+            case .applied(let state, var effects):
+                effects.checkpoints.insert(contentsOf: startEffects.checkpoints, at: 0)
+                effects.dispatches.insert(contentsOf: startEffects.dispatches, at: 0)
+                effects.transitions.insert(contentsOf: startEffects.transitions, at: 0)
+                record.state = state
+                try self.writeStory(db, &record, expectedVersion: before.state.version, now: now)
+                try self.writeEffects(db, sessionID: sessionID, storyID: record.state.storyID, effects, messageID: incoming.messageID, now: now)
+                var sessionEffects = SessionEffects()
+                if record.state.status == .failed, before.state.status != .failed {
+                    try self.cancelDependents(db, of: record.state.storyID, sessionID: sessionID, now: now, into: &sessionEffects)
+                }
+                try self.refreshSession(db, sessionID: sessionID, now: now, into: &sessionEffects)
+                try self.recordLedger(db, incoming, sessionID: sessionID, outcome: "applied", now: now)
+                return .applied(record, effects, sessionEffects)
+            case .ignored(let reason, let effects):
+                if record.state != before.state || !startEffects.checkpoints.isEmpty {
+                    try self.writeStory(db, &record, expectedVersion: before.state.version, now: now)
+                    try self.writeEffects(db, sessionID: sessionID, storyID: record.state.storyID, startEffects, messageID: incoming.messageID, now: now)
+                    var sessionEffects = SessionEffects()
+                    try self.refreshSession(db, sessionID: sessionID, now: now, into: &sessionEffects)
+                }
+                try self.writeEffects(db, sessionID: sessionID, storyID: record.state.storyID, effects, messageID: incoming.messageID, now: now)
+                try self.bump(db, "ignored.\(reason.rawValue)")
+                try self.recordLedger(db, incoming, sessionID: sessionID, outcome: "ignored:\(reason.rawValue)", now: now)
+                return .ignored(reason, record, effects)
+            }
+        }
+    }
+
+    /// Runs `body` in an `IMMEDIATE` transaction: the write lock is taken before anything is
+    /// read, so another process cannot change a row between this read and this write.
+    func immediateWrite<T>(_ body: (Database) throws -> T) throws -> T {
+        try self.pool.writeWithoutTransaction { db in
+            var result: T?
+            try db.inTransaction(.immediate) {
+                result = try body(db)
+                return .commit
+            }
+            return result!
+        }
+    }
+
+    /// A session id that exists, else `nil` (the reference's random per-process ids).
+    func knownSession(_ db: Database, _ id: String?) throws -> String? {
+        guard let id, !id.isEmpty else { return nil }
+        let key = StoreIDs.normalize(id)
+        return try String.fetchOne(db, sql: "SELECT id FROM wave_sessions WHERE lower(replace(id, '-', '')) = ?", arguments: [key])
+    }
+
+    func dependenciesComplete(_ db: Database, _ record: StoryRecord) throws -> Bool {
+        for dependency in record.state.dependencies {
+            let status = try String.fetchOne(db, sql: "SELECT status FROM wave_story_executions WHERE session_id = ? AND story_id = ?",
+                                             arguments: [record.state.sessionID, dependency])
+            guard status == StoryStatus.complete.rawValue else { return false }
+        }
+        return true
+    }
+
+    /// Writes the story row if its version is still `expectedVersion`; bumps the version.
+    func writeStory(_ db: Database, _ record: inout StoryRecord, expectedVersion: Int, now: WaveTimestamp) throws {
+        let state = record.state
+        record.state.version = expectedVersion + 1
+        try db.execute(sql: """
+            UPDATE wave_story_executions SET status = ?, current_gate = ?, version = ?, retry_count = ?, blocked_reason = ?,
+                acceptance_criteria_passed = ?, acceptance_criteria_total = ?, cost_usd = ?, token_count = ?,
+                started_at = ?, completed_at = ?, failed_at = ?, error_message = ?, metadata = ?, updated_at = ?
+            WHERE id = ? AND version = ?
+            """, arguments: [
+                state.status.rawValue, state.currentGate.description, expectedVersion + 1, state.retryCount, state.blockedReason,
+                state.acceptanceCriteriaPassed, state.acceptanceCriteriaTotal, (state.costUSD * 10_000).rounded() / 10_000, state.tokens,
+                state.startedAt.map(Self.format), state.completedAt.map(Self.format), state.failedAt.map(Self.format), state.errorMessage,
+                Self.metadataText(record), Self.format(now), record.rowID, expectedVersion,
+            ])
+        guard db.changesCount == 1 else {
+            throw StoreError(.conflict, "story \(state.storyID) was changed by another writer (version \(expectedVersion) is stale); retry")
+        }
+    }
+
+    func writeEffects(_ db: Database, sessionID: String, storyID: String, _ effects: StoryEffects, messageID: String?, now: WaveTimestamp) throws {
+        for checkpoint in effects.checkpoints {
+            try self.appendCheckpoint(db, sessionID: sessionID, storyID: storyID, checkpoint)
+        }
+        for escalation in effects.escalations {
+            try db.execute(sql: """
+                INSERT INTO wave_escalations (id, session_id, story_id, kind, reason, message_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [StoreIDs.make(), sessionID, storyID, escalation.kind, escalation.reason, messageID, Self.format(now)])
+            try self.bump(db, "escalations.\(escalation.kind)")
+        }
+    }
+
+    func recordLedger(_ db: Database, _ incoming: IncomingEvent, sessionID: String?, outcome: String, now: WaveTimestamp) throws {
+        try db.execute(sql: """
+            INSERT INTO wave_processed_messages (message_id, session_id, story_id, event_type, outcome, applied_at) VALUES (?, ?, ?, ?, ?, ?)
+            """, arguments: [incoming.messageID, sessionID, incoming.storyID, incoming.eventType, outcome, Self.format(now)])
+    }
+
+    func bump(_ db: Database, _ name: String, by amount: Int = 1) throws {
+        try db.execute(sql: "INSERT INTO wave_counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+                       arguments: [name, amount])
+    }
+
+    /// Cancels, transitively, the unfinished stories that depend on a failed one.
+    func cancelDependents(_ db: Database, of failed: String, sessionID: String, now: WaveTimestamp, into effects: inout SessionEffects) throws {
+        var queue = [failed]
+        while let current = queue.popLast() {
+            let rows = try Row.fetchAll(db, sql: "SELECT * FROM wave_story_executions WHERE session_id = ?", arguments: [sessionID]).map(Self.story)
+            for var record in rows where record.state.dependencies.contains(current) && !record.state.status.isFinished {
+                let version = record.state.version
+                guard case .applied(let state, let storyEffects) = try self.engine.apply(.cancel(reason: "dependency \(current) failed"), to: record.state, now: now) else { continue }
+                record.state = state
+                try self.writeStory(db, &record, expectedVersion: version, now: now)
+                try self.writeEffects(db, sessionID: sessionID, storyID: state.storyID, storyEffects, messageID: nil, now: now)
+                effects.cancelledDependents.append(state.storyID)
+                effects.otherEffects[state.storyID] = storyEffects
+                queue.append(state.storyID)
+            }
+        }
+    }
+
+    /// Derives the session's counters, cost and tokens from its stories; completes or fails it
+    /// when every story is finished; warns at the budget threshold and pauses above the budget.
+    func refreshSession(_ db: Database, sessionID: String, now: WaveTimestamp, into effects: inout SessionEffects) throws {
+        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM wave_sessions WHERE id = ?", arguments: [sessionID]) else { return }
+        var session = Self.session(row)
+        let stories = try Row.fetchAll(db, sql: "SELECT status, cost_usd, token_count FROM wave_story_executions WHERE session_id = ?", arguments: [sessionID])
+        let statuses = stories.compactMap { StoryStatus(rawValue: $0["status"]) }
+        let cost = stories.reduce(0.0) { $0 + ($1["cost_usd"] as Double? ?? 0) }
+        let tokens = stories.reduce(0) { $0 + ($1["token_count"] as Int? ?? 0) }
+        let completed = statuses.filter { $0 == .complete }.count
+        let failed = statuses.filter { $0 == .failed }.count
+        var status = session.status
+        if !session.status.isTerminal, !statuses.isEmpty, statuses.allSatisfy(\.isFinished) {
+            status = failed > 0 ? .failed : .completed
+        }
+        var metadata = session.metadata
+        var pausedAt = session.pausedAt
+        let previousCost = session.actualCostUSD
+        if session.budgetUSD >= 0, !status.isTerminal {
+            let warnAt = session.budgetUSD * self.engine.configuration.budgetWarningRatio
+            if cost >= warnAt, previousCost < warnAt || metadata["budget_warned"]?.boolValue != true, metadata["budget_warned"]?.boolValue != true {
+                metadata["budget_warned"] = true
+                effects.budgetWarning = true
+            }
+            if cost > session.budgetUSD, pausedAt == nil, metadata["budget_paused"]?.boolValue != true {
+                pausedAt = now
+                metadata["budget_paused"] = true
+                effects.pausedForBudget = true
+            }
+        }
+        if status != session.status { effects.statusChange = status }
+        session.status = status
+        try db.execute(sql: """
+            UPDATE wave_sessions SET status = ?, story_count = ?, stories_completed = ?, stories_failed = ?, actual_cost_usd = ?, token_count = ?,
+                paused_at = ?, metadata = ?, completed_at = CASE WHEN ? = 'completed' AND completed_at IS NULL THEN ? ELSE completed_at END,
+                failed_at = CASE WHEN ? = 'failed' AND failed_at IS NULL THEN ? ELSE failed_at END, updated_at = ?
+            WHERE id = ?
+            """, arguments: [
+                status.rawValue, stories.count, completed, failed, (cost * 100).rounded() / 100, tokens, pausedAt.map(Self.format),
+                JSONValue.object(metadata).jsonText, status.rawValue, Self.format(now), status.rawValue, Self.format(now), Self.format(now), sessionID,
+            ])
+    }
+
+    // MARK: Session lifecycle
+
+    /// Starts the oldest pending session of a project (`in_progress`), if there is one and no
+    /// session of the project is in progress; returns it.
+    public func startNextSession(project: String, now: WaveTimestamp = .now()) throws -> SessionRecord? {
+        try self.immediateWrite { db in
+            if let running = try Row.fetchOne(db, sql: "SELECT * FROM wave_sessions WHERE project_name = ? AND status = 'in_progress' ORDER BY created_at LIMIT 1", arguments: [project]) {
+                return Self.session(running)
+            }
+            guard let next = try Row.fetchOne(db, sql: "SELECT * FROM wave_sessions WHERE project_name = ? AND status = 'pending' ORDER BY created_at, rowid LIMIT 1", arguments: [project]) else {
+                return nil
+            }
+            let id: String = next["id"]
+            try db.execute(sql: "UPDATE wave_sessions SET status = 'in_progress', started_at = ?, updated_at = ? WHERE id = ?", arguments: [Self.format(now), Self.format(now), id])
+            return Self.session(try Row.fetchOne(db, sql: "SELECT * FROM wave_sessions WHERE id = ?", arguments: [id])!)
+        }
+    }
+
+    /// Starts pending stories whose dependencies are complete, in creation order, up to the
+    /// parallel limit of working stories; nothing while the session is paused or not in
+    /// progress. Returns each started story with its effects (the tasks to dispatch).
+    public func startReadyStories(session id: String, now: WaveTimestamp = .now()) throws -> [(StoryRecord, StoryEffects)] {
+        let session = try self.session(id: id)
+        return try self.immediateWrite { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM wave_sessions WHERE id = ?", arguments: [session.id]) else { return [] }
+            let current = Self.session(row)
+            guard current.status == .inProgress, current.pausedAt == nil else { return [] }
+            let stories = try Row.fetchAll(db, sql: "SELECT * FROM wave_story_executions WHERE session_id = ? ORDER BY created_at, rowid", arguments: [session.id]).map(Self.story)
+            var working = stories.filter { [.inProgress, .review, .blocked].contains($0.state.status) }.count
+            var started: [(StoryRecord, StoryEffects)] = []
+            for var record in stories where record.state.status == .pending {
+                guard working < self.engine.configuration.parallelLimit else { break }
+                guard try self.dependenciesComplete(db, record) else { continue }
+                let version = record.state.version
+                guard case .applied(let state, let effects) = try self.engine.apply(.start, to: record.state, now: now) else { continue }
+                record.state = state
+                try self.writeStory(db, &record, expectedVersion: version, now: now)
+                try self.writeEffects(db, sessionID: session.id, storyID: state.storyID, effects, messageID: nil, now: now)
+                started.append((record, effects))
+                working += 1
+            }
+            var sessionEffects = SessionEffects()
+            try self.refreshSession(db, sessionID: session.id, now: now, into: &sessionEffects)
+            return started
+        }
+    }
+
+    /// Pauses a session (`paused_at`; the status stays `in_progress`). `messageID` goes to the
+    /// ledger, so the event announcing it is not applied a second time.
+    @discardableResult
+    public func pauseSession(_ id: String, messageID: String? = nil, now: WaveTimestamp = .now()) throws -> SessionRecord {
+        try self.setPaused(id, paused: true, messageID: messageID, now: now)
+    }
+
+    /// Resumes a paused session.
+    @discardableResult
+    public func resumeSession(_ id: String, messageID: String? = nil, now: WaveTimestamp = .now()) throws -> SessionRecord {
+        try self.setPaused(id, paused: false, messageID: messageID, now: now)
+    }
+
+    private func setPaused(_ id: String, paused: Bool, messageID: String?, now: WaveTimestamp) throws -> SessionRecord {
+        let session = try self.session(id: id)
+        guard !session.status.isTerminal else { throw StoreError(.notAllowed, "session \(session.displayID) is \(session.status.rawValue)") }
+        try self.immediateWrite { db in
+            try db.execute(sql: "UPDATE wave_sessions SET paused_at = ?, updated_at = ? WHERE id = ?",
+                           arguments: [paused ? Self.format(now) : nil, Self.format(now), session.id])
+            try self.appendCheckpoint(db, sessionID: session.id, storyID: nil, CheckpointDraft(
+                type: .manual, name: paused ? "Session paused" : "Session resumed", gate: nil,
+                state: ["kind": .string(paused ? "session_paused" : "session_resumed"), "timestamp": .string(now.description)], agentID: nil))
+            if let messageID {
+                try self.recordLedger(db, IncomingEvent(messageID: messageID, eventType: paused ? "session.paused" : "session.resumed", storyID: "", event: .start),
+                                      sessionID: session.id, outcome: "applied", now: now)
+            }
+        }
+        return try self.session(id: id)
+    }
+
+    /// Cancels a session: every unfinished story is cancelled, then the session.
+    @discardableResult
+    public func cancelSession(_ id: String, reason: String, messageID: String? = nil, now: WaveTimestamp = .now()) throws -> SessionRecord {
+        let session = try self.session(id: id)
+        guard !session.status.isTerminal else { throw StoreError(.notAllowed, "session \(session.displayID) is already \(session.status.rawValue)") }
+        try self.immediateWrite { db in
+            let stories = try Row.fetchAll(db, sql: "SELECT * FROM wave_story_executions WHERE session_id = ?", arguments: [session.id]).map(Self.story)
+            for var record in stories where !record.state.status.isFinished {
+                let version = record.state.version
+                guard case .applied(let state, let effects) = try self.engine.apply(.cancel(reason: reason), to: record.state, now: now) else { continue }
+                record.state = state
+                try self.writeStory(db, &record, expectedVersion: version, now: now)
+                try self.writeEffects(db, sessionID: session.id, storyID: state.storyID, effects, messageID: messageID, now: now)
+            }
+            var effects = SessionEffects()
+            try self.refreshSession(db, sessionID: session.id, now: now, into: &effects)
+            try db.execute(sql: "UPDATE wave_sessions SET status = 'cancelled', updated_at = ? WHERE id = ? AND status NOT IN ('completed', 'failed')",
+                           arguments: [Self.format(now), session.id])
+            if let messageID {
+                try self.recordLedger(db, IncomingEvent(messageID: messageID, eventType: "session.cancelled", storyID: "", event: .start),
+                                      sessionID: session.id, outcome: "applied", now: now)
+            }
+        }
+        return try self.session(id: id)
+    }
+
+    /// Deletes ledger entries older than the retention window (maintenance).
+    @discardableResult
+    public func pruneLedger(olderThan cutoff: WaveTimestamp) throws -> Int {
+        try self.pool.write { db in
+            try db.execute(sql: "DELETE FROM wave_processed_messages WHERE applied_at < ?", arguments: [Self.format(cutoff)])
+            return db.changesCount
+        }
+    }
+}
