@@ -73,6 +73,7 @@ extension SQLiteStore {
     ///
     /// - Throws: ``EngineRejection`` (premature result: do not acknowledge), ``StoreError``
     ///   (`notFound` for an unknown story, `conflict` when another writer won).
+    @discardableResult
     public func apply(_ incoming: IncomingEvent, now: WaveTimestamp = .now(), jitter: Double = Double.random(in: 0..<1)) throws -> ApplyResult {
         try self.immediateWrite { db in
             if let outcome = try String.fetchOne(db, sql: "SELECT outcome FROM wave_processed_messages WHERE message_id = ?", arguments: [incoming.messageID]) {
@@ -358,10 +359,9 @@ extension SQLiteStore {
                 try self.writeStory(db, &record, expectedVersion: version, now: now)
                 try self.writeEffects(db, sessionID: session.id, storyID: state.storyID, effects, messageID: messageID, now: now)
             }
+            try db.execute(sql: "UPDATE wave_sessions SET status = 'cancelled', updated_at = ? WHERE id = ?", arguments: [Self.format(now), session.id])
             var effects = SessionEffects()
             try self.refreshSession(db, sessionID: session.id, now: now, into: &effects)
-            try db.execute(sql: "UPDATE wave_sessions SET status = 'cancelled', updated_at = ? WHERE id = ? AND status NOT IN ('completed', 'failed')",
-                           arguments: [Self.format(now), session.id])
             if let messageID {
                 try self.recordLedger(db, IncomingEvent(messageID: messageID, eventType: "session.cancelled", storyID: "", event: .start),
                                       sessionID: session.id, outcome: "applied", now: now)

@@ -151,7 +151,11 @@ public final class SQLiteStore: Sendable {
     public func createSession(project: String, wave: Int, stories: [NewStory], budgetUSD: Double = 2.00, now: WaveTimestamp = .now()) throws -> SessionRecord {
         guard wave >= 0 else { throw StoreError(.invalidInput, "the wave number must be 0 or more (got \(wave))") }
         guard budgetUSD >= 0, budgetUSD.isFinite else { throw StoreError(.invalidInput, "the budget must be 0 or more (got \(budgetUSD))") }
-        _ = try ProjectName(project)
+        do {
+            _ = try ProjectName(project)
+        } catch {
+            throw StoreError(.invalidInput, error.description)
+        }
         try Self.validate(stories)
         let id = StoreIDs.make()
         let stamp = Self.format(now)

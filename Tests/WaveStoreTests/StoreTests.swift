@@ -1,0 +1,197 @@
+import Foundation
+import GRDB
+import Logging
+import Testing
+import WaveEngine
+import WaveProtocol
+
+@testable import WaveStore
+
+/// A fresh store in a temporary folder (test scaffolding).
+func temporaryStore(_ name: String = #function, engine: StoryEngine = StoryEngine()) throws -> SQLiteStore {
+    try SQLiteStore(location: StoreLocation(path: temporaryPath(name)), engine: engine, logger: quietLogger())
+}
+
+func temporaryPath(_ name: String) -> String {
+    let folder = FileManager.default.temporaryDirectory.appendingPathComponent("wave-store-tests-\(UUID().uuidString.prefix(8))")
+    return folder.appendingPathComponent("\(name.prefix(while: { $0 != "(" })).sqlite").path
+}
+
+func quietLogger() -> Logger {
+    var logger = Logger(label: "store-test")
+    logger.logLevel = .critical
+    return logger
+}
+
+func stories(_ specs: [(String, [String])], domain: String = "backend") -> [NewStory] {
+    specs.map { NewStory(id: $0.0, title: "Story \($0.0)", domain: domain, agent: "BE-1", dependencies: $0.1) }
+}
+
+/// A gate result message.
+func gate(_ story: String, _ gate: Int, _ result: String, from role: String, id: String = UUID().uuidString, seq: UInt64? = nil, session: String? = nil, cost: Double? = nil) throws -> IncomingEvent {
+    IncomingEvent(
+        messageID: id, eventType: result == "fail" ? "gate.failed" : "gate.passed", source: "\(role.uppercased())-1", seq: seq, sessionID: session,
+        storyID: story, event: .gateResult(GateResultInput(gate: try GateID(gate), payload: ["result": .string(result)], senderRole: role, agentID: "\(role.uppercased())-1")),
+        costUSD: cost
+    )
+}
+
+@Suite("SQLite store")
+struct StoreTests {
+    @Test("a new store: every migration applied, WAL, synchronous NORMAL, a 5 s busy timeout, not exclusive")
+    func fresh() throws {
+        let store = try temporaryStore()
+        #expect(try store.appliedMigrations() == Schema.migrations.map(\.id))
+        let (journal, synchronous, busy, locking) = try store.pool.read { db in
+            (try String.fetchOne(db, sql: "PRAGMA journal_mode"), try Int.fetchOne(db, sql: "PRAGMA synchronous"),
+             try Int.fetchOne(db, sql: "PRAGMA busy_timeout"), try String.fetchOne(db, sql: "PRAGMA locking_mode"))
+        }
+        #expect(journal == "wal")
+        #expect(synchronous == 1)  // NORMAL
+        #expect((busy ?? 0) >= 5000)
+        #expect(locking == "normal")
+        #expect(try SQLiteStore.pendingMigrations(at: store.location).isEmpty)
+        let other = try SQLiteStore(location: store.location, logger: quietLogger())  // a second process's view
+        #expect(try other.sessions().isEmpty)
+    }
+
+    @Test("session create: pending, budget as given (0 stays 0); duplicate ids, unknown dependencies and cycles are named")
+    func createSession() throws {
+        let store = try temporaryStore()
+        let session = try store.createSession(project: "shop", wave: 1, stories: stories([("S-1", []), ("S-2", ["S-1"])]), budgetUSD: 0)
+        #expect(session.status == .pending)
+        #expect(session.budgetUSD == 0)
+        #expect(session.storyCount == 2)
+        #expect(session.id.count == 32 && session.displayID.count == 36)
+        #expect(try store.session(id: session.displayID).id == session.id)
+        #expect(try store.stories(session: session.id).map(\.state.dependencies) == [[], ["S-1"]])
+        let unknown = #expect(throws: StoreError.self) { try store.createSession(project: "shop", wave: 2, stories: stories([("S-1", ["S-9"])])) }
+        #expect(unknown?.message == "story S-1 depends on S-9, which is not in the session")
+        let cycle = #expect(throws: StoreError.self) {
+            try store.createSession(project: "shop", wave: 2, stories: stories([("A", ["C"]), ("B", ["A"]), ("C", ["B"])]))
+        }
+        #expect(cycle?.message == "dependency cycle: A → C → B → A")
+        #expect(throws: StoreError.self) { try store.createSession(project: "shop", wave: 2, stories: stories([("A", []), ("A", [])])) }
+        #expect(throws: StoreError.self) { try store.createSession(project: "bad project!", wave: 2, stories: []) }
+        #expect(try store.sessions().count == 1, "a refused session leaves nothing behind")
+    }
+
+    @Test("a story runs to complete through the store: one transaction per message, one gate checkpoint per result, counters derived")
+    func runToComplete() throws {
+        let store = try temporaryStore()
+        let session = try store.createSession(project: "shop", wave: 1, stories: stories([("S-1", []), ("S-2", ["S-1"])]))
+        #expect(try store.startNextSession(project: "shop")?.status == .inProgress)
+        let started = try store.startReadyStories(session: session.id)
+        #expect(started.map(\.0.state.storyID) == ["S-1"], "S-2 waits for its dependency")
+        #expect(started.first?.1.dispatches.map(\.action) == ["plan"])
+        try store.apply(try gate("S-1", 0, "pass", from: "cto", cost: 0.05))
+        for g in 1...3 { try store.apply(try gate("S-1", g, "pass", from: "be")) }
+        for (g, role) in [(4, "qa"), (5, "pm"), (6, "cto"), (7, "cto")] { try store.apply(try gate("S-1", g, "pass", from: role, cost: 0.01)) }
+        let s1 = try store.story("S-1")
+        #expect(s1.state.status == .complete)
+        #expect(s1.state.version == 9)
+        let checkpoints = try store.checkpoints(session: session.id, story: "S-1")
+        #expect(checkpoints.filter { $0.type == "gate" }.count == 8)
+        #expect(checkpoints.map(\.seq) == checkpoints.map(\.seq).sorted())
+        #expect(zip(checkpoints.dropFirst(), checkpoints).allSatisfy { $0.parentID == $1.id }, "each checkpoint links to the story's previous one")
+        var refreshed = try store.session(id: session.id)
+        #expect(refreshed.storiesCompleted == 1)
+        #expect(abs(refreshed.actualCostUSD - 0.09) < 0.0001)
+        #expect(try store.startReadyStories(session: session.id).map(\.0.state.storyID) == ["S-2"])
+        for (g, role) in [(0, "cto"), (1, "be"), (2, "be"), (3, "be"), (4, "qa"), (5, "pm"), (6, "cto"), (7, "cto")] {
+            try store.apply(try gate("S-2", g, "pass", from: role))
+        }
+        refreshed = try store.session(id: session.id)
+        #expect(refreshed.status == .completed)
+        #expect(refreshed.storiesCompleted == 2)
+    }
+
+    @Test("the same message twice changes nothing the second time; an old seq from a source has no effect")
+    func idempotency() throws {
+        let store = try temporaryStore()
+        let session = try store.createSession(project: "shop", wave: 1, stories: stories([("S-1", [])]))
+        _ = try store.startNextSession(project: "shop")
+        _ = try store.startReadyStories(session: session.id)
+        let message = try gate("S-1", 0, "fail", from: "cto", id: "m-1")
+        guard case .applied = try store.apply(message) else { Issue.record("first application"); return }
+        let after = try store.story("S-1")
+        let count = try store.checkpoints(session: session.id).count
+        #expect(try store.apply(message) == .duplicate(outcome: "applied"))
+        #expect(try store.story("S-1") == after)
+        #expect(try store.checkpoints(session: session.id).count == count)
+        #expect(after.state.gateFailures[0] == 1)
+        try store.apply(try gate("S-1", 0, "fail", from: "cto", seq: 5))
+        #expect(try store.apply(try gate("S-1", 0, "pass", from: "cto", seq: 5)) == .staleSequence(last: 5))
+        #expect(try store.apply(try gate("S-1", 0, "pass", from: "cto", seq: 4)) == .staleSequence(last: 5))
+        #expect(try store.story("S-1").state.currentGate.number == 0)
+        try store.apply(try gate("S-1", 0, "pass", from: "cto", seq: 6))
+        #expect(try store.story("S-1").state.currentGate.number == 1)
+    }
+
+    @Test("optimistic concurrency: a write based on a stale version is refused")
+    func versionConflict() throws {
+        let store = try temporaryStore()
+        let session = try store.createSession(project: "shop", wave: 1, stories: stories([("S-1", [])]))
+        _ = try store.startNextSession(project: "shop")
+        _ = try store.startReadyStories(session: session.id)
+        var stale = try store.story("S-1")
+        try store.apply(try gate("S-1", 0, "pass", from: "cto"))  // another writer moves it on
+        stale.state.status = .cancelled
+        let error = #expect(throws: StoreError.self) {
+            try store.immediateWrite { db in try store.writeStory(db, &stale, expectedVersion: stale.state.version, now: .now()) }
+        }
+        #expect(error?.code == .conflict)
+        #expect(try store.story("S-1").state.status == .inProgress)
+    }
+
+    @Test("a failed story cancels its dependents; the session fails when every story is finished")
+    func failureCascades() throws {
+        let engine = StoryEngine(configuration: { var c = EngineConfiguration.standard; c.gates[0].maxRetries = 0; return c }())
+        let store = try temporaryStore(engine: engine)
+        let session = try store.createSession(project: "shop", wave: 1, stories: stories([("A", []), ("B", ["A"]), ("C", ["B"])]))
+        _ = try store.startNextSession(project: "shop")
+        _ = try store.startReadyStories(session: session.id)
+        guard case .applied(let record, _, let effects) = try store.apply(try gate("A", 0, "fail", from: "cto")) else { Issue.record("not applied"); return }
+        #expect(record.state.status == .failed)
+        #expect(effects.cancelledDependents == ["B", "C"])
+        #expect(effects.statusChange == .failed)
+        #expect(try store.stories(session: session.id).map(\.state.status) == [.failed, .cancelled, .cancelled])
+        #expect(try store.escalations().map(\.kind) == ["retries_exhausted"])
+    }
+
+    @Test("budget: a warning at 80 %, a pause above 100 %")
+    func budget() throws {
+        let store = try temporaryStore()
+        let session = try store.createSession(project: "shop", wave: 1, stories: stories([("S-1", [])]), budgetUSD: 1.00)
+        _ = try store.startNextSession(project: "shop")
+        _ = try store.startReadyStories(session: session.id)
+        guard case .ignored(_, _, _) = try store.apply(try gate("S-1", 0, "pass", from: "qa", cost: 0.5)) else { Issue.record("expected no effect"); return }
+        guard case .applied(_, _, let warn) = try store.apply(try gate("S-1", 0, "fail", from: "cto", cost: 0.35)) else { Issue.record("not applied"); return }
+        #expect(warn.budgetWarning && !warn.pausedForBudget)
+        guard case .applied(_, _, let over) = try store.apply(try gate("S-1", 0, "pass", from: "cto", cost: 0.2)) else { Issue.record("not applied"); return }
+        #expect(over.pausedForBudget && !over.budgetWarning)
+        let paused = try store.session(id: session.id)
+        #expect(paused.isPaused)
+        #expect(paused.status == .inProgress, "pause keeps in_progress, so the reference's CHECK still holds")
+        #expect(try store.startReadyStories(session: session.id).isEmpty)
+    }
+
+    @Test("pause, resume and cancel a session; acknowledge an escalation")
+    func sessionOperations() throws {
+        let store = try temporaryStore()
+        let session = try store.createSession(project: "shop", wave: 1, stories: stories([("S-1", []), ("S-2", [])]))
+        _ = try store.startNextSession(project: "shop")
+        #expect(try store.pauseSession(session.displayID).isPaused)
+        #expect(try store.startReadyStories(session: session.id).isEmpty)
+        #expect(try !store.resumeSession(session.id).isPaused)
+        #expect(try store.startReadyStories(session: session.id).count == 2)
+        try store.apply(IncomingEvent(messageID: "b1", eventType: "story.blocked", storyID: "S-1", event: .blocked(reason: "waiting")))
+        let escalation = try #require(try store.escalations().first)
+        try store.acknowledgeEscalation(escalation.id, by: "alice")
+        #expect(try store.escalations().isEmpty)
+        #expect(throws: StoreError.self) { try store.acknowledgeEscalation(escalation.id, by: "alice") }
+        let cancelled = try store.cancelSession(session.id, reason: "descoped")
+        #expect(cancelled.status == .cancelled)
+        #expect(try store.stories(session: session.id).allSatisfy { $0.state.status == .cancelled })
+    }
+}
