@@ -188,7 +188,10 @@ private struct Change {
         let gate = input.gate
         if self.story.devRoles.isEmpty { self.story.devRoles = self.story.defaultDevRoles }
         guard let role = self.devRole(of: input) else { return .notOwner }
-        let progress = self.story.devProgress[role] ?? 0
+        // Every role has passed the gates before the current one (an adopted or recovered story
+        // may have no recorded progress).
+        let floor = self.isDevGate(self.story.currentGate) ? self.story.currentGate.number - 1 : 0
+        let progress = max(self.story.devProgress[role] ?? 0, floor)
         if gate.number <= progress { return .staleGate }  // this role already passed it
         guard gate.number == progress + 1 else {
             throw EngineRejection(code: "premature_gate", detail: "\(role) reported \(gate) of \(self.story.storyID) before \(GateID.all[progress + 1])")

@@ -1,0 +1,97 @@
+import Foundation
+import GRDB
+import Testing
+import WaveEngine
+import WaveProtocol
+
+@testable import WaveStore
+
+/// What the rows say, without ids and wall-clock stamps (which differ between two stores).
+func normalizedRows(_ store: SQLiteStore) throws -> [String] {
+    try store.pool.read { db in
+        var rows: [String] = []
+        for row in try Row.fetchAll(db, sql: """
+            SELECT story_id, status, current_gate, version, retry_count, blocked_reason, acceptance_criteria_passed, acceptance_criteria_total,
+                cost_usd, token_count, error_message, metadata, started_at IS NOT NULL, completed_at IS NOT NULL, failed_at IS NOT NULL
+            FROM wave_story_executions ORDER BY story_id
+            """) { rows.append("story " + row.databaseValues.map(\.description).joined(separator: "|")) }
+        for row in try Row.fetchAll(db, sql: "SELECT story_id, checkpoint_type, checkpoint_name, gate, state FROM wave_checkpoints ORDER BY seq") {
+            rows.append("checkpoint " + row.databaseValues.map(\.description).joined(separator: "|"))
+        }
+        for row in try Row.fetchAll(db, sql: "SELECT story_id, kind, reason FROM wave_escalations ORDER BY rowid") {
+            rows.append("escalation " + row.databaseValues.map(\.description).joined(separator: "|"))
+        }
+        for row in try Row.fetchAll(db, sql: "SELECT message_id, outcome FROM wave_processed_messages ORDER BY message_id") {
+            rows.append("ledger " + row.databaseValues.map(\.description).joined(separator: "|"))
+        }
+        for row in try Row.fetchAll(db, sql: "SELECT status, stories_completed, stories_failed, actual_cost_usd, token_count, paused_at IS NOT NULL, metadata FROM wave_sessions") {
+            rows.append("session " + row.databaseValues.map(\.description).joined(separator: "|"))
+        }
+        return rows
+    }
+}
+
+@Suite("Store properties")
+struct StorePropertyTests {
+    @Test("every message delivered twice, and the whole sequence again, leaves exactly the rows one delivery leaves", arguments: 0..<12)
+    func duplicatesChangeNothing(seed: Int) throws {
+        var generator = SeededGenerator(seed: UInt64(seed))
+        let roles = ["fe", "be", "qa", "pm", "cto"]
+        var messages: [IncomingEvent] = []
+        for i in 0..<150 {
+            let story = "S-\(Int(generator.next() % 3) + 1)"
+            let role = roles[Int(generator.next() % 5)]
+            let event: StoryEvent
+            switch generator.next() % 12 {
+            case 0: event = .agentError(message: "e\(i)", retryable: generator.next() % 4 != 0, role: role)
+            case 1: event = .blocked(reason: "b\(i)")
+            case 2, 3: event = .unblocked(reason: nil)
+            default:
+                let payload: [String: JSONValue] = ["result": generator.next() % 5 == 0 ? "fail" : "pass"]
+                event = .gateResult(GateResultInput(gate: try GateID(Int(generator.next() % 8)), payload: payload, senderRole: role, agentID: "\(role)-1"))
+            }
+            let seq: UInt64? = generator.next() % 3 == 0 ? UInt64(i) : nil
+            messages.append(IncomingEvent(messageID: "m-\(i)", eventType: "x", source: "\(role)-1", seq: seq, storyID: story, event: event,
+                                          costUSD: generator.next() % 4 == 0 ? 0.01 : nil, tokens: 10))
+        }
+        func prepared(_ name: String) throws -> SQLiteStore {
+            let store = try temporaryStore(name)
+            let session = try store.createSession(project: "p", wave: 0, stories: stories([("S-1", []), ("S-2", []), ("S-3", ["S-1"])]), budgetUSD: 5)
+            _ = try store.startNextSession(project: "p", now: t(0))
+            _ = try store.startReadyStories(session: session.id, now: t(0))
+            return store
+        }
+        let once = try prepared("once-\(seed)")
+        let twice = try prepared("twice-\(seed)")
+        var refused = Set<String>()
+        for (i, message) in messages.enumerated() {
+            do { try once.apply(message, now: t(i + 1), jitter: 0.5) } catch is EngineRejection { refused.insert(message.messageID) }
+            for _ in 0..<2 {
+                do { try twice.apply(message, now: t(i + 1), jitter: 0.5) } catch is EngineRejection {}
+            }
+        }
+        // The whole sequence again: every acknowledged message is a duplicate now.
+        for (i, message) in messages.enumerated() where !refused.contains(message.messageID) {
+            #expect(throws: Never.self) { try twice.apply(message, now: t(i + 1000), jitter: 0.5) }
+        }
+        let a = try normalizedRows(once)
+        let b = try normalizedRows(twice)
+        #expect(a == b)
+        #expect(a.filter { $0.hasPrefix("ledger") }.count == messages.count - refused.count)
+    }
+}
+
+func t(_ seconds: Int) -> WaveTimestamp {
+    WaveTimestamp(microsecondsSinceEpoch: 1_800_000_000_000_000 + Int64(seconds) * 1_000_000)
+}
+
+struct SeededGenerator {
+    var state: UInt64
+    init(seed: UInt64) { self.state = seed &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407 }
+    mutating func next() -> UInt64 {
+        self.state = self.state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+        var z = self.state
+        z = (z ^ (z >> 33)) &* 0xFF51_AFD7_ED55_8CCD
+        return z ^ (z >> 33)
+    }
+}
