@@ -30,6 +30,18 @@ public struct StoryEngine: Sendable {
     }
 }
 
+extension StoryEngine {
+    /// The tasks a working story needs at its current gate (what a restart or a lost lease
+    /// dispatches again); none for a story that is not working.
+    public func tasks(for story: StoryState, now: WaveTimestamp) -> [TaskDraft] {
+        guard story.status == .inProgress || story.status == .review else { return [] }
+        var change = Change(story: story, engine: self, now: now, jitter: 0)
+        if change.story.devRoles.isEmpty, change.isDevGate(story.currentGate) { change.story.devRoles = story.defaultDevRoles }
+        change.dispatchCurrentGate(notBefore: story.nextAttemptAt)
+        return change.effects.dispatches
+    }
+}
+
 /// One application in progress.
 private struct Change {
     var story: StoryState

@@ -29,11 +29,12 @@ public enum StoryStatus: String, Sendable, Hashable, Codable, CaseIterable {
     }
 
     /// Whether recovery may move the story to `next`: everything an ordinary path allows, plus
-    /// `failed → in_progress | review` and a restart's `→ pending` from any non-terminal status.
+    /// `failed → in_progress | review | cancelled` (resume, skip) and a restart's `→ pending`
+    /// from any non-terminal status.
     public func canRecover(to next: StoryStatus) -> Bool {
         if self.canTransition(to: next) { return true }
         switch (self, next) {
-        case (.failed, .inProgress), (.failed, .review): return true
+        case (.failed, .inProgress), (.failed, .review), (.failed, .cancelled): return true
         case (_, .pending): return !self.isTerminal
         default: return false
         }
