@@ -106,6 +106,8 @@ let package = Package(
             name: "WaveCLI",
             dependencies: [
                 "WaveRedis",
+                "WaveStore",
+                "WaveEngine",
                 "WaveBus",
                 "WaveProtocol",
                 "WaveBench",
@@ -126,7 +128,7 @@ let package = Package(
         ),
         .testTarget(
             name: "WaveStoreTests",
-            dependencies: ["WaveStore", "WaveEngine", "WaveProtocol", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log")],
+            dependencies: ["WaveStore", "WaveEngine", "WaveProtocol", "WaveTesting", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         .testTarget(

@@ -11,7 +11,10 @@ struct Wave: AsyncParsableCommand {
             Exit codes: 0 success, 1 failure, 2 bad input (one-line error on stderr), \
             3 a server could not be reached (with a hint).
             """,
-        subcommands: [DemoCommand.self, SignalCommand.self, TailCommand.self, BenchCommand.self]
+        subcommands: [
+            DemoCommand.self, SessionCommand.self, StoryCommand.self, ApproveCommand.self, ApprovalsCommand.self, EscalationsCommand.self,
+            SignalCommand.self, TailCommand.self, StoreCommand.self, BenchCommand.self,
+        ]
     )
 }
 

@@ -98,7 +98,7 @@ extension SQLiteStore {
 
             // A result for a pending story whose dependencies are complete starts it.
             var startEffects = StoryEffects()
-            if record.state.status == .pending, case .gateResult = incoming.event, try self.dependenciesComplete(db, record) {
+            if record.state.status == .pending, case .gateResult = incoming.event, try self.sessionInProgress(db, sessionID), try self.dependenciesComplete(db, record) {
                 if case .applied(let started, let effects) = try self.engine.apply(.start, to: record.state, now: now, jitter: jitter) {
                     record.state = started
                     startEffects = effects
@@ -153,6 +153,10 @@ extension SQLiteStore {
         guard let id, !id.isEmpty else { return nil }
         let key = StoreIDs.normalize(id)
         return try String.fetchOne(db, sql: "SELECT id FROM wave_sessions WHERE lower(replace(id, '-', '')) = ?", arguments: [key])
+    }
+
+    func sessionInProgress(_ db: Database, _ sessionID: String) throws -> Bool {
+        try String.fetchOne(db, sql: "SELECT status FROM wave_sessions WHERE id = ?", arguments: [sessionID]) == SessionStatus.inProgress.rawValue
     }
 
     func dependenciesComplete(_ db: Database, _ record: StoryRecord) throws -> Bool {

@@ -29,28 +29,8 @@ struct BenchAndCLITests {
 
     /// Runs the built `wave` binary.
     static func wave(_ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, stdout: String, stderr: String) {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let binary = root.appendingPathComponent(".build/debug/wave")
-        guard FileManager.default.isExecutableFile(atPath: binary.path) else {
-            throw TestEnvironmentError(message: "\(binary.path) is not built (swift build --build-tests builds it)")
-        }
-        let process = Process()
-        process.executableURL = binary
-        process.arguments = arguments
-        var env = ProcessInfo.processInfo.environment
-        env["WAVE_REDIS_URL"] = nil
-        env["REDIS_URL"] = nil
-        for (key, value) in environment { env[key] = value }
-        process.environment = env
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
+        let output = try WaveBinary.run(arguments, environment: environment)
+        return (output.status, output.stdout, output.stderr)
     }
 
     @Test("bad input exits 2 with one line on stderr", arguments: [

@@ -1,0 +1,63 @@
+import Foundation
+
+/// Runs the built `wave` binary (`.build/debug/wave`, which `swift build --build-tests` builds)
+/// the way a user would, for CLI tests.
+public enum WaveBinary {
+    /// The outcome of one run.
+    public struct Output: Sendable {
+        /// The exit status.
+        public var status: Int32
+        /// Everything written to stdout.
+        public var stdout: String
+        /// Everything written to stderr.
+        public var stderr: String
+    }
+
+    /// Runs `wave` with `arguments`; Redis variables of the test environment are removed unless
+    /// `environment` sets them.
+    /// - Parameter directory: the working directory (default: the current one).
+    public static func run(_ arguments: [String], environment: [String: String] = [:], in directory: URL? = nil, filePath: String = #filePath) throws -> Output {
+        var root = URL(fileURLWithPath: filePath)
+        while root.pathComponents.count > 1, !FileManager.default.fileExists(atPath: root.appendingPathComponent("Package.swift").path) {
+            root.deleteLastPathComponent()
+        }
+        let binary = root.appendingPathComponent(".build/debug/wave")
+        guard FileManager.default.isExecutableFile(atPath: binary.path) else {
+            throw TestEnvironmentError(message: "\(binary.path) is not built (swift build --build-tests builds it)")
+        }
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = arguments
+        if let directory { process.currentDirectoryURL = directory }
+        var env = ProcessInfo.processInfo.environment
+        env["WAVE_REDIS_URL"] = nil
+        env["REDIS_URL"] = nil
+        env["WAVE_STORE"] = nil
+        for (key, value) in environment { env[key] = value }
+        process.environment = env
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        // Read both pipes concurrently so that a full stderr pipe cannot stall the child.
+        let errorData = LockedData()
+        let finished = DispatchSemaphore(value: 0)
+        let reader = Thread {
+            errorData.set(err.fileHandleForReading.readDataToEndOfFile())
+            finished.signal()
+        }
+        reader.start()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        finished.wait()
+        return Output(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: errorData.value, as: UTF8.self))
+    }
+}
+
+private final class LockedData: @unchecked Sendable {
+    private let lock = NSLock()
+    private var data: Data?
+    func set(_ data: Data) { self.lock.withLock { self.data = data } }
+    var value: Data { self.lock.withLock { self.data ?? Data() } }
+}
