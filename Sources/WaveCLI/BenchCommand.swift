@@ -9,7 +9,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks; each prints Wave's figures beside the raw limit of the same run.",
-        subcommands: [RedisBench.self, BusBench.self]
+        subcommands: [RedisBench.self, BusBench.self, StoreBench.self]
     )
 }
 
@@ -153,6 +153,63 @@ struct BusBench: AsyncParsableCommand {
                 )
             )
         }
+    }
+}
+
+/// `wave bench store`.
+struct StoreBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "store",
+        abstract: "The SQLite store: committed gate transitions per second, one per transaction and batched, beside a raw SQLite loop.",
+        discussion: """
+            Runs in fresh temporary databases (WAL, the store's settings), deleted at the end. Bars (issue 4):             ≥ 5 000/s single and ≥ 30 000/s batched on a quiet machine, and ≥ 25 % of the raw loop.
+            """
+    )
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(help: "Transitions per mode.")
+    var transitions = 20_000
+
+    @Option(help: "Transitions per transaction when batched.")
+    var batch = 100
+
+    @Flag(help: "synchronous=FULL instead of NORMAL.")
+    var full = false
+
+    func validate() throws {
+        guard self.transitions > 0, self.batch > 0 else { throw ValidationError("--transitions and --batch must be positive") }
+    }
+
+    func run() async throws {
+        var benchmark = StoreBenchmark()
+        benchmark.transitions = self.transitions
+        benchmark.batch = self.batch
+        benchmark.synchronous = self.full ? .full : .normal
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("wave-bench-store-\(UUID().uuidString.prefix(8))")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let result: StoreBenchmark.Result
+        do {
+            result = try benchmark.run(directory: directory, logger: Logger(label: "wave.bench"))
+        } catch let error as BenchmarkError {
+            throw CLIError(exitCode: 1, message: error.description)
+        }
+        if self.global.json {
+            print(try JSONOutput.line(result))
+            return
+        }
+        print(
+            BenchTable.render(
+                title: "wave bench store (SQLite, synchronous=\(result.synchronous), \(result.transitions) transitions per mode)",
+                rows: [
+                    .init("transitions/s, 1 per commit", wave: result.single_per_s, raw: result.raw_single_per_s, ratio: result.single_ratio, bar: "≥ 0.25",
+                          meets: result.single_ratio >= 0.25 && result.single_per_s >= 5_000),
+                    .init("transitions/s, \(result.batch) per commit", wave: result.batched_per_s, raw: result.raw_batched_per_s, ratio: result.batched_ratio, bar: "≥ 0.25",
+                          meets: result.batched_ratio >= 0.25 && result.batched_per_s >= 30_000),
+                ]
+            )
+        )
+        print("absolute bars: ≥ 5 000/s single, ≥ 30 000/s batched (on a quiet machine)")
     }
 }
 

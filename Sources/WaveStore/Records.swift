@@ -161,12 +161,24 @@ public struct NewStory: Sendable, Hashable {
 public enum StoreIDs {
     /// A new random id, 32 hex digits.
     public static func make() -> String {
-        MessageID.make().replacingOccurrences(of: "-", with: "")
+        self.normalize(MessageID.make())
     }
 
     /// The stored form of an id given with or without dashes.
     public static func normalize(_ text: String) -> String {
-        text.replacingOccurrences(of: "-", with: "").lowercased()
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(32)
+        for byte in text.utf8 where byte != UInt8(ascii: "-") {
+            bytes.append(byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte + 32 : byte)
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// The two forms an id may be stored in (32 hex digits, and with dashes), so that a lookup
+    /// can use the primary key whichever form the table holds.
+    public static func storedForms(_ text: String) -> (String, String) {
+        let hex = self.normalize(text)
+        return (hex, self.display(hex))
     }
 
     /// 8-4-4-4-12 for a 32-hex id; anything else unchanged.

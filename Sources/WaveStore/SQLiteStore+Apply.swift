@@ -75,19 +75,51 @@ extension SQLiteStore {
     ///   (`notFound` for an unknown story, `conflict` when another writer won).
     @discardableResult
     public func apply(_ incoming: IncomingEvent, now: WaveTimestamp = .now(), jitter: Double = Double.random(in: 0..<1)) throws -> ApplyResult {
+        try self.immediateWrite { db in try self.apply(db, incoming, now: now, jitter: jitter) }
+    }
+
+    /// Applies several messages in one transaction (one commit), each in a savepoint of its own,
+    /// so a refused message rolls back only itself. Results are in order.
+    public func apply(batch: [IncomingEvent], now: WaveTimestamp = .now()) throws -> [Result<ApplyResult, any Error>] {
         try self.immediateWrite { db in
-            if let outcome = try String.fetchOne(db, sql: "SELECT outcome FROM wave_processed_messages WHERE message_id = ?", arguments: [incoming.messageID]) {
+            var results: [Result<ApplyResult, any Error>] = []
+            results.reserveCapacity(batch.count)
+            for incoming in batch {
+                var outcome: Result<ApplyResult, any Error>?
+                do {
+                    try db.inSavepoint {
+                        do {
+                            outcome = .success(try self.apply(db, incoming, now: now, jitter: Double.random(in: 0..<1)))
+                            return .commit
+                        } catch let error as EngineRejection {
+                            outcome = .failure(error)
+                            return .rollback
+                        } catch let error as StoreError {
+                            outcome = .failure(error)
+                            return .rollback
+                        }
+                    }
+                }
+                results.append(outcome!)
+            }
+            return results
+        }
+    }
+
+    func apply(_ db: Database, _ incoming: IncomingEvent, now: WaveTimestamp, jitter: Double) throws -> ApplyResult {
+        do {
+            if let outcome = try String.fetchOne(cached: db, sql: "SELECT outcome FROM wave_processed_messages WHERE message_id = ?", arguments: [incoming.messageID]) {
                 return .duplicate(outcome: outcome)
             }
             var record = try self.findStory(db, storyID: incoming.storyID, session: try self.knownSession(db, incoming.sessionID))
             let sessionID = record.state.sessionID
             if let seq = incoming.seq, let source = incoming.source {
-                if let last = try Int64.fetchOne(db, sql: "SELECT last_seq FROM wave_source_seq WHERE session_id = ? AND story_id = ? AND source = ?",
+                if let last = try Int64.fetchOne(cached: db, sql: "SELECT last_seq FROM wave_source_seq WHERE session_id = ? AND story_id = ? AND source = ?",
                                                  arguments: [sessionID, record.state.storyID, source]), seq <= UInt64(last) {
                     try self.recordLedger(db, incoming, sessionID: sessionID, outcome: "stale_seq", now: now)
                     return .staleSequence(last: UInt64(last))
                 }
-                try db.execute(sql: """
+                try db.execute(cached: """
                     INSERT INTO wave_source_seq (session_id, story_id, source, last_seq) VALUES (?, ?, ?, ?)
                     ON CONFLICT (session_id, story_id, source) DO UPDATE SET last_seq = excluded.last_seq
                     """, arguments: [sessionID, record.state.storyID, source, Int64(clamping: seq)])
@@ -116,8 +148,10 @@ extension SQLiteStore {
                 var sessionEffects = SessionEffects()
                 if record.state.status == .failed, before.state.status != .failed {
                     try self.cancelDependents(db, of: record.state.storyID, sessionID: sessionID, now: now, into: &sessionEffects)
+                    try self.refreshSession(db, sessionID: sessionID, now: now, into: &sessionEffects)
+                } else {
+                    try self.updateSession(db, sessionID: sessionID, from: before.state, to: record.state, now: now, into: &sessionEffects)
                 }
-                try self.refreshSession(db, sessionID: sessionID, now: now, into: &sessionEffects)
                 try self.recordLedger(db, incoming, sessionID: sessionID, outcome: "applied", now: now)
                 return .applied(record, effects, sessionEffects)
             case .ignored(let reason, let effects):
@@ -125,7 +159,7 @@ extension SQLiteStore {
                     try self.writeStory(db, &record, expectedVersion: before.state.version, now: now)
                     try self.writeEffects(db, sessionID: sessionID, storyID: record.state.storyID, startEffects, messageID: incoming.messageID, now: now)
                     var sessionEffects = SessionEffects()
-                    try self.refreshSession(db, sessionID: sessionID, now: now, into: &sessionEffects)
+                    try self.updateSession(db, sessionID: sessionID, from: before.state, to: record.state, now: now, into: &sessionEffects)
                 }
                 try self.writeEffects(db, sessionID: sessionID, storyID: record.state.storyID, effects, messageID: incoming.messageID, now: now)
                 try self.bump(db, "ignored.\(reason.rawValue)")
@@ -151,17 +185,17 @@ extension SQLiteStore {
     /// A session id that exists, else `nil` (the reference's random per-process ids).
     func knownSession(_ db: Database, _ id: String?) throws -> String? {
         guard let id, !id.isEmpty else { return nil }
-        let key = StoreIDs.normalize(id)
-        return try String.fetchOne(db, sql: "SELECT id FROM wave_sessions WHERE lower(replace(id, '-', '')) = ?", arguments: [key])
+        let forms = StoreIDs.storedForms(id)
+        return try String.fetchOne(cached: db, sql: "SELECT id FROM wave_sessions WHERE id IN (?, ?)", arguments: [forms.0, forms.1])
     }
 
     func sessionInProgress(_ db: Database, _ sessionID: String) throws -> Bool {
-        try String.fetchOne(db, sql: "SELECT status FROM wave_sessions WHERE id = ?", arguments: [sessionID]) == SessionStatus.inProgress.rawValue
+        try String.fetchOne(cached: db, sql: "SELECT status FROM wave_sessions WHERE id = ?", arguments: [sessionID]) == SessionStatus.inProgress.rawValue
     }
 
     func dependenciesComplete(_ db: Database, _ record: StoryRecord) throws -> Bool {
         for dependency in record.state.dependencies {
-            let status = try String.fetchOne(db, sql: "SELECT status FROM wave_story_executions WHERE session_id = ? AND story_id = ?",
+            let status = try String.fetchOne(cached: db, sql: "SELECT status FROM wave_story_executions WHERE session_id = ? AND story_id = ?",
                                              arguments: [record.state.sessionID, dependency])
             guard status == StoryStatus.complete.rawValue else { return false }
         }
@@ -172,7 +206,7 @@ extension SQLiteStore {
     func writeStory(_ db: Database, _ record: inout StoryRecord, expectedVersion: Int, now: WaveTimestamp) throws {
         let state = record.state
         record.state.version = expectedVersion + 1
-        try db.execute(sql: """
+        try db.execute(cached: """
             UPDATE wave_story_executions SET status = ?, current_gate = ?, version = ?, retry_count = ?, blocked_reason = ?,
                 acceptance_criteria_passed = ?, acceptance_criteria_total = ?, cost_usd = ?, token_count = ?,
                 started_at = ?, completed_at = ?, failed_at = ?, error_message = ?, metadata = ?, updated_at = ?
@@ -193,7 +227,7 @@ extension SQLiteStore {
             try self.appendCheckpoint(db, sessionID: sessionID, storyID: storyID, checkpoint)
         }
         for escalation in effects.escalations {
-            try db.execute(sql: """
+            try db.execute(cached: """
                 INSERT INTO wave_escalations (id, session_id, story_id, kind, reason, message_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
                 """, arguments: [StoreIDs.make(), sessionID, storyID, escalation.kind, escalation.reason, messageID, Self.format(now)])
             try self.bump(db, "escalations.\(escalation.kind)")
@@ -201,13 +235,13 @@ extension SQLiteStore {
     }
 
     func recordLedger(_ db: Database, _ incoming: IncomingEvent, sessionID: String?, outcome: String, now: WaveTimestamp) throws {
-        try db.execute(sql: """
+        try db.execute(cached: """
             INSERT INTO wave_processed_messages (message_id, session_id, story_id, event_type, outcome, applied_at) VALUES (?, ?, ?, ?, ?, ?)
             """, arguments: [incoming.messageID, sessionID, incoming.storyID, incoming.eventType, outcome, Self.format(now)])
     }
 
     func bump(_ db: Database, _ name: String, by amount: Int = 1) throws {
-        try db.execute(sql: "INSERT INTO wave_counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+        try db.execute(cached: "INSERT INTO wave_counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
                        arguments: [name, amount])
     }
 
@@ -215,7 +249,7 @@ extension SQLiteStore {
     func cancelDependents(_ db: Database, of failed: String, sessionID: String, now: WaveTimestamp, into effects: inout SessionEffects) throws {
         var queue = [failed]
         while let current = queue.popLast() {
-            let rows = try Row.fetchAll(db, sql: "SELECT * FROM wave_story_executions WHERE session_id = ?", arguments: [sessionID]).map(Self.story)
+            let rows = try Row.fetchAll(cached: db, sql: "SELECT \(Self.storyColumns) FROM wave_story_executions WHERE session_id = ?", arguments: [sessionID]).map(Self.story)
             for var record in rows where record.state.dependencies.contains(current) && !record.state.status.isFinished {
                 let version = record.state.version
                 guard case .applied(let state, let storyEffects) = try self.engine.apply(.cancel(reason: "dependency \(current) failed"), to: record.state, now: now) else { continue }
@@ -229,19 +263,82 @@ extension SQLiteStore {
         }
     }
 
+    /// Updates the session after one story changed from `before` to `after`: the counters,
+    /// cost and tokens move by that story's difference (derived, never typed in; the full
+    /// ``refreshSession(_:sessionID:now:into:)`` recounts on the other paths), the session
+    /// completes or fails when its last story finishes, and the budget rules apply.
+    func updateSession(_ db: Database, sessionID: String, from before: StoryState, to after: StoryState, now: WaveTimestamp, into effects: inout SessionEffects) throws {
+        let completed = (after.status == .complete ? 1 : 0) - (before.status == .complete ? 1 : 0)
+        let failed = (after.status == .failed ? 1 : 0) - (before.status == .failed ? 1 : 0)
+        let cost = after.costUSD - before.costUSD
+        let tokens = after.tokens - before.tokens
+        let finishedNow = after.status.isFinished && !before.status.isFinished
+        guard completed != 0 || failed != 0 || cost != 0 || tokens != 0 || finishedNow else { return }
+        guard let row = try Row.fetchOne(cached: db, sql: """
+            UPDATE wave_sessions SET stories_completed = stories_completed + ?, stories_failed = stories_failed + ?,
+                actual_cost_usd = ROUND(actual_cost_usd + ?, 4), token_count = token_count + ?, updated_at = ?
+            WHERE id = ? RETURNING status, budget_usd, actual_cost_usd, paused_at, metadata
+            """, arguments: [completed, failed, cost, tokens, Self.format(now), sessionID]) else { return }
+        var status = SessionStatus(rawValue: row[0]) ?? .pending
+        let budget: Double = row[1] ?? 2.0
+        let total: Double = row[2] ?? 0
+        var pausedAt: String? = row[3]
+        var metadata = Self.object(row[4])
+        var changed = false
+        if finishedNow, !status.isTerminal {
+            let unfinished = try Int.fetchOne(cached: db, sql: """
+                SELECT COUNT(*) FROM wave_story_executions WHERE session_id = ? AND status NOT IN ('complete', 'cancelled', 'failed')
+                """, arguments: [sessionID]) ?? 0
+            if unfinished == 0 {
+                let anyFailed = try Int.fetchOne(cached: db, sql: "SELECT COUNT(*) FROM wave_story_executions WHERE session_id = ? AND status = 'failed'", arguments: [sessionID]) ?? 0
+                status = anyFailed > 0 ? .failed : .completed
+                effects.statusChange = status
+                changed = true
+            }
+        }
+        if cost > 0, !status.isTerminal {
+            let warnAt = budget * self.engine.configuration.budgetWarningRatio
+            if total >= warnAt, metadata["budget_warned"]?.boolValue != true {
+                metadata["budget_warned"] = true
+                effects.budgetWarning = true
+                changed = true
+            }
+            if total > budget, pausedAt == nil, metadata["budget_paused"]?.boolValue != true {
+                pausedAt = Self.format(now)
+                metadata["budget_paused"] = true
+                effects.pausedForBudget = true
+                changed = true
+            }
+        }
+        guard changed else { return }
+        try db.execute(cached: """
+            UPDATE wave_sessions SET status = ?, paused_at = ?, metadata = ?,
+                completed_at = CASE WHEN ? = 'completed' AND completed_at IS NULL THEN ? ELSE completed_at END,
+                failed_at = CASE WHEN ? = 'failed' AND failed_at IS NULL THEN ? ELSE failed_at END
+            WHERE id = ?
+            """, arguments: [status.rawValue, pausedAt, JSONValue.object(metadata).jsonText, status.rawValue, Self.format(now), status.rawValue, Self.format(now), sessionID])
+    }
+
     /// Derives the session's counters, cost and tokens from its stories; completes or fails it
     /// when every story is finished; warns at the budget threshold and pauses above the budget.
     func refreshSession(_ db: Database, sessionID: String, now: WaveTimestamp, into effects: inout SessionEffects) throws {
-        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM wave_sessions WHERE id = ?", arguments: [sessionID]) else { return }
+        guard let row = try Row.fetchOne(cached: db, sql: "SELECT * FROM wave_sessions WHERE id = ?", arguments: [sessionID]) else { return }
         var session = Self.session(row)
-        let stories = try Row.fetchAll(db, sql: "SELECT status, cost_usd, token_count FROM wave_story_executions WHERE session_id = ?", arguments: [sessionID])
-        let statuses = stories.compactMap { StoryStatus(rawValue: $0["status"]) }
-        let cost = stories.reduce(0.0) { $0 + ($1["cost_usd"] as Double? ?? 0) }
-        let tokens = stories.reduce(0) { $0 + ($1["token_count"] as Int? ?? 0) }
-        let completed = statuses.filter { $0 == .complete }.count
-        let failed = statuses.filter { $0 == .failed }.count
+        // One aggregate over the session's stories (SQLite does the counting).
+        let totals = try Row.fetchOne(cached: db, sql: """
+            SELECT COUNT(*) AS n, COALESCE(SUM(status = 'complete'), 0) AS completed, COALESCE(SUM(status = 'failed'), 0) AS failed,
+                COALESCE(SUM(status IN ('complete', 'cancelled', 'failed')), 0) AS finished, COALESCE(SUM(cost_usd), 0.0) AS cost,
+                COALESCE(SUM(token_count), 0) AS tokens
+            FROM wave_story_executions WHERE session_id = ?
+            """, arguments: [sessionID])!
+        let count: Int = totals["n"]
+        let completed: Int = totals["completed"]
+        let failed: Int = totals["failed"]
+        let finished: Int = totals["finished"]
+        let cost: Double = totals["cost"]
+        let tokens: Int = totals["tokens"]
         var status = session.status
-        if !session.status.isTerminal, !statuses.isEmpty, statuses.allSatisfy(\.isFinished) {
+        if !session.status.isTerminal, count > 0, finished == count {
             status = failed > 0 ? .failed : .completed
         }
         var metadata = session.metadata
@@ -261,13 +358,13 @@ extension SQLiteStore {
         }
         if status != session.status { effects.statusChange = status }
         session.status = status
-        try db.execute(sql: """
+        try db.execute(cached: """
             UPDATE wave_sessions SET status = ?, story_count = ?, stories_completed = ?, stories_failed = ?, actual_cost_usd = ?, token_count = ?,
                 paused_at = ?, metadata = ?, completed_at = CASE WHEN ? = 'completed' AND completed_at IS NULL THEN ? ELSE completed_at END,
                 failed_at = CASE WHEN ? = 'failed' AND failed_at IS NULL THEN ? ELSE failed_at END, updated_at = ?
             WHERE id = ?
             """, arguments: [
-                status.rawValue, stories.count, completed, failed, (cost * 100).rounded() / 100, tokens, pausedAt.map(Self.format),
+                status.rawValue, count, completed, failed, (cost * 10_000).rounded() / 10_000, tokens, pausedAt.map(Self.format),
                 JSONValue.object(metadata).jsonText, status.rawValue, Self.format(now), status.rawValue, Self.format(now), Self.format(now), sessionID,
             ])
     }
@@ -278,15 +375,15 @@ extension SQLiteStore {
     /// session of the project is in progress; returns it.
     public func startNextSession(project: String, now: WaveTimestamp = .now()) throws -> SessionRecord? {
         try self.immediateWrite { db in
-            if let running = try Row.fetchOne(db, sql: "SELECT * FROM wave_sessions WHERE project_name = ? AND status = 'in_progress' ORDER BY created_at LIMIT 1", arguments: [project]) {
+            if let running = try Row.fetchOne(cached: db, sql: "SELECT * FROM wave_sessions WHERE project_name = ? AND status = 'in_progress' ORDER BY created_at LIMIT 1", arguments: [project]) {
                 return Self.session(running)
             }
-            guard let next = try Row.fetchOne(db, sql: "SELECT * FROM wave_sessions WHERE project_name = ? AND status = 'pending' ORDER BY created_at, rowid LIMIT 1", arguments: [project]) else {
+            guard let next = try Row.fetchOne(cached: db, sql: "SELECT * FROM wave_sessions WHERE project_name = ? AND status = 'pending' ORDER BY created_at, rowid LIMIT 1", arguments: [project]) else {
                 return nil
             }
             let id: String = next["id"]
-            try db.execute(sql: "UPDATE wave_sessions SET status = 'in_progress', started_at = ?, updated_at = ? WHERE id = ?", arguments: [Self.format(now), Self.format(now), id])
-            return Self.session(try Row.fetchOne(db, sql: "SELECT * FROM wave_sessions WHERE id = ?", arguments: [id])!)
+            try db.execute(cached: "UPDATE wave_sessions SET status = 'in_progress', started_at = ?, updated_at = ? WHERE id = ?", arguments: [Self.format(now), Self.format(now), id])
+            return Self.session(try Row.fetchOne(cached: db, sql: "SELECT * FROM wave_sessions WHERE id = ?", arguments: [id])!)
         }
     }
 
@@ -296,10 +393,10 @@ extension SQLiteStore {
     public func startReadyStories(session id: String, now: WaveTimestamp = .now()) throws -> [(StoryRecord, StoryEffects)] {
         let session = try self.session(id: id)
         return try self.immediateWrite { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM wave_sessions WHERE id = ?", arguments: [session.id]) else { return [] }
+            guard let row = try Row.fetchOne(cached: db, sql: "SELECT * FROM wave_sessions WHERE id = ?", arguments: [session.id]) else { return [] }
             let current = Self.session(row)
             guard current.status == .inProgress, current.pausedAt == nil else { return [] }
-            let stories = try Row.fetchAll(db, sql: "SELECT * FROM wave_story_executions WHERE session_id = ? ORDER BY created_at, rowid", arguments: [session.id]).map(Self.story)
+            let stories = try Row.fetchAll(cached: db, sql: "SELECT \(Self.storyColumns) FROM wave_story_executions WHERE session_id = ? ORDER BY created_at, rowid", arguments: [session.id]).map(Self.story)
             var working = stories.filter { [.inProgress, .review, .blocked].contains($0.state.status) }.count
             var started: [(StoryRecord, StoryEffects)] = []
             for var record in stories where record.state.status == .pending {
@@ -336,7 +433,7 @@ extension SQLiteStore {
         let session = try self.session(id: id)
         guard !session.status.isTerminal else { throw StoreError(.notAllowed, "session \(session.displayID) is \(session.status.rawValue)") }
         try self.immediateWrite { db in
-            try db.execute(sql: "UPDATE wave_sessions SET paused_at = ?, updated_at = ? WHERE id = ?",
+            try db.execute(cached: "UPDATE wave_sessions SET paused_at = ?, updated_at = ? WHERE id = ?",
                            arguments: [paused ? Self.format(now) : nil, Self.format(now), session.id])
             try self.appendCheckpoint(db, sessionID: session.id, storyID: nil, CheckpointDraft(
                 type: .manual, name: paused ? "Session paused" : "Session resumed", gate: nil,
@@ -355,7 +452,7 @@ extension SQLiteStore {
         let session = try self.session(id: id)
         guard !session.status.isTerminal else { throw StoreError(.notAllowed, "session \(session.displayID) is already \(session.status.rawValue)") }
         try self.immediateWrite { db in
-            let stories = try Row.fetchAll(db, sql: "SELECT * FROM wave_story_executions WHERE session_id = ?", arguments: [session.id]).map(Self.story)
+            let stories = try Row.fetchAll(cached: db, sql: "SELECT \(Self.storyColumns) FROM wave_story_executions WHERE session_id = ?", arguments: [session.id]).map(Self.story)
             for var record in stories where !record.state.status.isFinished {
                 let version = record.state.version
                 guard case .applied(let state, let effects) = try self.engine.apply(.cancel(reason: reason), to: record.state, now: now) else { continue }
@@ -363,7 +460,7 @@ extension SQLiteStore {
                 try self.writeStory(db, &record, expectedVersion: version, now: now)
                 try self.writeEffects(db, sessionID: session.id, storyID: state.storyID, effects, messageID: messageID, now: now)
             }
-            try db.execute(sql: "UPDATE wave_sessions SET status = 'cancelled', updated_at = ? WHERE id = ?", arguments: [Self.format(now), session.id])
+            try db.execute(cached: "UPDATE wave_sessions SET status = 'cancelled', updated_at = ? WHERE id = ?", arguments: [Self.format(now), session.id])
             var effects = SessionEffects()
             try self.refreshSession(db, sessionID: session.id, now: now, into: &effects)
             if let messageID {
@@ -378,7 +475,7 @@ extension SQLiteStore {
     @discardableResult
     public func pruneLedger(olderThan cutoff: WaveTimestamp) throws -> Int {
         try self.pool.write { db in
-            try db.execute(sql: "DELETE FROM wave_processed_messages WHERE applied_at < ?", arguments: [Self.format(cutoff)])
+            try db.execute(cached: "DELETE FROM wave_processed_messages WHERE applied_at < ?", arguments: [Self.format(cutoff)])
             return db.changesCount
         }
     }

@@ -61,7 +61,7 @@ extension SQLiteStore {
                 }
             case .resumeFromGate:
                 guard let target else { throw StoreError(.invalidInput, "resume_from_gate needs --gate") }
-                let reached = try String.fetchAll(db, sql: "SELECT DISTINCT gate FROM wave_checkpoints WHERE session_id = ? AND story_id = ? AND checkpoint_type = 'gate' AND superseded = 0",
+                let reached = try String.fetchAll(cached: db, sql: "SELECT DISTINCT gate FROM wave_checkpoints WHERE session_id = ? AND story_id = ? AND checkpoint_type = 'gate' AND superseded = 0",
                                                   arguments: [before.sessionID, storyID]).compactMap { try? GateID(parsing: $0) }
                 let furthest = max(before.currentGate, reached.max() ?? .first)
                 guard target <= furthest else {
@@ -76,7 +76,7 @@ extension SQLiteStore {
                 state.failedAt = nil
                 state.errorMessage = nil
                 state.blockedReason = nil
-                try db.execute(sql: "UPDATE wave_checkpoints SET superseded = 1 WHERE session_id = ? AND story_id = ? AND checkpoint_type = 'gate' AND gate >= ? AND superseded = 0",
+                try db.execute(cached: "UPDATE wave_checkpoints SET superseded = 1 WHERE session_id = ? AND story_id = ? AND checkpoint_type = 'gate' AND gate >= ? AND superseded = 0",
                                arguments: [before.sessionID, storyID, target.description])
                 superseded = db.changesCount
                 checkpoint["target_gate"] = .string(target.description)
@@ -91,7 +91,7 @@ extension SQLiteStore {
                 fresh.tokens = before.tokens
                 fresh.totalRetries = before.totalRetries
                 state = fresh
-                try db.execute(sql: "UPDATE wave_checkpoints SET superseded = 1 WHERE session_id = ? AND story_id = ? AND superseded = 0",
+                try db.execute(cached: "UPDATE wave_checkpoints SET superseded = 1 WHERE session_id = ? AND story_id = ? AND superseded = 0",
                                arguments: [before.sessionID, storyID])
                 superseded = db.changesCount
             case .skip:
@@ -107,7 +107,7 @@ extension SQLiteStore {
             try self.appendCheckpoint(db, sessionID: before.sessionID, storyID: storyID, CheckpointDraft(
                 type: .manual, name: "Recovered (\(strategy.rawValue)): \(storyID)", gate: state.currentGate, state: checkpoint, agentID: nil))
             // A failed session whose story is back at work is in progress again.
-            try db.execute(sql: "UPDATE wave_sessions SET status = 'in_progress', failed_at = NULL WHERE id = ? AND status = 'failed'",
+            try db.execute(cached: "UPDATE wave_sessions SET status = 'in_progress', failed_at = NULL WHERE id = ? AND status = 'failed'",
                            arguments: [before.sessionID])
             var effects = SessionEffects()
             try self.refreshSession(db, sessionID: before.sessionID, now: now, into: &effects)
@@ -132,8 +132,8 @@ extension SQLiteStore {
     /// gate's tasks (issue 6's leases decide which of them are re-dispatched).
     public func inFlightStories(now: WaveTimestamp = .now()) throws -> [InFlightStory] {
         try self.pool.read { db in
-            try Row.fetchAll(db, sql: """
-                SELECT s.* FROM wave_story_executions s JOIN wave_sessions w ON w.id = s.session_id
+            try Row.fetchAll(cached: db, sql: """
+                SELECT \(Self.storyColumnsPrefixed) FROM wave_story_executions s JOIN wave_sessions w ON w.id = s.session_id
                 WHERE w.status = 'in_progress' AND s.status IN ('in_progress', 'review', 'blocked') ORDER BY w.created_at, s.created_at, s.rowid
                 """).map(Self.story).map { InFlightStory(story: $0, tasks: self.engine.tasks(for: $0.state, now: now)) }
         }
@@ -143,8 +143,8 @@ extension SQLiteStore {
     public func awaitingApproval() throws -> [StoryRecord] {
         let manual = GateID.all.filter { !self.engine.configuration[$0].automatic }.map(\.description)
         return try self.pool.read { db in
-            try Row.fetchAll(db, sql: """
-                SELECT s.* FROM wave_story_executions s JOIN wave_sessions w ON w.id = s.session_id
+            try Row.fetchAll(cached: db, sql: """
+                SELECT \(Self.storyColumnsPrefixed) FROM wave_story_executions s JOIN wave_sessions w ON w.id = s.session_id
                 WHERE w.status = 'in_progress' AND s.status IN ('in_progress', 'review') AND s.current_gate IN (\(manual.map { "'\($0)'" }.joined(separator: ", ")))
                 ORDER BY w.created_at, s.created_at, s.rowid
                 """).map(Self.story)

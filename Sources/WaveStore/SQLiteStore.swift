@@ -76,7 +76,7 @@ public final class SQLiteStore: Sendable {
         configuration.busyMode = .timeout(5)
         configuration.foreignKeysEnabled = true
         configuration.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA synchronous = \(synchronous.rawValue)")
+            try db.execute(cached: "PRAGMA synchronous = \(synchronous.rawValue)")
         }
         return configuration
     }
@@ -111,14 +111,14 @@ public final class SQLiteStore: Sendable {
     /// and the gate after its newest passed `gate` checkpoint, recorded in a `manual` checkpoint.
     private func adoptReferenceRows() throws {
         let adopted = try self.pool.write { db -> Int in
-            let rows = try Row.fetchAll(db, sql: "SELECT id, session_id, story_id, metadata FROM wave_story_executions WHERE current_gate IS NULL")
+            let rows = try Row.fetchAll(cached: db, sql: "SELECT id, session_id, story_id, metadata FROM wave_story_executions WHERE current_gate IS NULL")
             for row in rows {
                 let sessionID: String = row["session_id"]
                 let storyID: String = row["story_id"]
                 let metadata = Self.object(row["metadata"])
                 var gate = (metadata["current_gate"]?.stringValue).flatMap { try? GateID(parsing: $0) } ?? .first
                 var fromCheckpoints: GateID?
-                let passed = try String.fetchAll(db, sql: """
+                let passed = try String.fetchAll(cached: db, sql: """
                     SELECT gate FROM wave_checkpoints WHERE session_id = ? AND story_id = ? AND checkpoint_type = 'gate' AND gate IS NOT NULL
                     AND (state LIKE '%"status": "passed"%' OR state LIKE '%"status":"passed"%' OR checkpoint_name LIKE '%: passed%')
                     """, arguments: [sessionID, storyID])
@@ -126,7 +126,7 @@ public final class SQLiteStore: Sendable {
                     fromCheckpoints = newest.next ?? newest
                     if let candidate = fromCheckpoints, candidate > gate { gate = candidate }
                 }
-                try db.execute(sql: "UPDATE wave_story_executions SET current_gate = ? WHERE id = ?", arguments: [gate.description, row["id"] as String])
+                try db.execute(cached: "UPDATE wave_story_executions SET current_gate = ? WHERE id = ?", arguments: [gate.description, row["id"] as String])
                 try self.appendCheckpoint(db, sessionID: sessionID, storyID: storyID, CheckpointDraft(
                     type: .manual, name: "Adopted: \(storyID)", gate: gate,
                     state: [
@@ -160,7 +160,7 @@ public final class SQLiteStore: Sendable {
         let id = StoreIDs.make()
         let stamp = Self.format(now)
         try self.pool.write { db in
-            try db.execute(sql: """
+            try db.execute(cached: """
                 INSERT INTO wave_sessions (id, project_name, wave_number, status, started_at, budget_usd, actual_cost_usd, token_count,
                     story_count, stories_completed, stories_failed, metadata, created_at, updated_at)
                 VALUES (?, ?, ?, 'pending', NULL, ?, 0, 0, ?, 0, 0, '{}', ?, ?)
@@ -172,7 +172,7 @@ public final class SQLiteStore: Sendable {
                 state.domain = story.domain
                 state.acceptanceCriteriaTotal = story.acceptanceCriteriaTotal
                 let record = StoryRecord(rowID: StoreIDs.make(), state: state, title: story.title, priority: story.priority, otherMetadata: ["story": .object(story.source)])
-                try db.execute(sql: """
+                try db.execute(cached: """
                     INSERT INTO wave_story_executions (id, session_id, story_id, story_title, domain, agent, status, priority, story_points,
                         token_count, cost_usd, retry_count, acceptance_criteria_passed, acceptance_criteria_total, metadata, created_at, updated_at,
                         version, current_gate)
@@ -223,8 +223,8 @@ public final class SQLiteStore: Sendable {
 
     /// A session by id (with or without dashes).
     public func session(id: String) throws -> SessionRecord {
-        let key = StoreIDs.normalize(id)
-        guard let session = try self.pool.read({ db in try Row.fetchOne(db, sql: "SELECT * FROM wave_sessions WHERE lower(replace(id, '-', '')) = ?", arguments: [key]) }) else {
+        let forms = StoreIDs.storedForms(id)
+        guard let session = try self.pool.read({ db in try Row.fetchOne(cached: db, sql: "SELECT * FROM wave_sessions WHERE id IN (?, ?)", arguments: [forms.0, forms.1]) }) else {
             throw StoreError(.notFound, "no session \(id)")
         }
         return Self.session(session)
@@ -234,9 +234,9 @@ public final class SQLiteStore: Sendable {
     public func sessions(project: String? = nil) throws -> [SessionRecord] {
         try self.pool.read { db in
             if let project {
-                return try Row.fetchAll(db, sql: "SELECT * FROM wave_sessions WHERE project_name = ? ORDER BY created_at DESC, rowid DESC", arguments: [project]).map(Self.session)
+                return try Row.fetchAll(cached: db, sql: "SELECT * FROM wave_sessions WHERE project_name = ? ORDER BY created_at DESC, rowid DESC", arguments: [project]).map(Self.session)
             }
-            return try Row.fetchAll(db, sql: "SELECT * FROM wave_sessions ORDER BY created_at DESC, rowid DESC").map(Self.session)
+            return try Row.fetchAll(cached: db, sql: "SELECT * FROM wave_sessions ORDER BY created_at DESC, rowid DESC").map(Self.session)
         }
     }
 
@@ -244,7 +244,7 @@ public final class SQLiteStore: Sendable {
     public func stories(session id: String) throws -> [StoryRecord] {
         let session = try self.session(id: id)
         return try self.pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM wave_story_executions WHERE session_id = ? ORDER BY created_at, rowid", arguments: [session.id]).map(Self.story)
+            try Row.fetchAll(cached: db, sql: "SELECT \(Self.storyColumns) FROM wave_story_executions WHERE session_id = ? ORDER BY created_at, rowid", arguments: [session.id]).map(Self.story)
         }
     }
 
@@ -263,14 +263,14 @@ public final class SQLiteStore: Sendable {
                 sql += " AND story_id = ?"
                 arguments += [story]
             }
-            return try Row.fetchAll(db, sql: sql + " ORDER BY seq", arguments: arguments).map(Self.checkpoint)
+            return try Row.fetchAll(cached: db, sql: sql + " ORDER BY seq", arguments: arguments).map(Self.checkpoint)
         }
     }
 
     /// Escalations, newest first; only open ones unless `all`.
     public func escalations(all: Bool = false) throws -> [EscalationRecord] {
         try self.pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM wave_escalations \(all ? "" : "WHERE acknowledged_at IS NULL") ORDER BY created_at DESC, rowid DESC").map { row in
+            try Row.fetchAll(cached: db, sql: "SELECT * FROM wave_escalations \(all ? "" : "WHERE acknowledged_at IS NULL") ORDER BY created_at DESC, rowid DESC").map { row in
                 EscalationRecord(
                     id: row["id"], sessionID: row["session_id"], storyID: row["story_id"], kind: row["kind"], reason: row["reason"],
                     createdAt: Self.timestamp(row["created_at"]) ?? WaveTimestamp(microsecondsSinceEpoch: 0),
@@ -283,10 +283,10 @@ public final class SQLiteStore: Sendable {
     /// Acknowledges an escalation.
     public func acknowledgeEscalation(_ id: String, by: String, now: WaveTimestamp = .now()) throws {
         try self.pool.write { db in
-            try db.execute(sql: "UPDATE wave_escalations SET acknowledged_at = ?, acknowledged_by = ? WHERE id = ? AND acknowledged_at IS NULL",
+            try db.execute(cached: "UPDATE wave_escalations SET acknowledged_at = ?, acknowledged_by = ? WHERE id = ? AND acknowledged_at IS NULL",
                            arguments: [Self.format(now), by, StoreIDs.normalize(id)])
             guard db.changesCount == 1 else {
-                let exists = try Bool.fetchOne(db, sql: "SELECT 1 FROM wave_escalations WHERE id = ?", arguments: [StoreIDs.normalize(id)]) ?? false
+                let exists = try Bool.fetchOne(cached: db, sql: "SELECT 1 FROM wave_escalations WHERE id = ?", arguments: [StoreIDs.normalize(id)]) ?? false
                 throw StoreError(exists ? .notAllowed : .notFound, exists ? "escalation \(id) is already acknowledged" : "no escalation \(id)")
             }
         }
@@ -294,21 +294,21 @@ public final class SQLiteStore: Sendable {
 
     /// A named counter (`unhandled_events`, `unauthorized_approvals`, …).
     public func counter(_ name: String) throws -> Int {
-        try self.pool.read { db in try Int.fetchOne(db, sql: "SELECT value FROM wave_counters WHERE name = ?", arguments: [name]) ?? 0 }
+        try self.pool.read { db in try Int.fetchOne(cached: db, sql: "SELECT value FROM wave_counters WHERE name = ?", arguments: [name]) ?? 0 }
     }
 
     // MARK: Helpers shared with the apply path
 
     func findStory(_ db: Database, storyID: String, session: String?) throws -> StoryRecord {
         if let session {
-            let key = StoreIDs.normalize(session)
-            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM wave_story_executions WHERE lower(replace(session_id, '-', '')) = ? AND story_id = ?", arguments: [key, storyID]) else {
+            let forms = StoreIDs.storedForms(session)
+            guard let row = try Row.fetchOne(cached: db, sql: "SELECT \(Self.storyColumns) FROM wave_story_executions WHERE session_id IN (?, ?) AND story_id = ?", arguments: [forms.0, forms.1, storyID]) else {
                 throw StoreError(.notFound, "no story \(storyID) in session \(StoreIDs.display(session))")
             }
             return Self.story(row)
         }
-        let rows = try Row.fetchAll(db, sql: """
-            SELECT s.* FROM wave_story_executions s JOIN wave_sessions w ON w.id = s.session_id
+        let rows = try Row.fetchAll(cached: db, sql: """
+            SELECT \(Self.storyColumnsPrefixed) FROM wave_story_executions s JOIN wave_sessions w ON w.id = s.session_id
             WHERE s.story_id = ? ORDER BY (w.status IN ('pending', 'in_progress')) DESC, w.created_at DESC, w.rowid DESC
             """, arguments: [storyID])
         guard let first = rows.first else { throw StoreError(.notFound, "no story \(storyID)") }
@@ -323,14 +323,15 @@ public final class SQLiteStore: Sendable {
     }
 
     func appendCheckpoint(_ db: Database, sessionID: String, storyID: String?, _ draft: CheckpointDraft) throws {
-        let seq = (try Int.fetchOne(db, sql: "SELECT MAX(seq) FROM wave_checkpoints") ?? 0) + 1
-        let parent = try String.fetchOne(db, sql: "SELECT id FROM wave_checkpoints WHERE session_id = ? AND story_id IS ? ORDER BY seq DESC LIMIT 1", arguments: [sessionID, storyID])
-        try db.execute(sql: """
+        // One statement: the next seq and the story's previous checkpoint come from subqueries.
+        try db.execute(cached: """
             INSERT INTO wave_checkpoints (id, session_id, checkpoint_type, checkpoint_name, story_id, gate, state, agent_id, parent_checkpoint_id, created_at, seq, superseded)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?,
+                (SELECT id FROM wave_checkpoints WHERE session_id = ? AND story_id IS ? ORDER BY seq DESC LIMIT 1), ?,
+                (SELECT COALESCE(MAX(seq), 0) + 1 FROM wave_checkpoints), 0)
             """, arguments: [StoreIDs.make(), sessionID, draft.type.rawValue, String(draft.name.prefix(255)), storyID, draft.gate?.description,
-                             JSONValue.object(draft.state).jsonText, draft.agentID.map { String($0.prefix(100)) }, parent,
-                             Self.format(.now()), seq])
+                             JSONValue.object(draft.state).jsonText, draft.agentID.map { String($0.prefix(100)) }, sessionID, storyID,
+                             Self.format(.now())])
     }
 
     // MARK: Row mapping
@@ -351,21 +352,28 @@ public final class SQLiteStore: Sendable {
         "next_attempt_at", "block_reason", "dependencies",
     ]
 
+    /// The story columns Wave reads, in the order ``story(_:)`` reads them by index (a lookup by
+    /// name compares names case-insensitively, on every read).
+    static let storyColumns = "id, session_id, story_id, story_title, domain, agent, status, priority, started_at, completed_at, failed_at, token_count, cost_usd, retry_count, acceptance_criteria_passed, acceptance_criteria_total, error_message, metadata, version, current_gate, blocked_reason"
+    /// ``storyColumns`` for a query that joins sessions as `w` and stories as `s`.
+    static let storyColumnsPrefixed = "s.id, s.session_id, s.story_id, s.story_title, s.domain, s.agent, s.status, s.priority, s.started_at, s.completed_at, s.failed_at, s.token_count, s.cost_usd, s.retry_count, s.acceptance_criteria_passed, s.acceptance_criteria_total, s.error_message, s.metadata, s.version, s.current_gate, s.blocked_reason"
+
     static func story(_ row: Row) -> StoryRecord {
-        let metadata = Self.object(row["metadata"])
-        var state = StoryState(storyID: row["story_id"], sessionID: row["session_id"], status: StoryStatus(rawValue: row["status"]) ?? .pending)
-        state.currentGate = (row["current_gate"] as String?).flatMap { try? GateID(parsing: $0) }
+        let metadata = Self.object(row[17])
+        var state = StoryState(storyID: row[2], sessionID: row[1], status: StoryStatus(rawValue: row[6]) ?? .pending)
+        state.currentGate = (row[19] as String?).flatMap { try? GateID(parsing: $0) }
             ?? (metadata["current_gate"]?.stringValue).flatMap { try? GateID(parsing: $0) } ?? .first
-        state.version = row["version"] ?? 0
+        state.version = row[18] ?? 0
+        let retryColumn: Int? = row[13]
         if case .object(let failures)? = metadata["gate_failures"] {
             for (gate, count) in failures {
                 if let gate = try? GateID(parsing: gate), let count = count.numberValue { state.gateFailures[gate.number] = Int(count) }
             }
-        } else if let retries = row["retry_count"] as Int?, retries > 0 {
+        } else if let retries = retryColumn, retries > 0 {
             // A reference row: its counter was per story; count it against the current gate.
             state.gateFailures[state.currentGate.number] = retries
         }
-        state.totalRetries = metadata["total_retries"]?.numberValue.map { Int($0) } ?? (row["retry_count"] ?? 0)
+        state.totalRetries = metadata["total_retries"]?.numberValue.map { Int($0) } ?? (retryColumn ?? 0)
         if case .array(let roles)? = metadata["dev_roles"] { state.devRoles = roles.compactMap(\.stringValue) }
         state.planned = metadata["planned"]?.boolValue ?? false
         if case .object(let progress)? = metadata["dev_progress"] {
@@ -374,21 +382,21 @@ public final class SQLiteStore: Sendable {
         if case .object(let early)? = metadata["dev_early_failures"] {
             state.devEarlyFailures = early.compactMapValues { $0.numberValue.map { Int($0) } }
         }
-        state.acceptanceCriteriaPassed = row["acceptance_criteria_passed"] ?? 0
-        state.acceptanceCriteriaTotal = row["acceptance_criteria_total"] ?? 0
-        state.blockedReason = row["blocked_reason"] ?? metadata["block_reason"]?.stringValue
+        state.acceptanceCriteriaPassed = row[14] ?? 0
+        state.acceptanceCriteriaTotal = row[15] ?? 0
+        state.blockedReason = row[20] ?? metadata["block_reason"]?.stringValue
         state.nextAttemptAt = (metadata["next_attempt_at"]?.stringValue).flatMap(WaveTimestamp.init(parsing:))
-        state.costUSD = row["cost_usd"] ?? 0
-        state.tokens = row["token_count"] ?? 0
-        state.startedAt = Self.timestamp(row["started_at"])
-        state.completedAt = Self.timestamp(row["completed_at"])
-        state.failedAt = Self.timestamp(row["failed_at"])
-        state.errorMessage = row["error_message"]
+        state.costUSD = row[12] ?? 0
+        state.tokens = row[11] ?? 0
+        state.startedAt = Self.timestamp(row[8])
+        state.completedAt = Self.timestamp(row[9])
+        state.failedAt = Self.timestamp(row[10])
+        state.errorMessage = row[16]
         if case .array(let dependencies)? = metadata["dependencies"] { state.dependencies = dependencies.compactMap(\.stringValue) }
-        state.agent = row["agent"] ?? ""
-        state.domain = row["domain"] ?? ""
+        state.agent = row[5] ?? ""
+        state.domain = row[4] ?? ""
         return StoryRecord(
-            rowID: row["id"], state: state, title: row["story_title"] ?? "", priority: row["priority"],
+            rowID: row[0], state: state, title: row[3] ?? "", priority: row[7],
             otherMetadata: metadata.filter { !Self.ownedMetadataKeys.contains($0.key) }
         )
     }
@@ -426,7 +434,9 @@ public final class SQLiteStore: Sendable {
 
     /// `YYYY-MM-DD HH:MM:SS.ffffff`, UTC without a zone: the reference's SQLite format.
     static func format(_ timestamp: WaveTimestamp) -> String {
-        String(timestamp.description.dropLast()).replacingOccurrences(of: "T", with: " ")
+        var bytes = Array(timestamp.description.utf8.dropLast())  // no "Z"
+        if bytes.count > 10 { bytes[10] = UInt8(ascii: " ") }      // "T" → " "
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     static func timestamp(_ text: String?) -> WaveTimestamp? {

@@ -193,6 +193,9 @@ enum Schema {
             }
             try db.execute(sql: "CREATE UNIQUE INDEX idx_stories_session_story ON wave_story_executions (session_id, story_id)")
         }),
+        ("006-story-status-per-session", "an index on (session, status), so that finishing a story counts the unfinished ones without reading them", { db in
+            try db.execute(sql: "CREATE INDEX idx_stories_session_status ON wave_story_executions (session_id, status)")
+        }),
     ]
 
     /// The migrator over ``migrations``.

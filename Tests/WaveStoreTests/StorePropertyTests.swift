@@ -74,6 +74,16 @@ struct StorePropertyTests {
         for (i, message) in messages.enumerated() where !refused.contains(message.messageID) {
             #expect(throws: Never.self) { try twice.apply(message, now: t(i + 1000), jitter: 0.5) }
         }
+        // The session's counters moved by deltas; they must equal a recount of its stories.
+        for store in [once, twice] {
+            let (counted, recorded) = try store.pool.read { db in
+                (try Row.fetchOne(db, sql: """
+                    SELECT SUM(status = 'complete'), SUM(status = 'failed'), ROUND(SUM(cost_usd), 4), SUM(token_count) FROM wave_story_executions
+                    """)!.databaseValues.map(\.description),
+                 try Row.fetchOne(db, sql: "SELECT stories_completed, stories_failed, ROUND(actual_cost_usd, 4), token_count FROM wave_sessions")!.databaseValues.map(\.description))
+            }
+            #expect(Array(counted) == Array(recorded))
+        }
         let a = try normalizedRows(once)
         let b = try normalizedRows(twice)
         #expect(a == b)

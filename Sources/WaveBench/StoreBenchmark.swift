@@ -1,0 +1,171 @@
+import Foundation
+import GRDB
+import Logging
+import WaveEngine
+import WaveProtocol
+import WaveStore
+
+/// `wave bench store`: committed gate transitions per second through the store (the engine's
+/// rules, the story row with its version check, the gate checkpoint, the ledger entry, the
+/// session's derived counters), one per transaction and batched, beside a raw SQLite loop that
+/// commits one row update and one row insert per transition with the same settings and batch
+/// size, in the same run.
+public struct StoreBenchmark: Sendable {
+    /// The figures of one run.
+    public struct Result: Sendable, Codable {
+        /// Transitions per second, one per transaction.
+        public var single_per_s: Double
+        /// Transitions per second, ``batch`` per transaction.
+        public var batched_per_s: Double
+        /// The raw loop, one per transaction.
+        public var raw_single_per_s: Double
+        /// The raw loop, ``batch`` per transaction.
+        public var raw_batched_per_s: Double
+        /// `single_per_s / raw_single_per_s` (bar ≥ 0.25).
+        public var single_ratio: Double
+        /// `batched_per_s / raw_batched_per_s` (bar ≥ 0.25).
+        public var batched_ratio: Double
+        /// Transitions timed in each mode.
+        public var transitions: Int
+        /// Transitions per transaction in the batched modes.
+        public var batch: Int
+        /// `NORMAL` or `FULL`.
+        public var synchronous: String
+    }
+
+    /// Transitions per mode. Default 20 000.
+    public var transitions = 20_000
+    /// Transitions per transaction when batched. Default 100.
+    public var batch = 100
+    /// Stories per session. Default 100.
+    public var storiesPerSession = 100
+    /// Commit durability.
+    public var synchronous = SynchronousMode.normal
+
+    /// Creates a benchmark with the defaults.
+    public init() {}
+
+    /// Runs every mode in fresh databases under `directory`.
+    public func run(directory: URL, logger: Logger) throws -> Result {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        logger.info("raw SQLite loop: \(self.transitions) transitions, one per transaction")
+        let rawSingle = try self.raw(path: directory.appendingPathComponent("raw-single.sqlite").path, batch: 1)
+        logger.info("wave store: \(self.transitions) transitions, one per transaction")
+        let single = try self.wave(path: directory.appendingPathComponent("single.sqlite").path, batch: 1, logger: logger)
+        logger.info("raw SQLite loop: batches of \(self.batch)")
+        let rawBatched = try self.raw(path: directory.appendingPathComponent("raw-batched.sqlite").path, batch: self.batch)
+        logger.info("wave store: batches of \(self.batch)")
+        let batched = try self.wave(path: directory.appendingPathComponent("batched.sqlite").path, batch: self.batch, logger: logger)
+        return Result(
+            single_per_s: single.rounded(), batched_per_s: batched.rounded(), raw_single_per_s: rawSingle.rounded(), raw_batched_per_s: rawBatched.rounded(),
+            single_ratio: rounded(single / max(rawSingle, 1)), batched_ratio: rounded(batched / max(rawBatched, 1)),
+            transitions: self.transitions, batch: self.batch, synchronous: self.synchronous.rawValue
+        )
+    }
+
+    /// Gate results that pass every gate of every story: gate g of all stories, then g + 1.
+    func messages(sessions: [(id: String, stories: [String])]) throws -> [IncomingEvent] {
+        let owners = ["cto", "be", "be", "be", "qa", "pm", "cto", "cto"]
+        var messages: [IncomingEvent] = []
+        messages.reserveCapacity(self.transitions)
+        for gate in 0..<8 {
+            for session in sessions {
+                for story in session.stories {
+                    guard messages.count < self.transitions else { return messages }
+                    let role = owners[gate]
+                    messages.append(IncomingEvent(
+                        messageID: MessageID.make(), eventType: "gate.passed", source: "\(role.uppercased())-1", sessionID: session.id, storyID: story,
+                        event: .gateResult(GateResultInput(gate: try GateID(gate), payload: ["result": "pass"], senderRole: role, agentID: "\(role.uppercased())-1"))
+                    ))
+                }
+            }
+        }
+        return messages
+    }
+
+    func wave(path: String, batch: Int, logger: Logger) throws -> Double {
+        var configuration = EngineConfiguration.standard
+        configuration.parallelLimit = self.storiesPerSession
+        var quiet = logger
+        quiet.logLevel = .warning
+        let store = try SQLiteStore(location: StoreLocation(path: path), synchronous: self.synchronous, engine: StoryEngine(configuration: configuration), logger: quiet)
+        let setupStart = ContinuousClock().now
+        let storiesNeeded = (self.transitions + 7) / 8
+        var sessions: [(id: String, stories: [String])] = []
+        var made = 0
+        while made < storiesNeeded {
+            let count = min(self.storiesPerSession, storiesNeeded - made)
+            let ids = (made..<(made + count)).map { "S-\($0)" }
+            let project = "bench-\(sessions.count)"
+            let session = try store.createSession(project: project, wave: 0, stories: ids.map { NewStory(id: $0, title: $0, domain: "backend", agent: "BE-1") }, budgetUSD: 1_000)
+            _ = try store.startNextSession(project: project)
+            _ = try store.startReadyStories(session: session.id)
+            sessions.append((session.id, ids))
+            made += count
+        }
+        let clock = ContinuousClock()
+        let setupEnd = clock.now
+        let messages = try self.messages(sessions: sessions)
+        let start = clock.now
+        logger.debug("setup took \(setupEnd - setupStart)")
+        var applied = 0
+        if batch <= 1 {
+            for message in messages {
+                if case .applied = try store.apply(message) { applied += 1 }
+            }
+        } else {
+            var index = 0
+            while index < messages.count {
+                let chunk = Array(messages[index..<min(index + batch, messages.count)])
+                for result in try store.apply(batch: chunk) {
+                    if case .success(.applied) = result { applied += 1 }
+                }
+                index += chunk.count
+            }
+        }
+        let elapsed = clock.now - start
+        guard applied == messages.count else { throw BenchmarkError("only \(applied) of \(messages.count) transitions applied") }
+        return Double(applied) / seconds(elapsed)
+    }
+
+    func raw(path: String, batch: Int) throws -> Double {
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(5)
+        let synchronous = self.synchronous.rawValue
+        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = \(synchronous)") }
+        let pool = try DatabasePool(path: path, configuration: configuration)
+        let stories = (self.transitions + 7) / 8
+        try pool.write { db in
+            try db.execute(sql: """
+                CREATE TABLE raw_story (id INTEGER PRIMARY KEY, gate INTEGER NOT NULL, version INTEGER NOT NULL);
+                CREATE TABLE raw_checkpoint (id INTEGER PRIMARY KEY AUTOINCREMENT, story INTEGER NOT NULL, gate INTEGER NOT NULL, state TEXT NOT NULL);
+                """)
+            for id in 0..<stories { try db.execute(sql: "INSERT INTO raw_story VALUES (?, 0, 0)", arguments: [id]) }
+        }
+        let clock = ContinuousClock()
+        let start = clock.now
+        var done = 0
+        while done < self.transitions {
+            let count = min(max(batch, 1), self.transitions - done)
+            try pool.writeWithoutTransaction { db in
+                try db.inTransaction(.immediate) {
+                    let update = try db.cachedStatement(sql: "UPDATE raw_story SET gate = gate + 1, version = version + 1 WHERE id = ? AND version = ?")
+                    let insert = try db.cachedStatement(sql: "INSERT INTO raw_checkpoint (story, gate, state) VALUES (?, ?, ?)")
+                    for i in done..<(done + count) {
+                        let story = i % stories
+                        let gate = i / stories
+                        try update.execute(arguments: [story, gate])
+                        try insert.execute(arguments: [story, gate, "{\"gate\":\"gate-\(gate)\",\"status\":\"passed\"}"])
+                    }
+                    return .commit
+                }
+            }
+            done += count
+        }
+        return Double(self.transitions) / seconds(clock.now - start)
+    }
+}
+
+func seconds(_ duration: Duration) -> Double {
+    Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+}
