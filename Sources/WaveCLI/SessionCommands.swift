@@ -101,13 +101,9 @@ struct SessionCommand: AsyncParsableCommand {
         @Option(help: "Who (default $USER@hostname).") var by: String?
 
         func run() async throws {
-            let store = try self.global.openStore()
-            let messageID = MessageID.make()
-            let session = try storeCall { try store.pauseSession(self.id, messageID: messageID) }
-            let envelope = Envelope(eventType: .sessionPaused, payload: ["reason": .string(self.reason), "by": .string(self.by ?? defaultOperator())],
-                                    source: "wave-cli", project: session.project, messageID: messageID, sessionID: session.displayID)
-            try await self.global.announce(envelope, project: session.project)
-            try printSession(session, verb: "paused", json: self.global.json)
+            try await operateOnSession(self.global, id: self.id, reason: self.reason, by: self.by, event: .sessionPaused, verb: "paused") { store, messageID in
+                try store.pauseSession(self.id, messageID: messageID)
+            }
         }
     }
 
@@ -119,13 +115,9 @@ struct SessionCommand: AsyncParsableCommand {
         @Option(help: "Who (default $USER@hostname).") var by: String?
 
         func run() async throws {
-            let store = try self.global.openStore()
-            let messageID = MessageID.make()
-            let session = try storeCall { try store.resumeSession(self.id, messageID: messageID) }
-            let envelope = Envelope(eventType: .sessionResumed, payload: ["reason": .string(self.reason), "by": .string(self.by ?? defaultOperator())],
-                                    source: "wave-cli", project: session.project, messageID: messageID, sessionID: session.displayID)
-            try await self.global.announce(envelope, project: session.project)
-            try printSession(session, verb: "resumed", json: self.global.json)
+            try await operateOnSession(self.global, id: self.id, reason: self.reason, by: self.by, event: .sessionResumed, verb: "resumed") { store, messageID in
+                try store.resumeSession(self.id, messageID: messageID)
+            }
         }
     }
 
@@ -137,15 +129,26 @@ struct SessionCommand: AsyncParsableCommand {
         @Option(help: "Who (default $USER@hostname).") var by: String?
 
         func run() async throws {
-            let store = try self.global.openStore()
-            let messageID = MessageID.make()
-            let session = try storeCall { try store.cancelSession(self.id, reason: self.reason, messageID: messageID) }
-            let envelope = Envelope(eventType: .sessionCancelled, payload: ["reason": .string(self.reason), "by": .string(self.by ?? defaultOperator())],
-                                    source: "wave-cli", project: session.project, messageID: messageID, sessionID: session.displayID)
-            try await self.global.announce(envelope, project: session.project)
-            try printSession(session, verb: "cancelled", json: self.global.json)
+            try await operateOnSession(self.global, id: self.id, reason: self.reason, by: self.by, event: .sessionCancelled, verb: "cancelled") { store, messageID in
+                try store.cancelSession(self.id, reason: self.reason, messageID: messageID)
+            }
         }
     }
+}
+
+/// Commits a session change (its announcing event's message id in the ledger), announces it on
+/// the project's system stream, and prints the session.
+func operateOnSession(
+    _ global: GlobalOptions, id: String, reason: String, by: String?, event: EventType, verb: String,
+    _ change: (SQLiteStore, String) throws -> SessionRecord
+) async throws {
+    let store = try global.openStore()
+    let messageID = MessageID.make()
+    let session = try storeCall { try change(store, messageID) }
+    let envelope = Envelope(eventType: event, payload: ["reason": .string(reason), "by": .string(by ?? defaultOperator())],
+                            source: "wave-cli", project: session.project, messageID: messageID, sessionID: session.displayID)
+    try await global.announce(envelope, project: session.project)
+    try printSession(session, verb: verb, json: global.json)
 }
 
 func printSession(_ session: SessionRecord, verb: String, json: Bool) throws {
