@@ -220,6 +220,9 @@ extension SQLiteStore {
         guard db.changesCount == 1 else {
             throw StoreError(.conflict, "story \(state.storyID) was changed by another writer (version \(expectedVersion) is stale); retry")
         }
+        // If this transaction rolls back, the row keeps the old version and the cached copy
+        // (one version ahead) is simply not used.
+        self.remember(record)
     }
 
     func writeEffects(_ db: Database, sessionID: String, storyID: String, _ effects: StoryEffects, messageID: String?, now: WaveTimestamp) throws {

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Synchronization
 import Logging
 import WaveEngine
 import WaveProtocol
@@ -58,6 +59,9 @@ public final class SQLiteStore: Sendable {
     /// The engine whose rules every story change goes through.
     public let engine: StoryEngine
     let logger: Logger
+    /// Decoded stories by row id. An entry is used only while the row's `version` is still the
+    /// cached one (every Wave writer bumps it), so another process's write is always seen.
+    let storyCache = Mutex<[String: StoryRecord]>([:])
 
     /// Opens (creating it and its folder if needed) and migrates the store.
     public init(location: StoreLocation, synchronous: SynchronousMode = .normal, engine: StoryEngine = StoryEngine(), logger: Logger) throws {
@@ -302,10 +306,21 @@ public final class SQLiteStore: Sendable {
     func findStory(_ db: Database, storyID: String, session: String?) throws -> StoryRecord {
         if let session {
             let forms = StoreIDs.storedForms(session)
-            guard let row = try Row.fetchOne(cached: db, sql: "SELECT \(Self.storyColumns) FROM wave_story_executions WHERE session_id IN (?, ?) AND story_id = ?", arguments: [forms.0, forms.1, storyID]) else {
+            // The row id and version first (from the index); decode the row only when the cached
+            // copy is not that version.
+            guard let key = try Row.fetchOne(cached: db, sql: "SELECT id, version FROM wave_story_executions WHERE session_id IN (?, ?) AND story_id = ?",
+                                             arguments: [forms.0, forms.1, storyID]) else {
                 throw StoreError(.notFound, "no story \(storyID) in session \(StoreIDs.display(session))")
             }
-            return Self.story(row)
+            let rowID: String = key[0]
+            let version: Int = key[1] ?? 0
+            if let cached = self.storyCache.withLock({ $0[rowID] }), cached.state.version == version { return cached }
+            guard let row = try Row.fetchOne(cached: db, sql: "SELECT \(Self.storyColumns) FROM wave_story_executions WHERE id = ?", arguments: [rowID]) else {
+                throw StoreError(.notFound, "no story \(storyID) in session \(StoreIDs.display(session))")
+            }
+            let record = Self.story(row)
+            self.remember(record)
+            return record
         }
         let rows = try Row.fetchAll(cached: db, sql: """
             SELECT \(Self.storyColumnsPrefixed) FROM wave_story_executions s JOIN wave_sessions w ON w.id = s.session_id
@@ -320,6 +335,14 @@ public final class SQLiteStore: Sendable {
             throw StoreError(.ambiguous, "story \(storyID) is in \(live.count) sessions; give --session")
         }
         return Self.story(live.first ?? first)
+    }
+
+    /// Keeps a decoded story for the next read of the same version (bounded: cleared when full).
+    func remember(_ record: StoryRecord) {
+        self.storyCache.withLock { cache in
+            if cache.count >= 50_000 { cache.removeAll(keepingCapacity: true) }
+            cache[record.rowID] = record
+        }
     }
 
     func appendCheckpoint(_ db: Database, sessionID: String, storyID: String?, _ draft: CheckpointDraft) throws {

@@ -94,18 +94,13 @@ enum Schema {
         ("001-reference-tables", "the reference's wave_sessions, wave_story_executions and wave_checkpoints, unless they exist", { db in
             try db.execute(sql: referenceTables)
         }),
-        ("002-reference-indexes", "the reference's indexes (project, status, story, agent, time)", { db in
+        ("002-indexes", "indexes for the lookups Wave makes: sessions by project and status, stories by session, story id and status", { db in
             try db.execute(sql: """
                 CREATE INDEX IF NOT EXISTS idx_sessions_project ON wave_sessions (project_name);
                 CREATE INDEX IF NOT EXISTS idx_sessions_status ON wave_sessions (status);
-                CREATE INDEX IF NOT EXISTS idx_sessions_started ON wave_sessions (started_at DESC);
-                CREATE INDEX IF NOT EXISTS idx_checkpoints_session ON wave_checkpoints (session_id);
-                CREATE INDEX IF NOT EXISTS idx_checkpoints_story ON wave_checkpoints (story_id);
-                CREATE INDEX IF NOT EXISTS idx_checkpoints_type ON wave_checkpoints (checkpoint_type);
                 CREATE INDEX IF NOT EXISTS idx_stories_session ON wave_story_executions (session_id);
                 CREATE INDEX IF NOT EXISTS idx_stories_story ON wave_story_executions (story_id);
                 CREATE INDEX IF NOT EXISTS idx_stories_status ON wave_story_executions (status);
-                CREATE INDEX IF NOT EXISTS idx_stories_agent ON wave_story_executions (agent);
                 """)
         }),
         ("003-wave-columns", "version, current_gate and blocked_reason on stories; paused_at on sessions; seq and superseded on checkpoints (numbered in their existing order)", { db in
