@@ -93,9 +93,11 @@ extension SQLiteStore {
                             return .commit
                         } catch let error as EngineRejection {
                             outcome = .failure(error)
+                            self.forgetCachedStories()
                             return .rollback
                         } catch let error as StoreError {
                             outcome = .failure(error)
+                            self.forgetCachedStories()
                             return .rollback
                         }
                     }
@@ -172,14 +174,25 @@ extension SQLiteStore {
     /// Runs `body` in an `IMMEDIATE` transaction: the write lock is taken before anything is
     /// read, so another process cannot change a row between this read and this write.
     func immediateWrite<T>(_ body: (Database) throws -> T) throws -> T {
-        try self.pool.writeWithoutTransaction { db in
-            var result: T?
-            try db.inTransaction(.immediate) {
-                result = try body(db)
-                return .commit
+        do {
+            return try self.pool.writeWithoutTransaction { db in
+                var result: T?
+                try db.inTransaction(.immediate) {
+                    result = try body(db)
+                    return .commit
+                }
+                return result!
             }
-            return result!
+        } catch {
+            // Rolled back: a cached story may be a version that was never committed, and another
+            // process could commit that version number with other content.
+            self.forgetCachedStories()
+            throw error
         }
+    }
+
+    func forgetCachedStories() {
+        self.storyCache.withLock { $0.removeAll() }
     }
 
     /// A session id that exists, else `nil` (the reference's random per-process ids).
