@@ -78,31 +78,23 @@ extension SQLiteStore {
         try self.immediateWrite { db in try self.apply(db, incoming, now: now, jitter: jitter) }
     }
 
-    /// Applies several messages in one transaction (one commit), each in a savepoint of its own,
-    /// so a refused message rolls back only itself. Results are in order.
-    public func apply(batch: [IncomingEvent], now: WaveTimestamp = .now()) throws -> [Result<ApplyResult, any Error>] {
+    /// Applies several messages in one transaction (one commit). A message the engine refuses
+    /// (premature) or whose story does not exist gets its error in the results and changes
+    /// nothing, since those are found before anything is written; any other error (SQLite's)
+    /// rolls the whole batch back and is thrown, and the caller may apply the messages one by one.
+    /// - Parameter jitter: the backoff jitter for every message (tests); by default a random one each.
+    public func apply(batch: [IncomingEvent], now: WaveTimestamp = .now(), jitter: Double? = nil) throws -> [Result<ApplyResult, any Error>] {
         try self.immediateWrite { db in
             var results: [Result<ApplyResult, any Error>] = []
             results.reserveCapacity(batch.count)
             for incoming in batch {
-                var outcome: Result<ApplyResult, any Error>?
                 do {
-                    try db.inSavepoint {
-                        do {
-                            outcome = .success(try self.apply(db, incoming, now: now, jitter: Double.random(in: 0..<1)))
-                            return .commit
-                        } catch let error as EngineRejection {
-                            outcome = .failure(error)
-                            self.forgetCachedStories()
-                            return .rollback
-                        } catch let error as StoreError {
-                            outcome = .failure(error)
-                            self.forgetCachedStories()
-                            return .rollback
-                        }
-                    }
+                    results.append(.success(try self.apply(db, incoming, now: now, jitter: jitter ?? Double.random(in: 0..<1))))
+                } catch let error as EngineRejection {
+                    results.append(.failure(error))
+                } catch let error as StoreError where error.code == .notFound || error.code == .ambiguous {
+                    results.append(.failure(error))
                 }
-                results.append(outcome!)
             }
             return results
         }
@@ -115,16 +107,11 @@ extension SQLiteStore {
             }
             var record = try self.findStory(db, storyID: incoming.storyID, session: try self.knownSession(db, incoming.sessionID))
             let sessionID = record.state.sessionID
-            if let seq = incoming.seq, let source = incoming.source {
-                if let last = try Int64.fetchOne(cached: db, sql: "SELECT last_seq FROM wave_source_seq WHERE session_id = ? AND story_id = ? AND source = ?",
-                                                 arguments: [sessionID, record.state.storyID, source]), seq <= UInt64(last) {
-                    try self.recordLedger(db, incoming, sessionID: sessionID, outcome: "stale_seq", now: now)
-                    return .staleSequence(last: UInt64(last))
-                }
-                try db.execute(cached: """
-                    INSERT INTO wave_source_seq (session_id, story_id, source, last_seq) VALUES (?, ?, ?, ?)
-                    ON CONFLICT (session_id, story_id, source) DO UPDATE SET last_seq = excluded.last_seq
-                    """, arguments: [sessionID, record.state.storyID, source, Int64(clamping: seq)])
+            if let seq = incoming.seq, let source = incoming.source,
+               let last = try Int64.fetchOne(cached: db, sql: "SELECT last_seq FROM wave_source_seq WHERE session_id = ? AND story_id = ? AND source = ?",
+                                             arguments: [sessionID, record.state.storyID, source]), seq <= UInt64(last) {
+                try self.recordLedger(db, incoming, sessionID: sessionID, outcome: "stale_seq", now: now)
+                return .staleSequence(last: UInt64(last))
             }
             let before = record
             if let cost = incoming.costUSD, cost > 0, cost.isFinite { record.state.costUSD += cost }
@@ -251,6 +238,14 @@ extension SQLiteStore {
     }
 
     func recordLedger(_ db: Database, _ incoming: IncomingEvent, sessionID: String?, outcome: String, now: WaveTimestamp) throws {
+        // The sender's seq is remembered with the ledger entry, after the decision: a message the
+        // engine refused leaves no trace, so its redelivery is judged again.
+        if let seq = incoming.seq, let source = incoming.source, let sessionID, outcome != "stale_seq" {
+            try db.execute(cached: """
+                INSERT INTO wave_source_seq (session_id, story_id, source, last_seq) VALUES (?, ?, ?, ?)
+                ON CONFLICT (session_id, story_id, source) DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq)
+                """, arguments: [sessionID, incoming.storyID, source, Int64(clamping: seq)])
+        }
         try db.execute(cached: """
             INSERT INTO wave_processed_messages (message_id, session_id, story_id, event_type, outcome, applied_at) VALUES (?, ?, ?, ?, ?, ?)
             """, arguments: [incoming.messageID, sessionID, incoming.storyID, incoming.eventType, outcome, Self.format(now)])

@@ -173,3 +173,34 @@ extension SQLiteStore {
         }
     }
 }
+
+extension SQLiteStore {
+    /// Checkpoint retention (off unless an operator runs it): deletes the checkpoints of stories
+    /// that are complete or cancelled and whose last checkpoint is older than `cutoff`. Stories
+    /// in any other state keep every checkpoint (recovery may need them). Checkpoints are deleted
+    /// newest first within a story, so a parent link never points at a deleted row.
+    /// - Returns: how many checkpoints were deleted.
+    @discardableResult
+    public func pruneCheckpoints(olderThan cutoff: WaveTimestamp) throws -> Int {
+        try self.immediateWrite { db in
+            let stories = try Row.fetchAll(cached: db, sql: """
+                SELECT c.session_id, c.story_id FROM wave_checkpoints c
+                JOIN wave_story_executions s ON s.session_id = c.session_id AND s.story_id = c.story_id
+                WHERE s.status IN ('complete', 'cancelled')
+                GROUP BY c.session_id, c.story_id HAVING MAX(c.created_at) < ?
+                """, arguments: [Self.format(cutoff)])
+            var deleted = 0
+            for story in stories {
+                let ids = try String.fetchAll(cached: db, sql: "SELECT id FROM wave_checkpoints WHERE session_id = ? AND story_id = ? ORDER BY seq DESC",
+                                              arguments: [story[0] as String, story[1] as String])
+                for id in ids {
+                    // Another story's checkpoint never names this one as parent, but be safe.
+                    try db.execute(cached: "UPDATE wave_checkpoints SET parent_checkpoint_id = NULL WHERE parent_checkpoint_id = ?", arguments: [id])
+                    try db.execute(cached: "DELETE FROM wave_checkpoints WHERE id = ?", arguments: [id])
+                    deleted += 1
+                }
+            }
+            return deleted
+        }
+    }
+}

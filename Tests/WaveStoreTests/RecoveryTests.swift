@@ -91,3 +91,21 @@ struct RecoveryTests {
         #expect(automatic?.message == "gate-1 is decided by the agents' evidence, not by approval")
     }
 }
+
+@Suite("Checkpoint retention")
+struct RetentionTests {
+    @Test("prunes only finished stories' checkpoints older than the cutoff, with foreign keys on")
+    func prune() throws {
+        let (store, session) = try storeWithFailedStory()
+        // S-2 runs to complete; S-1 stays failed.
+        for (g, role) in [(0, "cto"), (1, "be"), (2, "be"), (3, "be"), (4, "qa"), (5, "pm"), (6, "cto"), (7, "cto")] {
+            try store.apply(try gate("S-2", g, "pass", from: role))
+        }
+        let s1 = try store.checkpoints(session: session.id, story: "S-1").count
+        #expect(try store.pruneCheckpoints(olderThan: WaveTimestamp.now().adding(.seconds(-3600))) == 0, "nothing is old enough")
+        let pruned = try store.pruneCheckpoints(olderThan: WaveTimestamp.now().adding(.seconds(60)))
+        #expect(pruned > 8)
+        #expect(try store.checkpoints(session: session.id, story: "S-2").isEmpty)
+        #expect(try store.checkpoints(session: session.id, story: "S-1").count == s1, "a failed story keeps its checkpoints")
+    }
+}

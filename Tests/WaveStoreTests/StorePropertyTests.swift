@@ -63,6 +63,7 @@ struct StorePropertyTests {
         }
         let once = try prepared("once-\(seed)")
         let twice = try prepared("twice-\(seed)")
+        let batched = try prepared("batched-\(seed)")
         var refused = Set<String>()
         for (i, message) in messages.enumerated() {
             do { try once.apply(message, now: t(i + 1), jitter: 0.5) } catch is EngineRejection { refused.insert(message.messageID) }
@@ -70,6 +71,23 @@ struct StorePropertyTests {
                 do { try twice.apply(message, now: t(i + 1), jitter: 0.5) } catch is EngineRejection {}
             }
         }
+        // The same messages in batches of 7 (one commit each) leave the rows that applying them one
+        // by one at the same times leaves; a refused message is reported in its slot, changes nothing.
+        let singly = try prepared("singly-\(seed)")
+        var index = 0
+        while index < messages.count {
+            let chunk = Array(messages[index..<min(index + 7, messages.count)])
+            let results = try batched.apply(batch: chunk, now: t(index + 1), jitter: 0.5)
+            #expect(results.count == chunk.count)
+            for (message, result) in zip(chunk, results) {
+                var refusedSingly = false
+                do { try singly.apply(message, now: t(index + 1), jitter: 0.5) } catch is EngineRejection { refusedSingly = true }
+                if case .failure = result { #expect(refusedSingly) } else { #expect(!refusedSingly) }
+            }
+            index += chunk.count
+        }
+        #expect(try normalizedRows(batched) == normalizedRows(singly))
+
         // The whole sequence again: every acknowledged message is a duplicate now.
         for (i, message) in messages.enumerated() where !refused.contains(message.messageID) {
             #expect(throws: Never.self) { try twice.apply(message, now: t(i + 1000), jitter: 0.5) }
