@@ -185,8 +185,12 @@ extension SQLiteStore {
     /// A session id that exists, else `nil` (the reference's random per-process ids).
     func knownSession(_ db: Database, _ id: String?) throws -> String? {
         guard let id, !id.isEmpty else { return nil }
+        // Sessions are never deleted and their ids never change: a found id can be remembered.
+        if let known = self.sessionIDs.withLock({ $0[id] }) { return known }
         let forms = StoreIDs.storedForms(id)
-        return try String.fetchOne(cached: db, sql: "SELECT id FROM wave_sessions WHERE id IN (?, ?)", arguments: [forms.0, forms.1])
+        let stored = try String.fetchOne(cached: db, sql: "SELECT id FROM wave_sessions WHERE id IN (?, ?)", arguments: [forms.0, forms.1])
+        if let stored { self.sessionIDs.withLock { if $0.count < 10_000 { $0[id] = stored } } }
+        return stored
     }
 
     func sessionInProgress(_ db: Database, _ sessionID: String) throws -> Bool {

@@ -62,6 +62,8 @@ public final class SQLiteStore: Sendable {
     /// Decoded stories by row id. An entry is used only while the row's `version` is still the
     /// cached one (every Wave writer bumps it), so another process's write is always seen.
     let storyCache = Mutex<[String: StoryRecord]>([:])
+    /// Session ids as given (with or without dashes) → as stored.
+    let sessionIDs = Mutex<[String: String]>([:])
 
     /// Opens (creating it and its folder if needed) and migrates the store.
     public init(location: StoreLocation, synchronous: SynchronousMode = .normal, engine: StoryEngine = StoryEngine(), logger: Logger) throws {
