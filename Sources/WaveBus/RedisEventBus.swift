@@ -175,14 +175,14 @@ public struct RedisEventBus: EventBus {
                     try await withTaskExecutorPreference(EventLoopTaskExecutor(connection.eventLoop)) {
                     try await self.readOwnPending(options, connection, sink)
                     while !Task.isCancelled {
-                        let reply = try await connection.send(
+                        let reply = try await connection.send(EnvelopeReadGroup(base:
                             XReadGroupCommand(
                                 group: options.group, consumer: options.consumer,
                                 streams: options.streams.map { ($0, ">") }, count: options.batchSize, block: options.blockTime
                             )
-                        )
+                        ))
                         var batch: [Delivery] = []
-                        for (stream, entries) in reply.streams {
+                        for (stream, entries) in reply {
                             batch.reserveCapacity(batch.count + entries.count)
                             for entry in entries {
                                 if let delivery = try await self.judge(stream: stream, entry: entry, deliveries: 1, options) { batch.append(delivery) }
@@ -212,10 +212,10 @@ public struct RedisEventBus: EventBus {
         for stream in options.streams {
             var after = "0"
             while true {
-                let reply = try await connection.send(
+                let reply = try await connection.send(EnvelopeReadGroup(base:
                     XReadGroupCommand(group: options.group, consumer: options.consumer, streams: [(stream, after)], count: options.batchSize)
-                )
-                let entries = reply.entries(of: stream)
+                ))
+                let entries = reply.first(where: { $0.stream == stream })?.entries ?? []
                 guard let last = entries.last else { break }
                 let counts = try await self.deliveryCounts(stream: stream, options: options, from: entries[0].id, to: last.id, count: entries.count, consumer: options.consumer, connection: connection)
                 var batch: [Delivery] = []
@@ -281,9 +281,15 @@ public struct RedisEventBus: EventBus {
         return Dictionary(pending.map { ($0.id, $0.deliveryCount) }, uniquingKeysWith: { a, _ in a })
     }
 
-    /// The delivery for an entry, or `nil` when it was dead-lettered instead.
+    /// ``judge(stream:entry:deliveries:_:)`` for an entry claimed with `XAUTOCLAIM`.
     private func judge(stream: String, entry: StreamEntry, deliveries: Int, _ options: ConsumerOptions) async throws -> Delivery? {
-        let fields = entry.fields.map { StreamField($0.name, $0.value) }
+        try await self.judge(stream: stream, entry: BusReadEntry(id: entry.id, fields: entry.fields.map { StreamField($0.name, $0.value) }, isDeleted: entry.isDeleted),
+                             deliveries: deliveries, options)
+    }
+
+    /// The delivery for an entry, or `nil` when it was dead-lettered instead.
+    private func judge(stream: String, entry: BusReadEntry, deliveries: Int, _ options: ConsumerOptions) async throws -> Delivery? {
+        let fields = entry.fields
         switch Judgement.judge(fields: fields, stream: stream, id: entry.id, deliveryCount: deliveries, options: options) {
         case .deliver(let envelope):
             return Delivery(stream: stream, id: entry.id, group: options.group, consumer: options.consumer,
