@@ -132,7 +132,7 @@ public struct StoreBenchmark: Sendable {
         var configuration = Configuration()
         configuration.busyMode = .timeout(5)
         let synchronous = self.synchronous.rawValue
-        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = \(synchronous)") }
+        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = \(synchronous); PRAGMA wal_autocheckpoint = 10000; PRAGMA cache_size = -65536") }
         let pool = try DatabasePool(path: path, configuration: configuration)
         let stories = (self.transitions + 7) / 8
         try pool.write { db in

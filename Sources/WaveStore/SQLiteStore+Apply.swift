@@ -85,18 +85,8 @@ extension SQLiteStore {
     /// - Parameter jitter: the backoff jitter for every message (tests); by default a random one each.
     public func apply(batch: [IncomingEvent], now: WaveTimestamp = .now(), jitter: Double? = nil) throws -> [Result<ApplyResult, any Error>] {
         try self.immediateWrite { db in
-            var results: [Result<ApplyResult, any Error>] = []
-            results.reserveCapacity(batch.count)
-            for incoming in batch {
-                do {
-                    results.append(.success(try self.apply(db, incoming, now: now, jitter: jitter ?? Double.random(in: 0..<1))))
-                } catch let error as EngineRejection {
-                    results.append(.failure(error))
-                } catch let error as StoreError where error.code == .notFound || error.code == .ambiguous {
-                    results.append(.failure(error))
-                }
-            }
-            return results
+            var writer = BatchWriter(store: self, db: db, now: now)
+            return try writer.apply(batch, jitter: jitter)
         }
     }
 
@@ -207,16 +197,18 @@ extension SQLiteStore {
     }
 
     /// Writes the story row if its version is still `expectedVersion`; bumps the version.
-    func writeStory(_ db: Database, _ record: inout StoryRecord, expectedVersion: Int, now: WaveTimestamp) throws {
+    /// - Parameter changes: how many changes this write carries (a batch writes several at once);
+    ///   the version moves by that many, as if they had been written one by one.
+    func writeStory(_ db: Database, _ record: inout StoryRecord, expectedVersion: Int, now: WaveTimestamp, changes: Int = 1) throws {
         let state = record.state
-        record.state.version = expectedVersion + 1
+        record.state.version = expectedVersion + changes
         try db.execute(cached: """
             UPDATE wave_story_executions SET status = ?, current_gate = ?, version = ?, retry_count = ?, blocked_reason = ?,
                 acceptance_criteria_passed = ?, acceptance_criteria_total = ?, cost_usd = ?, token_count = ?,
                 started_at = ?, completed_at = ?, failed_at = ?, error_message = ?, metadata = ?, updated_at = ?
             WHERE id = ? AND version = ?
             """, arguments: [
-                state.status.rawValue, state.currentGate.description, expectedVersion + 1, state.retryCount, state.blockedReason,
+                state.status.rawValue, state.currentGate.description, expectedVersion + changes, state.retryCount, state.blockedReason,
                 state.acceptanceCriteriaPassed, state.acceptanceCriteriaTotal, (state.costUSD * 10_000).rounded() / 10_000, state.tokens,
                 state.startedAt.map(Self.format), state.completedAt.map(Self.format), state.failedAt.map(Self.format), state.errorMessage,
                 Self.metadataText(record), Self.format(now), record.rowID, expectedVersion,

@@ -82,7 +82,7 @@ public final class SQLiteStore: Sendable {
         configuration.busyMode = .timeout(5)
         configuration.foreignKeysEnabled = true
         configuration.prepareDatabase { db in
-            try db.execute(cached: "PRAGMA synchronous = \(synchronous.rawValue)")
+            try db.execute(sql: "PRAGMA synchronous = \(synchronous.rawValue); PRAGMA wal_autocheckpoint = 10000; PRAGMA cache_size = -65536")
         }
         return configuration
     }
