@@ -15,6 +15,16 @@ public enum MessageID {
         return Self.format(a, b)
     }
 
+    /// A new time-ordered id (version 7: 48 bits of Unix milliseconds, then random bits): ids made
+    /// later sort later, so rows keyed by them are appended to an index instead of scattered
+    /// through it.
+    public static func makeTimeOrdered(millisecondsSinceEpoch: Int64) -> String {
+        let (high, low) = Self.generator.withLock { ($0.next(), $0.next()) }
+        let a = (UInt64(truncatingIfNeeded: millisecondsSinceEpoch) << 16) | 0x7000 | (high & 0x0FFF)
+        let b = (low & 0x3FFF_FFFF_FFFF_FFFF) | 0x8000_0000_0000_0000
+        return Self.format(a, b)
+    }
+
     /// Formats 128 bits as `8-4-4-4-12` lower-case hex.
     static func format(_ a: UInt64, _ b: UInt64) -> String {
         let digits: [UInt8] = Array("0123456789abcdef".utf8)

@@ -159,9 +159,10 @@ public struct NewStory: Sendable, Hashable {
 /// Ids: 32 lowercase hex digits in storage (the reference's SQLite form), dashes for people;
 /// accepted with or without dashes.
 public enum StoreIDs {
-    /// A new random id, 32 hex digits.
+    /// A new id, 32 hex digits, time-ordered (UUID version 7), so that inserting rows keyed by it
+    /// appends to the primary-key index rather than touching a random page of it.
     public static func make() -> String {
-        self.normalize(MessageID.make())
+        self.normalize(MessageID.makeTimeOrdered(millisecondsSinceEpoch: WaveTimestamp.now().millisecondsSinceEpoch))
     }
 
     /// The stored form of an id given with or without dashes.
