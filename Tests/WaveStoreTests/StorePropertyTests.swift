@@ -123,3 +123,40 @@ struct SeededGenerator {
         return z ^ (z >> 33)
     }
 }
+
+@Suite("Store batches")
+struct StoreBatchTests {
+    @Test("stories run to complete in batches leave the rows that one-by-one application leaves, session completion included")
+    func completionInBatches() throws {
+        func prepared(_ name: String) throws -> SQLiteStore {
+            let store = try temporaryStore(name)
+            let session = try store.createSession(project: "p", wave: 0, stories: stories([("S-1", []), ("S-2", []), ("S-3", [])]))
+            _ = try store.startNextSession(project: "p", now: t(0))
+            _ = try store.startReadyStories(session: session.id, now: t(0))
+            return store
+        }
+        let owners = ["cto", "be", "be", "be", "qa", "pm", "cto", "cto"]
+        var messages: [IncomingEvent] = []
+        for number in 0..<8 {
+            for story in ["S-1", "S-2", "S-3"] {
+                var message = try gate(story, number, "pass", from: owners[number], id: "\(story)-\(number)")
+                message.tokens = 5
+                messages.append(message)
+                if number == 4 { messages.append(message) }  // a duplicate inside the run
+            }
+        }
+        let single = try prepared("single")
+        let batched = try prepared("batched")
+        for message in messages { try single.apply(message, now: t(1), jitter: 0.5) }
+        var index = 0
+        while index < messages.count {
+            let results = try batched.apply(batch: Array(messages[index..<min(index + 5, messages.count)]), now: t(1), jitter: 0.5)
+            #expect(results.allSatisfy { if case .success = $0 { true } else { false } })
+            index += 5
+        }
+        #expect(try normalizedRows(batched) == normalizedRows(single))
+        let session = try #require(try batched.sessions().first)
+        #expect(session.status == .completed)
+        #expect(session.tokenCount == 5 * 24, "duplicates add nothing")
+    }
+}
