@@ -183,6 +183,12 @@ extension SQLiteStore {
         return stored
     }
 
+    /// Whether a message id is in the ledger already.
+    func alreadyApplied(_ db: Database, _ messageID: String?) throws -> Bool {
+        guard let messageID else { return false }
+        return try String.fetchOne(cached: db, sql: "SELECT outcome FROM wave_processed_messages WHERE message_id = ?", arguments: [messageID]) != nil
+    }
+
     func sessionInProgress(_ db: Database, _ sessionID: String) throws -> Bool {
         try String.fetchOne(cached: db, sql: "SELECT status FROM wave_sessions WHERE id = ?", arguments: [sessionID]) == SessionStatus.inProgress.rawValue
     }
@@ -440,6 +446,8 @@ extension SQLiteStore {
         let session = try self.session(id: id)
         guard !session.status.isTerminal else { throw StoreError(.notAllowed, "session \(session.displayID) is \(session.status.rawValue)") }
         try self.immediateWrite { db in
+            // The same announcement applied before (an orchestrator receiving the CLI's event): no-op.
+            if try self.alreadyApplied(db, messageID) { return }
             try db.execute(cached: "UPDATE wave_sessions SET paused_at = ?, updated_at = ? WHERE id = ?",
                            arguments: [paused ? Self.format(now) : nil, Self.format(now), session.id])
             try self.appendCheckpoint(db, sessionID: session.id, storyID: nil, CheckpointDraft(
@@ -457,8 +465,10 @@ extension SQLiteStore {
     @discardableResult
     public func cancelSession(_ id: String, reason: String, messageID: String? = nil, now: WaveTimestamp = .now()) throws -> SessionRecord {
         let session = try self.session(id: id)
+        if session.status == .cancelled, try self.pool.read({ try self.alreadyApplied($0, messageID) }) { return session }
         guard !session.status.isTerminal else { throw StoreError(.notAllowed, "session \(session.displayID) is already \(session.status.rawValue)") }
         try self.immediateWrite { db in
+            if try self.alreadyApplied(db, messageID) { return }
             let stories = try Row.fetchAll(cached: db, sql: "SELECT \(Self.storyColumns) FROM wave_story_executions WHERE session_id = ?", arguments: [session.id]).map(Self.story)
             for var record in stories where !record.state.status.isFinished {
                 let version = record.state.version
@@ -478,7 +488,13 @@ extension SQLiteStore {
         return try self.session(id: id)
     }
 
-    /// Deletes ledger entries older than the retention window (maintenance).
+    /// Deletes ledger entries older than ``ledgerRetention`` (maintenance on its interval).
+    @discardableResult
+    public func pruneLedger(now: WaveTimestamp = .now()) throws -> Int {
+        try self.pruneLedger(olderThan: now.adding(.zero - self.ledgerRetention))
+    }
+
+    /// Deletes ledger entries older than `cutoff`.
     @discardableResult
     public func pruneLedger(olderThan cutoff: WaveTimestamp) throws -> Int {
         try self.pool.write { db in

@@ -41,6 +41,10 @@ extension SQLiteStore {
     public func recover(story storyID: String, session: String? = nil, strategy: RecoveryStrategy, gate target: GateID? = nil, by: String, messageID: String? = nil, now: WaveTimestamp = .now()) throws -> RecoveryOutcome {
         try self.immediateWrite { db in
             var record = try self.findStory(db, storyID: storyID, session: session)
+            if try self.alreadyApplied(db, messageID) {
+                // The same recovery announced again: nothing to do, nothing more to dispatch.
+                return RecoveryOutcome(story: record, dispatches: [], superseded: 0)
+            }
             let before = record.state
             guard !before.status.isTerminal else {
                 throw StoreError(.notAllowed, "story \(storyID) is \(before.status.rawValue) and cannot be recovered")

@@ -62,12 +62,19 @@ public final class SQLiteStore: Sendable {
     /// Decoded stories by row id. An entry is used only while the row's `version` is still the
     /// cached one (every Wave writer bumps it), so another process's write is always seen.
     let storyCache = Mutex<[String: StoryRecord]>([:])
+    /// How long a processed message's ledger entry is kept (default 7 days). A duplicate that
+    /// arrives later than this is applied again, so the window must exceed the longest time a
+    /// message can be redelivered (`maxDeliveries` × `reclaimAfter`, plus an outbox held while
+    /// Redis is down).
+    public let ledgerRetention: Duration
     /// Session ids as given (with or without dashes) → as stored.
     let sessionIDs = Mutex<[String: String]>([:])
 
     /// Opens (creating it and its folder if needed) and migrates the store.
-    public init(location: StoreLocation, synchronous: SynchronousMode = .normal, engine: StoryEngine = StoryEngine(), logger: Logger) throws {
+    public init(location: StoreLocation, synchronous: SynchronousMode = .normal, engine: StoryEngine = StoryEngine(),
+                ledgerRetention: Duration = .seconds(7 * 24 * 3600), logger: Logger) throws {
         self.location = location
+        self.ledgerRetention = ledgerRetention
         self.engine = engine
         self.logger = logger
         let folder = URL(fileURLWithPath: location.path).deletingLastPathComponent()

@@ -246,7 +246,7 @@ struct StoryEngineTests {
         #expect(ignoredReason(try d.send(.cancel(reason: "again"))) == .storyFinished)
     }
 
-    @Test("random event sequences never reach an illegal state, and replaying one gives the same story", arguments: 0..<40)
+    @Test("random sequences of gate results, operator approvals, errors, timeouts and blocks never reach an illegal state, and replaying one gives the same story", arguments: 0..<40)
     func randomSequences(seed: Int) throws {
         var generator = SplitMix(seed: UInt64(seed))
         let roles: [String?] = ["fe", "be", "qa", "pm", "cto", nil]
@@ -257,6 +257,7 @@ struct StoryEngineTests {
             case 1: events.append(.blocked(reason: "b"))
             case 2: events.append(.unblocked(reason: nil))
             case 3: events.append(.timeout(role: roles[Int(generator.next() % 6)]))
+            case 4: events.append(.gateResult(GateResultInput(gate: try GateID(Int(generator.next() % 8)), payload: [:], senderRole: nil, approvedBy: "operator")))
             default:
                 let gate = Int(generator.next() % 8)
                 let result = generator.next() % 4 == 0 ? "fail" : "pass"

@@ -109,3 +109,26 @@ struct RetentionTests {
         #expect(try store.checkpoints(session: session.id, story: "S-1").count == s1, "a failed story keeps its checkpoints")
     }
 }
+
+@Suite("Ledger retention and repeated announcements")
+struct LedgerTests {
+    @Test("ledger entries older than the retention window are pruned; a change announced twice is applied once")
+    func retentionAndRepeats() throws {
+        let store = try SQLiteStore(location: StoreLocation(path: temporaryPath("ledger")), ledgerRetention: .seconds(60), logger: quietLogger())
+        let session = try store.createSession(project: "shop", wave: 1, stories: stories([("S-1", [])]))
+        _ = try store.startNextSession(project: "shop", now: t(0))
+        _ = try store.startReadyStories(session: session.id, now: t(0))
+        let message = try gate("S-1", 0, "fail", from: "cto", id: "old-1")
+        try store.apply(message, now: t(0))
+        #expect(try store.apply(message, now: t(30)) == .duplicate(outcome: "applied"))
+        #expect(try store.pruneLedger(now: t(30)) == 0, "inside the window")
+        #expect(try store.pruneLedger(now: t(61)) == 1)
+        // The CLI's announcement received again by an orchestrator changes nothing.
+        let before = try store.checkpoints(session: session.id).count
+        try store.pauseSession(session.id, messageID: "pause-1", now: t(70))
+        try store.pauseSession(session.id, messageID: "pause-1", now: t(71))
+        #expect(try store.checkpoints(session: session.id).count == before + 1)
+        try store.cancelSession(session.id, reason: "x", messageID: "cancel-1", now: t(72))
+        #expect(try store.cancelSession(session.id, reason: "x", messageID: "cancel-1", now: t(73)).status == .cancelled)
+    }
+}

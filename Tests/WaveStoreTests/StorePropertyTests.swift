@@ -70,7 +70,19 @@ struct StorePropertyTests {
             for _ in 0..<2 {
                 do { try twice.apply(message, now: t(i + 1), jitter: 0.5) } catch is EngineRejection {}
             }
+            // Now and then the session is paused or resumed (announced twice in the second store);
+            // results keep applying while it is paused.
+            if i % 37 == 5 || i % 37 == 20 {
+                let pause = i % 37 == 5
+                for (store, times) in [(once, 1), (twice, 2)] {
+                    let id = try #require(try store.sessions().first?.id)
+                    for _ in 0..<times {
+                        if pause { try store.pauseSession(id, messageID: "pause-\(i)", now: t(i + 1)) } else { try store.resumeSession(id, messageID: "resume-\(i)", now: t(i + 1)) }
+                    }
+                }
+            }
         }
+
         // The same messages in batches of 7 (one commit each) leave the rows that applying them one
         // by one at the same times leaves; a refused message is reported in its slot, changes nothing.
         let singly = try prepared("singly-\(seed)")
@@ -105,7 +117,8 @@ struct StorePropertyTests {
         let a = try normalizedRows(once)
         let b = try normalizedRows(twice)
         #expect(a == b)
-        #expect(a.filter { $0.hasPrefix("ledger") }.count == messages.count - refused.count)
+        let announcements = messages.indices.filter { $0 % 37 == 5 || $0 % 37 == 20 }.count
+        #expect(a.filter { $0.hasPrefix("ledger") }.count == messages.count - refused.count + announcements)
     }
 }
 
