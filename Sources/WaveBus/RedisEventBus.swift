@@ -154,9 +154,16 @@ public struct RedisEventBus: EventBus {
             try await self.createGroup(options.group, on: stream, start: options.start)
             try await self.accountTrimming(stream: stream, group: options.group)
         }
+        let (ownPendingReadOnce, ownPendingRead) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         let result = try await runConsumerLoops(
-            read: { await self.readLoop(options, $0) },
-            reclaim: { await self.reclaimLoop(options, $0) },
+            read: { await self.readLoop(options, $0, ownPendingRead: ownPendingRead) },
+            reclaim: { sink in
+                // Reclaim only once this consumer has re-read its own pending entries: otherwise an
+                // entry the reclaimer just claimed into this consumer's pending list would be read
+                // again as its own and delivered twice.
+                for await _ in ownPendingReadOnce { break }
+                await self.reclaimLoop(options, sink)
+            },
             body
         )
         // Remember where the group stands, so that entries trimmed while nobody reads are counted.
@@ -164,7 +171,8 @@ public struct RedisEventBus: EventBus {
         return result
     }
 
-    private func readLoop(_ options: ConsumerOptions, _ sink: DeliverySink) async {
+    private func readLoop(_ options: ConsumerOptions, _ sink: DeliverySink, ownPendingRead: AsyncStream<Void>.Continuation) async {
+        defer { ownPendingRead.finish() }
         var attempt = 0
         while !Task.isCancelled {
             do {
@@ -174,6 +182,7 @@ public struct RedisEventBus: EventBus {
                     // reply and its delivery.
                     try await withTaskExecutorPreference(EventLoopTaskExecutor(connection.eventLoop)) {
                     try await self.readOwnPending(options, connection, sink)
+                    ownPendingRead.yield()
                     while !Task.isCancelled {
                         let reply = try await connection.send(EnvelopeReadGroup(base:
                             XReadGroupCommand(
