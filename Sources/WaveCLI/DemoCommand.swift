@@ -19,7 +19,7 @@ struct DemoCommand: AsyncParsableCommand {
     func run() async throws {
         throw CLIError(
             exitCode: 1,
-            message: "the demo is not built yet: this version has the Redis client, the event bus, 'wave signal', 'wave tail' and 'wave bench redis|bus'; the store, the orchestrator and the simulated agents come next (see ARCHITECTURE.md)"
+            message: "the demo is not built yet: this version has the Redis client, the event bus, the story rules and the SQLite store ('wave session|story|approve|approvals|escalations|store', 'wave signal', 'wave tail', 'wave bench redis|bus|store'); the orchestrator runtime and the simulated agents come next (see ARCHITECTURE.md)"
         )
     }
 }
