@@ -91,60 +91,58 @@ extension SQLiteStore {
     }
 
     func apply(_ db: Database, _ incoming: IncomingEvent, now: WaveTimestamp, jitter: Double) throws -> ApplyResult {
-        do {
-            if let outcome = try String.fetchOne(cached: db, sql: "SELECT outcome FROM wave_processed_messages WHERE message_id = ?", arguments: [incoming.messageID]) {
-                return .duplicate(outcome: outcome)
-            }
-            var record = try self.findStory(db, storyID: incoming.storyID, session: try self.knownSession(db, incoming.sessionID))
-            let sessionID = record.state.sessionID
-            if let seq = incoming.seq, let source = incoming.source,
-               let last = try Int64.fetchOne(cached: db, sql: "SELECT last_seq FROM wave_source_seq WHERE session_id = ? AND story_id = ? AND source = ?",
-                                             arguments: [sessionID, record.state.storyID, source]), seq <= UInt64(last) {
-                try self.recordLedger(db, incoming, sessionID: sessionID, outcome: "stale_seq", now: now)
-                return .staleSequence(last: UInt64(last))
-            }
-            let before = record
-            if let cost = incoming.costUSD, cost > 0, cost.isFinite { record.state.costUSD += cost }
-            if let tokens = incoming.tokens, tokens > 0 { record.state.tokens += tokens }
+        if let outcome = try String.fetchOne(cached: db, sql: "SELECT outcome FROM wave_processed_messages WHERE message_id = ?", arguments: [incoming.messageID]) {
+            return .duplicate(outcome: outcome)
+        }
+        var record = try self.findStory(db, storyID: incoming.storyID, session: try self.knownSession(db, incoming.sessionID))
+        let sessionID = record.state.sessionID
+        if let seq = incoming.seq, let source = incoming.source,
+           let last = try Int64.fetchOne(cached: db, sql: "SELECT last_seq FROM wave_source_seq WHERE session_id = ? AND story_id = ? AND source = ?",
+                                         arguments: [sessionID, record.state.storyID, source]), seq <= UInt64(last) {
+            try self.recordLedger(db, incoming, sessionID: sessionID, outcome: "stale_seq", now: now)
+            return .staleSequence(last: UInt64(last))
+        }
+        let before = record
+        if let cost = incoming.costUSD, cost > 0, cost.isFinite { record.state.costUSD += cost }
+        if let tokens = incoming.tokens, tokens > 0 { record.state.tokens += tokens }
 
-            // A result for a pending story whose dependencies are complete starts it.
-            var startEffects = StoryEffects()
-            if record.state.status == .pending, case .gateResult = incoming.event, try self.sessionInProgress(db, sessionID), try self.dependenciesComplete(db, record) {
-                if case .applied(let started, let effects) = try self.engine.apply(.start, to: record.state, now: now, jitter: jitter) {
-                    record.state = started
-                    startEffects = effects
-                }
+        // A result for a pending story whose dependencies are complete starts it.
+        var startEffects = StoryEffects()
+        if record.state.status == .pending, case .gateResult = incoming.event, try self.sessionInProgress(db, sessionID), try self.dependenciesComplete(db, record) {
+            if case .applied(let started, let effects) = try self.engine.apply(.start, to: record.state, now: now, jitter: jitter) {
+                record.state = started
+                startEffects = effects
             }
-            let decision = try self.engine.apply(incoming.event, to: record.state, now: now, jitter: jitter)
-            switch decision {
-            case .applied(let state, var effects):
-                effects.checkpoints.insert(contentsOf: startEffects.checkpoints, at: 0)
-                effects.dispatches.insert(contentsOf: startEffects.dispatches, at: 0)
-                effects.transitions.insert(contentsOf: startEffects.transitions, at: 0)
-                record.state = state
+        }
+        let decision = try self.engine.apply(incoming.event, to: record.state, now: now, jitter: jitter)
+        switch decision {
+        case .applied(let state, var effects):
+            effects.checkpoints.insert(contentsOf: startEffects.checkpoints, at: 0)
+            effects.dispatches.insert(contentsOf: startEffects.dispatches, at: 0)
+            effects.transitions.insert(contentsOf: startEffects.transitions, at: 0)
+            record.state = state
+            try self.writeStory(db, &record, expectedVersion: before.state.version, now: now)
+            try self.writeEffects(db, sessionID: sessionID, storyID: record.state.storyID, effects, messageID: incoming.messageID, now: now)
+            var sessionEffects = SessionEffects()
+            if record.state.status == .failed, before.state.status != .failed {
+                try self.cancelDependents(db, of: record.state.storyID, sessionID: sessionID, now: now, into: &sessionEffects)
+                try self.refreshSession(db, sessionID: sessionID, now: now, into: &sessionEffects)
+            } else {
+                try self.updateSession(db, sessionID: sessionID, from: before.state, to: record.state, now: now, into: &sessionEffects)
+            }
+            try self.recordLedger(db, incoming, sessionID: sessionID, outcome: "applied", now: now)
+            return .applied(record, effects, sessionEffects)
+        case .ignored(let reason, let effects):
+            if record.state != before.state || !startEffects.checkpoints.isEmpty {
                 try self.writeStory(db, &record, expectedVersion: before.state.version, now: now)
-                try self.writeEffects(db, sessionID: sessionID, storyID: record.state.storyID, effects, messageID: incoming.messageID, now: now)
+                try self.writeEffects(db, sessionID: sessionID, storyID: record.state.storyID, startEffects, messageID: incoming.messageID, now: now)
                 var sessionEffects = SessionEffects()
-                if record.state.status == .failed, before.state.status != .failed {
-                    try self.cancelDependents(db, of: record.state.storyID, sessionID: sessionID, now: now, into: &sessionEffects)
-                    try self.refreshSession(db, sessionID: sessionID, now: now, into: &sessionEffects)
-                } else {
-                    try self.updateSession(db, sessionID: sessionID, from: before.state, to: record.state, now: now, into: &sessionEffects)
-                }
-                try self.recordLedger(db, incoming, sessionID: sessionID, outcome: "applied", now: now)
-                return .applied(record, effects, sessionEffects)
-            case .ignored(let reason, let effects):
-                if record.state != before.state || !startEffects.checkpoints.isEmpty {
-                    try self.writeStory(db, &record, expectedVersion: before.state.version, now: now)
-                    try self.writeEffects(db, sessionID: sessionID, storyID: record.state.storyID, startEffects, messageID: incoming.messageID, now: now)
-                    var sessionEffects = SessionEffects()
-                    try self.updateSession(db, sessionID: sessionID, from: before.state, to: record.state, now: now, into: &sessionEffects)
-                }
-                try self.writeEffects(db, sessionID: sessionID, storyID: record.state.storyID, effects, messageID: incoming.messageID, now: now)
-                try self.bump(db, "ignored.\(reason.rawValue)")
-                try self.recordLedger(db, incoming, sessionID: sessionID, outcome: "ignored:\(reason.rawValue)", now: now)
-                return .ignored(reason, record, effects)
+                try self.updateSession(db, sessionID: sessionID, from: before.state, to: record.state, now: now, into: &sessionEffects)
             }
+            try self.writeEffects(db, sessionID: sessionID, storyID: record.state.storyID, effects, messageID: incoming.messageID, now: now)
+            try self.bump(db, "ignored.\(reason.rawValue)")
+            try self.recordLedger(db, incoming, sessionID: sessionID, outcome: "ignored:\(reason.rawValue)", now: now)
+            return .ignored(reason, record, effects)
         }
     }
 
