@@ -20,6 +20,8 @@ let package = Package(
         .library(name: "WaveBus", targets: ["WaveBus"]),
         .library(name: "WaveEngine", targets: ["WaveEngine"]),
         .library(name: "WaveStore", targets: ["WaveStore"]),
+        .library(name: "WaveRuntime", targets: ["WaveRuntime"]),
+        .library(name: "WaveAgentKit", targets: ["WaveAgentKit"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -69,6 +71,25 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The orchestrator: the event dispatcher, the signal handlers, task dispatch.
+        .target(
+            name: "WaveRuntime",
+            dependencies: [
+                "WaveBus", "WaveStore", "WaveEngine", "WaveProtocol",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        // For agents: consume tasks, publish results and signals; simulated agents on top.
+        .target(
+            name: "WaveAgentKit",
+            dependencies: [
+                "WaveBus", "WaveProtocol",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         // The Redis client: connections, pool, blocking reads, pub/sub, breaker, typed commands.
         .target(
             name: "WaveRedis",
@@ -115,7 +136,10 @@ let package = Package(
                 "WaveBus",
                 "WaveProtocol",
                 "WaveBench",
+                "WaveRuntime",
+                "WaveAgentKit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict

@@ -168,7 +168,7 @@ public struct BusBenchmark: Sendable {
                     var iterator = deliveries.makeAsyncIterator()
                     while distinct < total, let batch = await iterator.nextBatch() {
                         for delivery in batch {
-                            guard let n = delivery.envelope.storyID.flatMap({ Int($0.dropFirst(2)) }), n >= 0, n < total else {
+                            guard let n = delivery.envelope?.storyID.flatMap({ Int($0.dropFirst(2)) }), n >= 0, n < total else {
                                 throw BenchmarkError("a delivery that the burst did not publish: \(delivery.id)")
                             }
                             if !received[n] {

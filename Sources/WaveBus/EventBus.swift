@@ -43,6 +43,16 @@ public struct ConsumerOptions: Sendable {
     public var maxDeliveries = 5
     /// Payload limits for decoding.
     public var limits = EnvelopeLimits.default
+    /// What the streams hold: envelopes (signals, system events) or tasks. Default envelopes.
+    public var entries = EntryKind.envelopes
+
+    /// What a consumer's streams hold; an entry that does not decode as such is dead-lettered.
+    public enum EntryKind: Sendable, Hashable {
+        /// Envelopes (`WIRE.md`, The envelope): ``Delivery/envelope``.
+        case envelopes
+        /// Task entries (`WIRE.md`, Tasks): ``Delivery/task``.
+        case tasks
+    }
 
     /// Creates options.
     public init(streams: [String], group: String, consumer: String) {
@@ -64,8 +74,10 @@ public struct Delivery: Sendable, Hashable {
     public var group: String
     /// The consumer that holds it.
     public var consumer: String
-    /// The decoded envelope.
-    public var envelope: Envelope
+    /// The decoded envelope (on a consumer of ``ConsumerOptions/EntryKind/envelopes``).
+    public var envelope: Envelope?
+    /// The decoded task (on a consumer of ``ConsumerOptions/EntryKind/tasks``).
+    public var task: TaskEntry?
     /// How many times it has been delivered (1 the first time).
     public var deliveryCount: Int
     /// The raw fields.
@@ -154,15 +166,21 @@ public func deadLetterStream(for stream: String) -> String {
 
 /// What happens to an entry read from a stream: delivered, or dead-lettered with a reason.
 enum Judgement: Sendable {
-    case deliver(Envelope)
+    case deliver(Envelope?, TaskEntry?)
     case deadLetter(reason: String, handlerRuns: Int)
 
     static func judge(fields: [StreamField], stream: String, id: String, deliveryCount: Int, options: ConsumerOptions) -> Judgement {
-        let envelope: Envelope
+        var envelope: Envelope?
+        var task: TaskEntry?
         do {
-            envelope = try Envelope(decoding: fields, stream: stream, entryID: id, limits: options.limits)
-        } catch {
+            switch options.entries {
+            case .envelopes: envelope = try Envelope(decoding: fields, stream: stream, entryID: id, limits: options.limits)
+            case .tasks: task = try TaskEntry(decoding: fields)
+            }
+        } catch let error as EnvelopeDecodingError {
             return .deadLetter(reason: error.dlqError, handlerRuns: max(0, deliveryCount - 1))
+        } catch {
+            return .deadLetter(reason: "invalid_task: \(error)", handlerRuns: max(0, deliveryCount - 1))
         }
         if deliveryCount > options.maxDeliveries {
             return .deadLetter(
@@ -170,7 +188,7 @@ enum Judgement: Sendable {
                 handlerRuns: options.maxDeliveries
             )
         }
-        return .deliver(envelope)
+        return .deliver(envelope, task)
     }
 }
 

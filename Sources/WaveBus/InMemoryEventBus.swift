@@ -192,9 +192,9 @@ public actor InMemoryEventBus: EventBus {
     /// The delivery for an entry, or `nil` when it was dead-lettered instead.
     private func judge(_ raw: Raw, _ options: ConsumerOptions) -> Delivery? {
         switch Judgement.judge(fields: raw.fields, stream: raw.stream, id: raw.id.text, deliveryCount: raw.deliveries, options: options) {
-        case .deliver(let envelope):
+        case .deliver(let envelope, let task):
             return Delivery(stream: raw.stream, id: raw.id.text, group: options.group, consumer: options.consumer,
-                            envelope: envelope, deliveryCount: raw.deliveries, fields: raw.fields)
+                            envelope: envelope, task: task, deliveryCount: raw.deliveries, fields: raw.fields)
         case .deadLetter(let reason, let runs):
             self.writeDeadLetter(fields: raw.fields, id: raw.id.text, stream: raw.stream, group: options.group, reason: reason, handlerRuns: runs)
             self.streams[raw.stream]?.groups[options.group]?.pending[raw.id] = nil

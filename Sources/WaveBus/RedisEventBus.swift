@@ -300,9 +300,9 @@ public struct RedisEventBus: EventBus {
     private func judge(stream: String, entry: BusReadEntry, deliveries: Int, _ options: ConsumerOptions) async throws -> Delivery? {
         let fields = entry.fields
         switch Judgement.judge(fields: fields, stream: stream, id: entry.id, deliveryCount: deliveries, options: options) {
-        case .deliver(let envelope):
+        case .deliver(let envelope, let task):
             return Delivery(stream: stream, id: entry.id, group: options.group, consumer: options.consumer,
-                            envelope: envelope, deliveryCount: deliveries, fields: fields)
+                            envelope: envelope, task: task, deliveryCount: deliveries, fields: fields)
         case .deadLetter(let reason, let runs):
             try await self.writeDeadLetter(fields: fields, id: entry.id, stream: stream, group: options.group, reason: reason, handlerRuns: runs)
             return nil

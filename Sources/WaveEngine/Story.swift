@@ -91,6 +91,9 @@ public enum StoryEvent: Sendable, Hashable {
     case unblocked(reason: String?)
     /// Cancel it (an operator, or a dependency that failed).
     case cancel(reason: String)
+    /// A signal that changes no state but may carry cost and tokens (`system.health`,
+    /// `agent.busy`, …): ignored as `no_change`; the store still adds what it reports.
+    case report
 }
 
 /// A gate result as the engine needs it.

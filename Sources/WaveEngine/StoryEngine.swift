@@ -70,6 +70,7 @@ private struct Change {
         case .blocked(let reason): return self.block(reason)
         case .unblocked(let reason): return self.unblock(reason)
         case .cancel(let reason): return self.cancel(reason)
+        case .report: return .noChange
         }
     }
 

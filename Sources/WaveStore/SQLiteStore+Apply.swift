@@ -24,9 +24,12 @@ public struct IncomingEvent: Sendable, Hashable {
     public var costUSD: Double?
     /// Tokens the signal reports.
     public var tokens: Int?
+    /// The project of the stream it arrived on: a story found without a session is looked up
+    /// among that project's sessions only (`WIRE.md`).
+    public var project: String?
 
     /// Creates an incoming event.
-    public init(messageID: String, eventType: String, source: String? = nil, seq: UInt64? = nil, sessionID: String? = nil, storyID: String, event: StoryEvent, costUSD: Double? = nil, tokens: Int? = nil) {
+    public init(messageID: String, eventType: String, source: String? = nil, seq: UInt64? = nil, sessionID: String? = nil, storyID: String, event: StoryEvent, costUSD: Double? = nil, tokens: Int? = nil, project: String? = nil) {
         self.messageID = messageID
         self.eventType = eventType
         self.source = source
@@ -36,6 +39,7 @@ public struct IncomingEvent: Sendable, Hashable {
         self.event = event
         self.costUSD = costUSD
         self.tokens = tokens
+        self.project = project
     }
 }
 
@@ -94,7 +98,7 @@ extension SQLiteStore {
         if let outcome = try String.fetchOne(cached: db, sql: "SELECT outcome FROM wave_processed_messages WHERE message_id = ?", arguments: [incoming.messageID]) {
             return .duplicate(outcome: outcome)
         }
-        var record = try self.findStory(db, storyID: incoming.storyID, session: try self.knownSession(db, incoming.sessionID))
+        var record = try self.findStory(db, storyID: incoming.storyID, session: try self.knownSession(db, incoming.sessionID), project: incoming.project)
         let sessionID = record.state.sessionID
         if let seq = incoming.seq, let source = incoming.source,
            let last = try Int64.fetchOne(cached: db, sql: "SELECT last_seq FROM wave_source_seq WHERE session_id = ? AND story_id = ? AND source = ?",

@@ -99,7 +99,7 @@ struct BatchWriter {
         if let existing = self.stories[key] {
             work = existing
         } else {
-            let record = try self.store.findStory(self.db, storyID: incoming.storyID, session: sessionID)
+            let record = try self.store.findStory(self.db, storyID: incoming.storyID, session: sessionID, project: incoming.project)
             work = Work(record: record, storedVersion: record.state.version)
         }
         let before = work.record.state

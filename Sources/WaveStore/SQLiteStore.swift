@@ -283,14 +283,16 @@ public final class SQLiteStore: Sendable {
     /// Escalations, newest first; only open ones unless `all`.
     public func escalations(all: Bool = false) throws -> [EscalationRecord] {
         try self.pool.read { db in
-            try Row.fetchAll(cached: db, sql: "SELECT * FROM wave_escalations \(all ? "" : "WHERE acknowledged_at IS NULL") ORDER BY created_at DESC, rowid DESC").map { row in
-                EscalationRecord(
-                    id: row["id"], sessionID: row["session_id"], storyID: row["story_id"], kind: row["kind"], reason: row["reason"],
-                    createdAt: Self.timestamp(row["created_at"]) ?? WaveTimestamp(microsecondsSinceEpoch: 0),
-                    acknowledgedAt: Self.timestamp(row["acknowledged_at"]), acknowledgedBy: row["acknowledged_by"]
-                )
-            }
+            try Row.fetchAll(cached: db, sql: "SELECT * FROM wave_escalations \(all ? "" : "WHERE acknowledged_at IS NULL") ORDER BY created_at DESC, rowid DESC").map(Self.escalation)
         }
+    }
+
+    static func escalation(_ row: Row) -> EscalationRecord {
+        EscalationRecord(
+            id: row["id"], sessionID: row["session_id"], storyID: row["story_id"], kind: row["kind"], reason: row["reason"],
+            createdAt: Self.timestamp(row["created_at"]) ?? WaveTimestamp(microsecondsSinceEpoch: 0),
+            acknowledgedAt: Self.timestamp(row["acknowledged_at"]), acknowledgedBy: row["acknowledged_by"]
+        )
     }
 
     /// Acknowledges an escalation.
@@ -312,7 +314,7 @@ public final class SQLiteStore: Sendable {
 
     // MARK: Helpers shared with the apply path
 
-    func findStory(_ db: Database, storyID: String, session: String?) throws -> StoryRecord {
+    func findStory(_ db: Database, storyID: String, session: String?, project: String? = nil) throws -> StoryRecord {
         if let session {
             let forms = StoreIDs.storedForms(session)
             // The row id and version first (from the index); decode the row only when the cached
@@ -331,11 +333,14 @@ public final class SQLiteStore: Sendable {
             self.remember(record)
             return record
         }
+        // Project names compare trimmed and case-insensitively (WIRE.md, Names).
+        let projectKey = project.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
         let rows = try Row.fetchAll(cached: db, sql: """
             SELECT \(Self.storyColumnsPrefixed) FROM wave_story_executions s JOIN wave_sessions w ON w.id = s.session_id
-            WHERE s.story_id = ? ORDER BY (w.status IN ('pending', 'in_progress')) DESC, w.created_at DESC, w.rowid DESC
-            """, arguments: [storyID])
-        guard let first = rows.first else { throw StoreError(.notFound, "no story \(storyID)") }
+            WHERE s.story_id = ? AND (? IS NULL OR lower(trim(w.project_name)) = ?)
+            ORDER BY (w.status IN ('pending', 'in_progress')) DESC, w.created_at DESC, w.rowid DESC
+            """, arguments: [storyID, projectKey, projectKey])
+        guard let first = rows.first else { throw StoreError(.notFound, "no story \(storyID)\(project.map { " in project \($0)" } ?? "")") }
         let live = rows.filter { row in
             let status: String = row["status"]
             return !(StoryStatus(rawValue: status)?.isTerminal ?? false)

@@ -191,6 +191,23 @@ enum Schema {
         ("006-story-status-per-session", "an index on (session, status), so that finishing a story counts the unfinished ones without reading them", { db in
             try db.execute(sql: "CREATE INDEX idx_stories_session_status ON wave_story_executions (session_id, status)")
         }),
+        ("007-runtime", "where each stop came from (wave or legacy) and its announcing message; one row per orchestrator instance for `wave status`", { db in
+            try db.execute(sql: """
+                ALTER TABLE wave_emergency_stops ADD COLUMN source VARCHAR(32) NOT NULL DEFAULT 'wave';
+                ALTER TABLE wave_emergency_stops ADD COLUMN message_id TEXT;
+                CREATE INDEX idx_emergency_stops_active ON wave_emergency_stops (cleared_at, scope);
+                CREATE TABLE wave_orchestrators (
+                    consumer VARCHAR(255) NOT NULL PRIMARY KEY,
+                    projects TEXT NOT NULL,
+                    bus VARCHAR(32) NOT NULL,
+                    circuit VARCHAR(32) NOT NULL,
+                    state JSON NOT NULL,
+                    started_at DATETIME NOT NULL,
+                    last_seen DATETIME NOT NULL,
+                    stopped_at DATETIME
+                );
+                """)
+        }),
     ]
 
     /// The migrator over ``migrations``.

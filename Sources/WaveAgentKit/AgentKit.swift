@@ -1,0 +1,156 @@
+import Logging
+import Synchronization
+import WaveBus
+import WaveProtocol
+
+/// Who an agent is.
+public struct AgentIdentity: Sendable, Hashable {
+    /// Its id (`BE-1`); its consumer name in its role's group.
+    public var agentID: String
+    /// Its role (`pm`, `cto`, `fe`, `be`, `qa`).
+    public var role: String
+    /// The project it works for.
+    public var project: ProjectName
+
+    /// Creates an identity.
+    public init(agentID: String, role: String, project: ProjectName) {
+        self.agentID = agentID
+        self.role = role
+        self.project = project
+    }
+}
+
+/// What an agent's work on a task came to.
+public struct TaskReport: Sendable, Hashable {
+    /// The result.
+    public enum Outcome: Sendable, Hashable {
+        /// The gate passed (`gate.passed` with `result: pass`).
+        case pass
+        /// The gate failed (`gate.failed`), with why.
+        case fail(String)
+        /// The agent could not do the work (`agent.error`).
+        case error(String, retryable: Bool)
+    }
+
+    /// The result.
+    public var outcome: Outcome
+    /// Evidence and other payload keys (`build_success`, `coverage`, `checklist`, `dev_roles`, …).
+    public var details: [String: JSONValue]
+    /// What the work cost, USD.
+    public var costUSD: Double
+    /// Tokens used.
+    public var tokens: Int
+
+    /// Creates a report.
+    public init(_ outcome: Outcome, details: [String: JSONValue] = [:], costUSD: Double = 0, tokens: Int = 0) {
+        self.outcome = outcome
+        self.details = details
+        self.costUSD = costUSD
+        self.tokens = tokens
+    }
+}
+
+/// What an agent needs to take part: consume its role's tasks (`wave:tasks:{p}:{role}`, group
+/// `agents:{role}`, its id as consumer name), publish the result signal of each task with the
+/// task's `message_id` as `correlation_id` (`WIRE.md`, Tasks), and only then acknowledge the task.
+public final class AgentKit: Sendable {
+    /// The bus.
+    public let bus: any EventBus
+    /// Who the agent is.
+    public let identity: AgentIdentity
+    let logger: Logger
+    let sequence: Mutex<UInt64>
+
+    /// Creates a kit. `seq` numbers start from the current time in microseconds, so they keep
+    /// increasing across restarts of the agent.
+    public init(bus: any EventBus, identity: AgentIdentity, logger: Logger) {
+        self.bus = bus
+        self.identity = identity
+        self.logger = logger
+        self.sequence = Mutex(UInt64(max(0, WaveTimestamp.now().microsecondsSinceEpoch)))
+    }
+
+    /// Publishes a signal from this agent on the project's signal stream (system-only types on
+    /// its system stream); returns the entry id.
+    @discardableResult
+    public func signal(_ type: EventType, payload: [String: JSONValue] = [:], storyID: String? = nil, sessionID: String? = nil,
+                       correlationID: String? = nil, priority: Priority = .normal) async throws -> String {
+        var payload = payload
+        payload["agent_id"] = .string(self.identity.agentID)
+        payload["domain"] = payload["domain"] ?? .string(self.identity.role)
+        let seq = self.sequence.withLock { value -> UInt64 in
+            value += 1
+            return value
+        }
+        let envelope = Envelope(
+            eventType: type, payload: payload, source: self.identity.agentID, project: self.identity.project.key, priority: priority,
+            sessionID: sessionID, storyID: storyID, correlationID: correlationID, seq: seq
+        )
+        let stream = type.allowedOnSignalStreams ? Channels.signals(self.identity.project) : Channels.system(self.identity.project)
+        return try await self.bus.publish(envelope, to: stream)
+    }
+
+    /// The consumer options for this agent's task stream.
+    public var taskConsumer: ConsumerOptions {
+        var options = ConsumerOptions(streams: [Channels.tasks(self.identity.project, self.identity.role)],
+                                      group: Channels.agentsGroup(role: self.identity.role), consumer: self.identity.agentID)
+        options.entries = .tasks
+        options.start = .beginning
+        options.batchSize = 1
+        return options
+    }
+
+    /// Works on tasks until cancelled: announces `agent.ready`, then for each task `agent.busy`,
+    /// the work, the result signal, the acknowledgement, and `agent.ready` again. An error thrown
+    /// by `work` is reported as a retryable `agent.error`.
+    public func run(_ work: @escaping @Sendable (TaskEntry) async throws -> TaskReport) async throws {
+        try await self.signal(.agentReady, payload: ["status": "ready"])
+        try await self.bus.withConsumer(self.taskConsumer) { deliveries in
+            for await delivery in deliveries {
+                guard let task = delivery.task else { continue }
+                try await self.perform(task, delivery: delivery, work)
+            }
+        }
+    }
+
+    func perform(_ task: TaskEntry, delivery: Delivery, _ work: @Sendable (TaskEntry) async throws -> TaskReport) async throws {
+        try await self.signal(.agentBusy, payload: ["status": "busy", "task_id": .string(task.taskID)], storyID: task.storyID, sessionID: task.sessionID)
+        let report: TaskReport
+        do {
+            report = try await work(task)
+        } catch is CancellationError {
+            return
+        } catch {
+            report = TaskReport(.error("\(error)", retryable: true))
+        }
+        try await self.publishResult(report, for: task)
+        try await self.bus.acknowledge([delivery])
+        try await self.signal(.agentReady, payload: ["status": "ready"])
+    }
+
+    /// Publishes the result signal of a task.
+    public func publishResult(_ report: TaskReport, for task: TaskEntry) async throws {
+        var payload = report.details
+        payload["gate_id"] = .string(task.gate.description)
+        payload["task_id"] = .string(task.taskID)
+        if report.costUSD > 0 { payload["cost_usd"] = .number(report.costUSD) }
+        if report.tokens > 0 { payload["tokens"] = .number(Double(report.tokens)) }
+        let type: EventType
+        switch report.outcome {
+        case .pass:
+            type = .gatePassed
+            payload["result"] = .string("pass")
+        case .fail(let reason):
+            type = .gateFailed
+            payload["result"] = .string("fail")
+            payload["error"] = .string(reason)
+        case .error(let message, let retryable):
+            type = .agentError
+            payload["error"] = .string(message)
+            payload["retryable"] = .bool(retryable)
+            payload["retry_count"] = .number(0)
+        }
+        try await self.signal(type, payload: payload, storyID: task.storyID, sessionID: task.sessionID, correlationID: task.messageID)
+        self.logger.debug("result published", metadata: ["wave.agent": "\(self.identity.agentID)", "wave.task": "\(task.taskID)", "wave.event": "\(type.rawValue)"])
+    }
+}

@@ -1,0 +1,166 @@
+import Logging
+import ServiceLifecycle
+import Synchronization
+import WaveBus
+import WaveProtocol
+
+/// Reads the orchestrator's streams as a member of their consumer groups and hands every entry to
+/// the handlers registered for its event type, in order, then to the global handlers.
+///
+/// An entry is acknowledged once every handler has succeeded, dead-lettered when a handler says
+/// it can never be applied, and left pending when a handler throws, so that the bus delivers it
+/// again (its reclaimer, after ``ConsumerOptions/reclaimAfter``) and dead-letters it after
+/// ``ConsumerOptions/maxDeliveries``. A declared type with no handler of its own is acknowledged
+/// as a no-op and counted; an undeclared type never gets here (the bus dead-letters it).
+///
+/// As a `Service` it consumes until graceful shutdown: it stops reading, lets the read in hand
+/// finish (handlers and acknowledgements), and returns.
+public final class EventDispatcher: Service, Sendable {
+    /// Counts of what the dispatcher did.
+    public struct Counters: Sendable, Hashable {
+        /// Entries acknowledged after their handlers ran.
+        public var handled = 0
+        /// Entries of a declared type with no handler, by type.
+        public var unhandled: [String: Int] = [:]
+        /// Handler errors (each leaves an entry pending).
+        public var failures = 0
+        /// Entries dead-lettered by a handler's decision.
+        public var deadLettered = 0
+
+        /// The total of ``unhandled``.
+        public var unhandledTotal: Int { self.unhandled.values.reduce(0, +) }
+    }
+
+    let bus: any EventBus
+    let registry: HandlerRegistry
+    let consumers: [ConsumerOptions]
+    let logger: Logger
+    let counters = Mutex(Counters())
+    let observer: (@Sendable (Signal, DispatchResult) -> Void)?
+
+    /// Creates a dispatcher.
+    /// - Parameters:
+    ///   - consumers: one consumer per group it reads (the shared `orchestrator` group on the
+    ///     signal streams, the instance's own group on the system streams).
+    ///   - observer: called after each entry is dispatched and settled (metrics, status, tests).
+    public init(bus: any EventBus, registry: HandlerRegistry, consumers: [ConsumerOptions], logger: Logger,
+                observer: (@Sendable (Signal, DispatchResult) -> Void)? = nil) {
+        self.bus = bus
+        self.registry = registry
+        self.consumers = consumers
+        self.logger = logger
+        self.observer = observer
+    }
+
+    /// What the dispatcher has done so far.
+    public var snapshot: Counters { self.counters.withLock { $0 } }
+
+    /// Runs the handlers of one signal and combines their outcomes. Stops at the first handler
+    /// that throws (the signal is delivered again and every handler runs again).
+    public func dispatch(_ signal: Signal) async -> DispatchResult {
+        let type = signal.envelope.eventType
+        var result = DispatchResult(eventType: type)
+        let handlers = self.registry.handlers(for: type)
+        result.unhandled = !self.registry.handles(type)
+        for handler in handlers {
+            do {
+                result.outcomes.append((handler.name, try await handler.handle(signal)))
+            } catch {
+                result.error = error
+                break
+            }
+        }
+        return result
+    }
+
+    /// Consumes every configured group until graceful shutdown or cancellation.
+    public func run() async throws {
+        try await cancelWhenGracefulShutdown {
+            try await withThrowingDiscardingTaskGroup { group in
+                for options in self.consumers {
+                    group.addTask { try await self.consume(options) }
+                }
+            }
+        }
+    }
+
+    func consume(_ options: ConsumerOptions) async throws {
+        self.logger.info("consuming", metadata: [
+            "wave.group": "\(options.group)", "wave.consumer": "\(options.consumer)", "wave.streams": "\(options.streams.joined(separator: ","))",
+        ])
+        try await self.bus.withConsumer(options) { deliveries in
+            var iterator = deliveries.makeAsyncIterator()
+            while !Task.isCancelled, let batch = await iterator.nextBatch() {
+                // A read in hand is finished even if shutdown begins meanwhile: its handlers and
+                // acknowledgements run outside this task's cancellation.
+                await Task { await self.settle(batch) }.value
+            }
+        }
+    }
+
+    /// Dispatches a read and settles every entry: one acknowledgement for the entries whose
+    /// handlers succeeded, a dead letter for each one a handler refused, nothing for failures.
+    func settle(_ batch: [Delivery]) async {
+        var acknowledged: [Delivery] = []
+        acknowledged.reserveCapacity(batch.count)
+        for delivery in batch {
+            guard let kind = StreamKind(stream: delivery.stream), let envelope = delivery.envelope else {
+                // Not one of the orchestrator's streams (a misconfigured consumer): say so, keep it.
+                try? await self.bus.deadLetter(delivery, reason: "not_a_signal: \(delivery.stream) is not a stream the orchestrator reads")
+                continue
+            }
+            let signal = Signal(delivery: delivery, envelope: envelope, kind: kind, project: Self.project(of: delivery.stream))
+            let result = await self.dispatch(signal)
+            switch result.disposition {
+            case .acknowledge:
+                acknowledged.append(delivery)
+                self.counters.withLock { counters in
+                    counters.handled += 1
+                    if result.unhandled { counters.unhandled[result.eventType.rawValue, default: 0] += 1 }
+                }
+            case .deadLetter(let reason):
+                do {
+                    try await self.bus.deadLetter(delivery, reason: reason)
+                    self.counters.withLock { $0.deadLettered += 1 }
+                    self.logger.warning("dead-lettered", metadata: Self.metadata(signal, ["wave.reason": "\(reason)"]))
+                } catch {
+                    self.logger.error("could not dead-letter; the entry stays pending", metadata: Self.metadata(signal, ["wave.error": "\(error)"]))
+                }
+            case .retry:
+                self.counters.withLock { $0.failures += 1 }
+                self.logger.warning("handler failed; the entry stays pending and is delivered again", metadata: Self.metadata(signal, [
+                    "wave.error": "\(result.error.map { String(describing: $0) } ?? "")", "wave.delivery": "\(delivery.deliveryCount)",
+                ]))
+            }
+            self.observer?(signal, result)
+        }
+        guard !acknowledged.isEmpty else { return }
+        do {
+            try await self.bus.acknowledge(acknowledged)
+        } catch {
+            // Not lost: the entries stay pending, are delivered again, and the ledger makes their
+            // second application a no-op.
+            self.logger.warning("acknowledgement failed; the entries will be delivered again", metadata: [
+                "wave.count": "\(acknowledged.count)", "wave.error": "\(error)",
+            ])
+        }
+    }
+
+    /// The project of a `wave:{kind}:{project}` stream; `nil` for `wave:system:global`.
+    static func project(of stream: String) -> ProjectName? {
+        guard stream != Channels.systemGlobal else { return nil }
+        let parts = stream.split(separator: ":", maxSplits: 2)
+        guard parts.count == 3 else { return nil }
+        return try? ProjectName(String(parts[2]))
+    }
+
+    static func metadata(_ signal: Signal, _ extra: Logger.Metadata) -> Logger.Metadata {
+        var metadata: Logger.Metadata = [
+            "wave.stream": "\(signal.delivery.stream)", "wave.entry": "\(signal.delivery.id)",
+            "wave.event": "\(signal.envelope.eventType.rawValue)", "wave.message_id": "\(signal.envelope.messageID)",
+        ]
+        if let story = signal.envelope.storyIDForRouting { metadata["wave.story"] = "\(story)" }
+        metadata.merge(extra) { _, new in new }
+        return metadata
+    }
+}

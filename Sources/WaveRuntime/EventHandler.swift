@@ -1,0 +1,141 @@
+import WaveBus
+import WaveProtocol
+
+/// The kind of stream a signal arrived on; it decides what a signal may do (`WIRE.md`:
+/// `system.emergency_cleared` is honoured only from the system streams).
+public enum StreamKind: String, Sendable, Hashable {
+    /// `wave:signals:{p}`: agents and the CLI's `signal`.
+    case signals
+    /// `wave:system:{p}`: the orchestrator, the CLI's announcements, operators.
+    case system
+    /// `wave:system:global`: operators.
+    case systemGlobal = "system_global"
+
+    /// The kind of a stream by its name; `nil` for a stream the orchestrator does not read.
+    public init?(stream: String) {
+        if stream == Channels.systemGlobal {
+            self = .systemGlobal
+        } else if stream.hasPrefix("wave:signals:") {
+            self = .signals
+        } else if stream.hasPrefix("wave:system:") {
+            self = .system
+        } else {
+            return nil
+        }
+    }
+}
+
+/// One delivered entry as a handler sees it.
+public struct Signal: Sendable {
+    /// The delivery (stream, entry id, delivery count, raw fields).
+    public var delivery: Delivery
+    /// The kind of stream it arrived on.
+    public var kind: StreamKind
+    /// The project of the stream it arrived on (`nil` on `wave:system:global`).
+    public var project: ProjectName?
+    /// The decoded envelope.
+    public var envelope: Envelope
+
+    /// Creates a signal from a delivery and its envelope.
+    public init(delivery: Delivery, envelope: Envelope, kind: StreamKind, project: ProjectName?) {
+        self.delivery = delivery
+        self.envelope = envelope
+        self.kind = kind
+        self.project = project
+    }
+}
+
+/// What a handler did with a signal.
+public enum HandlerOutcome: Sendable, Hashable, CustomStringConvertible {
+    /// Durable state changed; the text says how.
+    case applied(String)
+    /// Nothing changed, for a reason (`stale_gate`, `stale_seq`, `not_owner`, …).
+    case ignored(String)
+    /// The message was applied before (the ledger).
+    case duplicate
+    /// The signal can never be applied: dead-letter it with this reason (`unknown_story: …`).
+    case deadLetter(String)
+
+    public var description: String {
+        switch self {
+        case .applied(let detail): "applied (\(detail))"
+        case .ignored(let reason): "ignored (\(reason))"
+        case .duplicate: "duplicate"
+        case .deadLetter(let reason): "dead-lettered (\(reason))"
+        }
+    }
+}
+
+/// Reacts to signals of the types it is registered for (the command pattern: one handler per
+/// concern; several may handle one type, in the order they were registered).
+///
+/// A handler must be idempotent: a signal whose handler threw is delivered again (up to
+/// `max_deliveries`), and every handler of its type runs again.
+public protocol EventHandler: Sendable {
+    /// A short name for logs and dispatch results.
+    var name: String { get }
+    /// Handles one signal. Throwing leaves the entry unacknowledged, so it is delivered again
+    /// and, after `max_deliveries`, dead-lettered.
+    func handle(_ signal: Signal) async throws -> HandlerOutcome
+}
+
+/// Handlers by event type, plus global handlers that see every signal after the typed ones.
+public struct HandlerRegistry: Sendable {
+    var byType: [EventType: [any EventHandler]] = [:]
+    var global: [any EventHandler] = []
+
+    /// An empty registry.
+    public init() {}
+
+    /// Registers `handler` for `types`, after the handlers already registered for them.
+    public mutating func register(_ handler: any EventHandler, for types: EventType...) {
+        for type in types { self.byType[type, default: []].append(handler) }
+    }
+
+    /// Registers `handler` for every signal (after the typed handlers).
+    public mutating func registerGlobal(_ handler: any EventHandler) {
+        self.global.append(handler)
+    }
+
+    /// The handlers a signal of `type` goes through, in order; empty when the type has none.
+    public func handlers(for type: EventType) -> [any EventHandler] {
+        (self.byType[type] ?? []) + self.global
+    }
+
+    /// Whether `type` has a handler of its own (global handlers do not count).
+    public func handles(_ type: EventType) -> Bool {
+        !(self.byType[type] ?? []).isEmpty
+    }
+}
+
+/// What dispatching one signal did: every handler's outcome, or the error that stopped it.
+public struct DispatchResult: Sendable {
+    /// The event type.
+    public var eventType: EventType
+    /// Each handler's outcome, in order.
+    public var outcomes: [(handler: String, outcome: HandlerOutcome)] = []
+    /// The error of the handler that failed (later handlers did not run).
+    public var error: (any Error)?
+    /// The type has no handler of its own: acknowledged as a no-op and counted.
+    public var unhandled = false
+
+    /// What to do with the entry.
+    public enum Disposition: Sendable, Hashable {
+        /// Acknowledge it.
+        case acknowledge
+        /// Dead-letter it with this reason (then it is acknowledged).
+        case deadLetter(String)
+        /// Leave it pending: it is delivered again.
+        case retry
+    }
+
+    /// What to do with the entry: retry after an error, dead-letter when a handler said so,
+    /// acknowledge otherwise.
+    public var disposition: Disposition {
+        if self.error != nil { return .retry }
+        for (_, outcome) in self.outcomes {
+            if case .deadLetter(let reason) = outcome { return .deadLetter(reason) }
+        }
+        return .acknowledge
+    }
+}

@@ -1,0 +1,388 @@
+import Logging
+import WaveBus
+import WaveEngine
+import WaveProtocol
+import WaveStore
+
+/// What the standard handlers share: the store, the bus, task dispatch and the roster, and the
+/// reactions to an applied change (tasks, escalations, the next stories and sessions).
+struct OrchestratorCore: Sendable {
+    let store: SQLiteStore
+    let bus: any EventBus
+    let tasks: TaskDispatcher
+    let roster: AgentRoster
+    let roleMap: [String: String]
+    let logger: Logger
+
+    func registerStandardHandlers(in registry: inout HandlerRegistry) {
+        registry.register(GateResultHandler(core: self), for: .gatePassed, .gateFailed)
+        registry.register(AgentErrorHandler(core: self), for: .agentError)
+        registry.register(StoryBlockHandler(core: self), for: .storyBlocked, .storyUnblocked)
+        registry.register(StoryAnnouncementHandler(core: self), for: .storyRecovered, .gateApproved)
+        registry.register(SessionHandler(core: self), for: .sessionPaused, .sessionResumed, .sessionCreated, .sessionCancelled)
+        registry.register(EmergencyHandler(core: self), for: .systemEmergencyStop, .systemEmergencyCleared)
+        registry.register(AgentPresenceHandler(core: self), for: .agentReady, .agentBusy, .systemHealth)
+        // Wave's own notices come back on the system streams that every instance reads.
+        registry.register(NoticeHandler(), for: .escalationRaised, .sessionBudgetWarning)
+    }
+
+    // MARK: Applying a story event
+
+    /// Applies a story event from a signal through the store (one transaction) and reacts.
+    func applyStoryEvent(_ signal: Signal, _ event: StoryEvent) async throws -> HandlerOutcome {
+        let envelope = signal.envelope
+        guard let storyID = envelope.storyIDForRouting else {
+            return .deadLetter("missing_story_id: \(envelope.eventType.rawValue) names no story (envelope or payload story_id)")
+        }
+        let incoming = IncomingEvent(
+            messageID: envelope.messageID, eventType: envelope.eventType.rawValue, source: envelope.agentID, seq: envelope.seq,
+            sessionID: envelope.sessionID ?? envelope.payload["session_id"]?.stringValue, storyID: storyID, event: event,
+            costUSD: envelope.payload["cost_usd"]?.numberValue, tokens: envelope.payload["tokens"]?.numberValue.map { Int(clamping: Int64($0)) },
+            project: signal.project?.key
+        )
+        let result: ApplyResult
+        do {
+            result = try self.store.apply(incoming)
+        } catch let error as StoreError where error.code == .notFound {
+            return .deadLetter("unknown_story: \(error.message)")
+        } catch let error as StoreError where error.code == .ambiguous {
+            return .deadLetter("ambiguous_story: \(error.message)")
+        }
+        return try await self.react(to: result, incoming: incoming, signal: signal)
+    }
+
+    /// Carries out what an applied change implies: log lines, tasks, escalation notices, the next
+    /// stories of the session and the next session of the project.
+    func react(to result: ApplyResult, incoming: IncomingEvent, signal: Signal?) async throws -> HandlerOutcome {
+        switch result {
+        case .applied(let record, let effects, let sessionEffects):
+            let state = record.state
+            self.logTransition(record, effects, incoming)
+            if case .gateResult(let input) = incoming.event {
+                let advanced = state.currentGate != input.gate || state.status.isFinished
+                self.tasks.answered(storyID: state.storyID, sessionID: state.sessionID, gate: input.gate, role: advanced ? nil : input.senderRole)
+            }
+            for dependent in sessionEffects.cancelledDependents {
+                self.tasks.forget(storyID: dependent, sessionID: state.sessionID)
+                self.logger.warning("story cancelled: a story it depends on failed", metadata: ["wave.story": "\(dependent)", "wave.failed": "\(state.storyID)"])
+            }
+            try await self.announceEscalations(of: incoming.messageID, project: signal?.project)
+            if sessionEffects.budgetWarning || sessionEffects.pausedForBudget {
+                try await self.announceBudget(sessionID: state.sessionID, paused: sessionEffects.pausedForBudget)
+            }
+            if state.status.isFinished {
+                self.tasks.forget(storyID: state.storyID, sessionID: state.sessionID)
+                try await self.advanceSession(state.sessionID)
+            } else {
+                await self.tasks.dispatch([(record, effects.dispatches)])
+            }
+            return .applied("\(state.storyID) \(state.status.rawValue) at \(state.currentGate)")
+        case .ignored(let reason, let record, let effects):
+            if !effects.escalations.isEmpty { try await self.announceEscalations(of: incoming.messageID, project: signal?.project) }
+            self.logger.info("signal had no effect", metadata: [
+                "wave.story": "\(record.state.storyID)", "wave.event": "\(incoming.eventType)", "wave.reason": "\(reason.rawValue)",
+            ])
+            return .ignored(reason.rawValue)
+        case .duplicate:
+            return .duplicate
+        case .staleSequence(let last):
+            self.logger.info("stale signal", metadata: ["wave.story": "\(incoming.storyID)", "wave.seq": "\(incoming.seq ?? 0)", "wave.last_seq": "\(last)"])
+            return .ignored("stale_seq")
+        }
+    }
+
+    func logTransition(_ record: StoryRecord, _ effects: StoryEffects, _ incoming: IncomingEvent) {
+        let state = record.state
+        let moves = effects.transitions.map { "\($0.from.rawValue)→\($0.to.rawValue)" }.joined(separator: ", ")
+        let what = effects.checkpoints.map(\.name).joined(separator: "; ")
+        self.logger.info("story \(state.storyID): \(what.isEmpty ? incoming.eventType : what) → \(state.status.rawValue) at \(state.currentGate)\(moves.isEmpty ? "" : " (\(moves))")", metadata: [
+            "wave.session": "\(StoreIDs.display(state.sessionID))", "wave.from": "\(incoming.source ?? "")", "wave.retries": "\(state.retryCount)",
+        ])
+    }
+
+    /// Starts the stories of a session that became ready and, when the session is over, the next
+    /// session of its project.
+    func advanceSession(_ sessionID: String) async throws {
+        let started = try self.store.startReadyStories(session: sessionID)
+        for (record, _) in started {
+            self.logger.info("story \(record.state.storyID): started", metadata: ["wave.session": "\(StoreIDs.display(sessionID))"])
+        }
+        await self.tasks.dispatch(started.map { ($0.0, $0.1.dispatches) })
+        let session = try self.store.session(id: sessionID)
+        guard session.status.isTerminal else { return }
+        self.logger.info("session \(session.displayID): \(session.status.rawValue) (\(session.storiesCompleted) of \(session.storyCount) stories complete, \(session.storiesFailed) failed)")
+        try await self.advanceProject(session.project)
+    }
+
+    /// Starts the project's oldest pending session if none is in progress, and the ready stories
+    /// of every session in progress.
+    func advanceProject(_ project: String) async throws {
+        if let next = try self.store.startNextSession(project: project) {
+            for session in try self.store.sessionsInProgress(project: project) where session.id == next.id {
+                let started = try self.store.startReadyStories(session: session.id)
+                if !started.isEmpty {
+                    self.logger.info("session \(session.displayID) in progress: \(started.count) stories started", metadata: ["wave.project": "\(project)"])
+                }
+                await self.tasks.dispatch(started.map { ($0.0, $0.1.dispatches) })
+            }
+        }
+    }
+
+    // MARK: Notices
+
+    func announceEscalations(of messageID: String, project: ProjectName?) async throws {
+        for escalation in try self.store.escalations(messageID: messageID) {
+            self.logger.warning("escalation \(escalation.kind): \(escalation.reason)", metadata: [
+                "wave.story": "\(escalation.storyID ?? "")", "wave.escalation": "\(escalation.id)",
+            ])
+            guard let project = try self.project(of: escalation.sessionID) ?? project else { continue }
+            try await self.publishNotice(Envelope(
+                eventType: .escalationRaised,
+                payload: ["escalation_id": .string(StoreIDs.display(escalation.id)), "kind": .string(escalation.kind), "detail": .string(escalation.reason)],
+                source: "orchestrator", project: project.key, priority: .high,
+                sessionID: escalation.sessionID.map(StoreIDs.display), storyID: escalation.storyID
+            ), project: project)
+        }
+    }
+
+    func announceBudget(sessionID: String, paused: Bool) async throws {
+        let session = try self.store.session(id: sessionID)
+        guard let project = try? ProjectName(session.project) else { return }
+        let ratio = session.budgetUSD > 0 ? session.actualCostUSD / session.budgetUSD : 0
+        self.logger.warning("session \(session.displayID): \(paused ? "over budget, paused" : "budget warning") (\(session.actualCostUSD) of \(session.budgetUSD) USD)")
+        try await self.publishNotice(Envelope(
+            eventType: .sessionBudgetWarning,
+            payload: ["budget_usd": .number(session.budgetUSD), "actual_cost_usd": .number(session.actualCostUSD), "ratio": .number(ratio), "paused": .bool(paused)],
+            source: "orchestrator", project: session.project, priority: .high, sessionID: session.displayID
+        ), project: project)
+    }
+
+    /// Publishes a notice; a failure is logged, not thrown (the change it announces is committed).
+    func publishNotice(_ envelope: Envelope, project: ProjectName) async throws {
+        do {
+            _ = try await self.bus.publish(envelope, to: Channels.system(project))
+        } catch {
+            self.logger.error("notice not published", metadata: ["wave.event": "\(envelope.eventType.rawValue)", "wave.error": "\(error)"])
+        }
+    }
+
+    func project(of sessionID: String?) throws -> ProjectName? {
+        guard let sessionID else { return nil }
+        return try? ProjectName(try self.store.session(id: sessionID).project)
+    }
+
+    /// The session a session event names: the envelope's `session_id`, else the payload's.
+    func sessionID(of signal: Signal) -> String? {
+        let id = signal.envelope.sessionID ?? signal.envelope.payload["session_id"]?.stringValue
+        return id.flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    func role(of signal: Signal) -> String? {
+        signal.envelope.senderRole(roleMap: self.roleMap)
+    }
+}
+
+// MARK: - The standard handlers
+
+/// `gate.passed` and `gate.failed`: the pass rule decides (a reference agent's `gate.passed` with
+/// `result: fail` is a failure; a `gate.failed` is a failure whatever it says).
+struct GateResultHandler: EventHandler {
+    let core: OrchestratorCore
+    var name: String { "gate-result" }
+
+    func handle(_ signal: Signal) async throws -> HandlerOutcome {
+        var payload = signal.envelope.payload
+        guard let text = payload["gate_id"]?.stringValue ?? payload["gate"]?.stringValue else {
+            return .deadLetter("invalid_payload: \(signal.envelope.eventType.rawValue) has no gate_id")
+        }
+        let gate: GateID
+        do { gate = try GateID(parsing: text) } catch { return .deadLetter("invalid_payload: gate_id \(text) is not gate-0 … gate-7") }
+        if signal.envelope.eventType == .gateFailed, GateOutcome(payload: payload) == .passed {
+            payload["result"] = .string("fail")
+        }
+        let input = GateResultInput(gate: gate, payload: payload, senderRole: self.core.role(of: signal), agentID: signal.envelope.agentID)
+        return try await self.core.applyStoryEvent(signal, .gateResult(input))
+    }
+}
+
+/// `agent.error`: a retry with backoff (a scheduled dispatch) up to the gate's limit, then an
+/// escalation; a non-retryable error escalates at once.
+struct AgentErrorHandler: EventHandler {
+    let core: OrchestratorCore
+    var name: String { "agent-error" }
+
+    func handle(_ signal: Signal) async throws -> HandlerOutcome {
+        let payload = signal.envelope.payload
+        let message = payload["error"]?.stringValue ?? payload["message"]?.stringValue ?? "agent error"
+        let retryable = payload["retryable"]?.boolValue ?? true
+        return try await self.core.applyStoryEvent(signal, .agentError(message: message, retryable: retryable, role: self.core.role(of: signal)))
+    }
+}
+
+/// `story.blocked` blocks the story (no more work, an escalation); `story.unblocked` (a system
+/// event, usually announcing `wave story unblock`, already applied) resumes it and dispatches its
+/// work again.
+struct StoryBlockHandler: EventHandler {
+    let core: OrchestratorCore
+    var name: String { "story-block" }
+
+    func handle(_ signal: Signal) async throws -> HandlerOutcome {
+        let payload = signal.envelope.payload
+        if signal.envelope.eventType == .storyBlocked {
+            var reason = payload["reason"]?.stringValue ?? "blocked"
+            if let by = payload["blocked_by"]?.stringValue, !by.isEmpty { reason += " (blocked by \(by))" }
+            let outcome = try await self.core.applyStoryEvent(signal, .blocked(reason: reason))
+            if case .applied = outcome, let story = signal.envelope.storyIDForRouting, let record = try? self.core.store.story(story, session: self.core.sessionID(of: signal)) {
+                self.core.tasks.forget(storyID: story, sessionID: record.state.sessionID)
+            }
+            return outcome
+        }
+        guard signal.kind != .signals else { return .ignored("unblock_not_on_system_stream") }
+        let outcome = try await self.core.applyStoryEvent(signal, .unblocked(reason: payload["reason"]?.stringValue))
+        try await self.core.tasks.redispatch(sessionID: self.core.storySession(signal))
+        return outcome
+    }
+}
+
+/// `story.recovered` and `gate.approved` announce changes an operator already committed: the
+/// orchestrator re-reads the story and dispatches what it needs now.
+struct StoryAnnouncementHandler: EventHandler {
+    let core: OrchestratorCore
+    var name: String { "story-announcement" }
+
+    func handle(_ signal: Signal) async throws -> HandlerOutcome {
+        guard signal.kind != .signals else { return .ignored("announcement_not_on_system_stream") }
+        guard let sessionID = try self.core.storySession(signal), let storyID = signal.envelope.storyIDForRouting else {
+            return .deadLetter("unknown_story: \(signal.envelope.eventType.rawValue) for \(signal.envelope.storyIDForRouting ?? "no story")")
+        }
+        // What was out for the story before the operator's change is superseded.
+        self.core.tasks.forget(storyID: storyID, sessionID: sessionID)
+        try await self.core.tasks.redispatch(sessionID: sessionID)
+        return .applied("re-read \(storyID)")
+    }
+}
+
+extension OrchestratorCore {
+    /// The session of the story a signal names (`nil` if unknown).
+    func storySession(_ signal: Signal) throws -> String? {
+        guard let storyID = signal.envelope.storyIDForRouting else { return nil }
+        do {
+            return try self.store.story(storyID, session: self.sessionID(of: signal)).state.sessionID
+        } catch let error as StoreError where error.code == .notFound || error.code == .ambiguous {
+            return nil
+        }
+    }
+}
+
+/// `session.paused` (no new dispatch; in-flight work finishes and its results apply),
+/// `session.resumed`, `session.created` and `session.cancelled`.
+struct SessionHandler: EventHandler {
+    let core: OrchestratorCore
+    var name: String { "session" }
+
+    func handle(_ signal: Signal) async throws -> HandlerOutcome {
+        let envelope = signal.envelope
+        if envelope.eventType == .sessionCreated, let project = signal.project {
+            try await self.core.advanceProject(project.key)
+            return .applied("sessions of \(project.key) advanced")
+        }
+        guard let id = self.core.sessionID(of: signal) else {
+            return .deadLetter("missing_session_id: \(envelope.eventType.rawValue) names no session")
+        }
+        let session: SessionRecord
+        do {
+            session = try self.core.store.session(id: id)
+        } catch let error as StoreError where error.code == .notFound {
+            return .deadLetter("unknown_session: \(error.message)")
+        }
+        let reason = envelope.payload["reason"]?.stringValue
+        do {
+            switch envelope.eventType {
+            case .sessionPaused:
+                guard !session.status.isTerminal else { return .ignored("session_\(session.status.rawValue)") }
+                try self.core.store.pauseSession(session.id, messageID: envelope.messageID)
+                self.core.logger.info("session \(session.displayID): paused; in-flight work finishes, nothing new is dispatched", metadata: ["wave.reason": "\(reason ?? "")"])
+                return .applied("paused")
+            case .sessionResumed:
+                guard signal.kind != .signals else { return .ignored("resume_not_on_system_stream") }
+                guard !session.status.isTerminal else { return .ignored("session_\(session.status.rawValue)") }
+                try self.core.store.resumeSession(session.id, messageID: envelope.messageID)
+                self.core.logger.info("session \(session.displayID): resumed")
+                try await self.core.tasks.redispatch(sessionID: session.id)
+                try await self.core.advanceSession(session.id)
+                return .applied("resumed")
+            case .sessionCancelled:
+                guard signal.kind != .signals else { return .ignored("cancel_not_on_system_stream") }
+                if !session.status.isTerminal {
+                    try self.core.store.cancelSession(session.id, reason: reason ?? "cancelled", messageID: envelope.messageID)
+                }
+                for story in try self.core.store.stories(session: session.id) {
+                    self.core.tasks.forget(storyID: story.state.storyID, sessionID: session.id)
+                }
+                self.core.logger.info("session \(session.displayID): cancelled")
+                try await self.core.advanceProject(session.project)
+                return .applied("cancelled")
+            default:
+                return .ignored("not_a_session_event")
+            }
+        } catch let error as StoreError where error.code == .notAllowed {
+            return .ignored("not_allowed: \(error.message)")
+        }
+    }
+}
+
+/// `system.emergency_stop` (from any stream) records the stop and halts dispatch for its scope;
+/// `system.emergency_cleared` (only from the system streams) lifts it and dispatches again.
+struct EmergencyHandler: EventHandler {
+    let core: OrchestratorCore
+    var name: String { "emergency" }
+
+    func handle(_ signal: Signal) async throws -> HandlerOutcome {
+        let envelope = signal.envelope
+        let scope = signal.kind == .systemGlobal ? "global" : (signal.project?.key ?? "global")
+        let by = envelope.payload["by"]?.stringValue ?? envelope.source
+        let reason = envelope.payload["reason"]?.stringValue ?? "emergency stop"
+        if envelope.eventType == .systemEmergencyStop {
+            // Halt first: the store write must not delay it.
+            self.core.tasks.halt(scope: scope)
+            try self.core.store.recordStop(scope: scope, reason: reason, by: by, messageID: envelope.messageID)
+            self.core.logger.critical("EMERGENCY STOP (\(scope)): \(reason); dispatch halted", metadata: ["wave.by": "\(by)"])
+            return .applied("stopped \(scope)")
+        }
+        guard signal.kind != .signals else { return .ignored("clear_not_on_system_stream") }
+        try self.core.store.clearStop(scope: scope, by: by, reason: reason, messageID: envelope.messageID)
+        // A stop that is still recorded (another scope's, or a clear that lost a race) keeps its halt.
+        let stillActive = Set(try self.core.store.activeStops().map(\.scope))
+        if !stillActive.contains(scope) { self.core.tasks.release(scope: scope) }
+        self.core.logger.warning("emergency stop cleared (\(scope)): \(reason)", metadata: ["wave.by": "\(by)"])
+        try await self.core.tasks.redispatch()
+        return .applied("cleared \(scope)")
+    }
+}
+
+/// `agent.ready`, `agent.busy` and `system.health`: the roster (availability, the task's lease);
+/// cost and tokens they carry for a story add up into it.
+struct AgentPresenceHandler: EventHandler {
+    let core: OrchestratorCore
+    var name: String { "agent-presence" }
+
+    func handle(_ signal: Signal) async throws -> HandlerOutcome {
+        let envelope = signal.envelope
+        guard let agentID = envelope.agentID else { return .ignored("no_agent_id") }
+        let status = envelope.eventType == .agentReady ? "ready" : "busy"
+        self.core.roster.heard(from: agentID, role: self.core.role(of: signal), project: signal.project?.key, status: status,
+                               task: envelope.payload["task_id"]?.stringValue ?? envelope.correlationID)
+        let reportsCost = (envelope.payload["cost_usd"]?.numberValue ?? 0) > 0 || (envelope.payload["tokens"]?.numberValue ?? 0) > 0
+        if reportsCost, envelope.storyIDForRouting != nil {
+            return try await self.core.applyStoryEvent(signal, .report)
+        }
+        return .applied("\(agentID) \(status)")
+    }
+}
+
+/// Wave's own notices (`escalation.raised`, `session.budget_warning`) read back from the system
+/// streams: for operators and dashboards; nothing to do.
+struct NoticeHandler: EventHandler {
+    var name: String { "notice" }
+    func handle(_ signal: Signal) async throws -> HandlerOutcome { .ignored("notice") }
+}

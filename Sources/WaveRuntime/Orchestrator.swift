@@ -1,0 +1,203 @@
+import Logging
+import ServiceLifecycle
+import Synchronization
+import WaveBus
+import WaveEngine
+import WaveProtocol
+import WaveStore
+
+/// How an orchestrator instance runs.
+public struct OrchestratorConfiguration: Sendable {
+    /// The projects it serves (its streams: `wave:signals:{p}`, `wave:system:{p}`).
+    public var projects: [ProjectName]
+    /// Its consumer name: stable across restarts, so that its own pending entries are re-read.
+    public var consumer: String
+    /// `redis` or `embedded` (for `wave status`).
+    public var busKind = "embedded"
+    /// Agent id → role, where the id's prefix does not say (`WIRE.md`).
+    public var roleMap: [String: String] = [:]
+    /// Most entries per read. Default 128.
+    public var batchSize = 128
+    /// How long one blocking read waits before it is issued again. Default 2 s.
+    public var blockTime: Duration = .seconds(2)
+    /// Entries idle this long are claimed again (a failed handler is retried). Default 30 s.
+    public var reclaimAfter: Duration = .seconds(30)
+    /// Deliveries a handler gets before the entry is dead-lettered. Default 5.
+    public var maxDeliveries = 5
+    /// How often the instance records its counters for `wave status` (maintenance). Default 5 s.
+    public var statusInterval: Duration = .seconds(5)
+    /// Delete the instance's own system-stream groups on a clean exit. Default true.
+    public var deleteOwnGroupsOnExit = true
+
+    /// Creates a configuration.
+    public init(projects: [ProjectName], consumer: String) {
+        self.projects = projects
+        self.consumer = consumer
+    }
+}
+
+/// The orchestrator: reads signals and system events, changes durable state through the engine,
+/// and dispatches the tasks that follow (AC-01, AC-02, AC-04, AC-05).
+///
+/// On start it joins the shared group `orchestrator` on each project's signal stream and its own
+/// group `orchestrator:{consumer}` on each project's system stream and on `wave:system:global`,
+/// loads the active emergency stops, starts the oldest pending session of each project, and
+/// dispatches again every task that a working story needs (the recovery scan). Then it consumes
+/// until graceful shutdown.
+public final class Orchestrator: Service, Sendable {
+    /// The bus.
+    public let bus: any EventBus
+    /// The store.
+    public let store: SQLiteStore
+    /// The configuration.
+    public let configuration: OrchestratorConfiguration
+    /// Task dispatch.
+    public let tasks: TaskDispatcher
+    /// The agents heard from.
+    public let roster: AgentRoster
+    /// The dispatcher (built at init with the standard handlers and any extra ones).
+    public let dispatcher: EventDispatcher
+    let logger: Logger
+    let startedAt = WaveTimestamp.now()
+
+    /// Creates an orchestrator.
+    /// - Parameter register: adds handlers after the standard ones (extensions, tests).
+    public init(bus: any EventBus, store: SQLiteStore, configuration: OrchestratorConfiguration, logger: Logger,
+                register: (inout HandlerRegistry) -> Void = { _ in }) {
+        self.bus = bus
+        self.store = store
+        self.configuration = configuration
+        self.logger = logger
+        self.tasks = TaskDispatcher(bus: bus, store: store, logger: logger)
+        self.roster = AgentRoster()
+        let core = OrchestratorCore(store: store, bus: bus, tasks: self.tasks, roster: self.roster, roleMap: configuration.roleMap, logger: logger)
+        var registry = HandlerRegistry()
+        core.registerStandardHandlers(in: &registry)
+        register(&registry)
+        self.dispatcher = EventDispatcher(
+            bus: bus, registry: registry, consumers: Self.consumers(configuration), logger: logger,
+            observer: { [store] signal, result in
+                guard result.unhandled, result.error == nil else { return }
+                // Counted durably, so that `wave status` (another process) sees it.
+                try? store.bump("unhandled.\(result.eventType.rawValue)")
+            }
+        )
+    }
+
+    static func consumers(_ configuration: OrchestratorConfiguration) -> [ConsumerOptions] {
+        func options(_ streams: [String], group: String) -> ConsumerOptions {
+            var options = ConsumerOptions(streams: streams, group: group, consumer: configuration.consumer)
+            options.batchSize = configuration.batchSize
+            options.blockTime = configuration.blockTime
+            options.reclaimAfter = configuration.reclaimAfter
+            options.maxDeliveries = configuration.maxDeliveries
+            return options
+        }
+        return [
+            options(configuration.projects.map(Channels.signals), group: Channels.orchestratorGroup),
+            options(configuration.projects.map(Channels.system) + [Channels.systemGlobal], group: Channels.orchestratorGroup(consumer: configuration.consumer)),
+        ]
+    }
+
+    /// The streams and groups this instance reads.
+    public var groups: [(stream: String, group: String)] {
+        Self.consumers(self.configuration).flatMap { options in options.streams.map { ($0, options.group) } }
+    }
+
+    /// Creates the groups, loads the stops, starts sessions and dispatches what working stories
+    /// need. ``run()`` calls it; tests may call it to act before consuming.
+    public func prepare() async throws {
+        for project in self.configuration.projects {
+            // WIRE.md: a new signals group starts at the oldest live session's creation, so that
+            // no signal for a live session is missed and no history is replayed.
+            let start: GroupStart
+            if let created = try self.store.oldestLiveSessionCreatedAt(project: project.key) {
+                let millis = min(created.millisecondsSinceEpoch, WaveTimestamp.now().millisecondsSinceEpoch)
+                start = .after("\(millis)-0")
+            } else {
+                start = .newEntries
+            }
+            try await self.bus.createGroup(Channels.orchestratorGroup, on: Channels.signals(project), start: start)
+            try await self.bus.createGroup(Channels.orchestratorGroup(consumer: self.configuration.consumer), on: Channels.system(project), start: .newEntries)
+            // Agents' groups exist before the first task, so that none is missed.
+            for role in Self.roles(self.store.engine.configuration) {
+                try await self.bus.createGroup(Channels.agentsGroup(role: role), on: Channels.tasks(project, role), start: .beginning)
+            }
+        }
+        try await self.bus.createGroup(Channels.orchestratorGroup(consumer: self.configuration.consumer), on: Channels.systemGlobal, start: .newEntries)
+        for stop in try self.store.activeStops() {
+            self.tasks.halt(scope: stop.scope)
+            self.logger.warning("emergency stop in force", metadata: ["wave.scope": "\(stop.scope)", "wave.reason": "\(stop.reason)", "wave.by": "\(stop.by)"])
+        }
+        let core = OrchestratorCore(store: self.store, bus: self.bus, tasks: self.tasks, roster: self.roster, roleMap: self.configuration.roleMap, logger: self.logger)
+        for project in self.configuration.projects {
+            try await core.advanceProject(project.key)
+        }
+        let inFlight = try self.store.inFlightStories()
+        if !inFlight.isEmpty {
+            self.logger.info("recovery: dispatching again the tasks of working stories", metadata: ["wave.stories": "\(inFlight.count)"])
+        }
+        try await self.tasks.redispatch()
+        try self.recordState()
+    }
+
+    /// Runs until graceful shutdown: prepares, consumes, records its state on its interval, and on
+    /// a clean exit deletes its own system-stream groups.
+    public func run() async throws {
+        self.logger.info("orchestrator starting", metadata: [
+            "wave.consumer": "\(self.configuration.consumer)", "wave.projects": "\(self.configuration.projects.map(\.key).joined(separator: ","))",
+            "wave.bus": "\(self.configuration.busKind)",
+        ])
+        try await self.prepare()
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask {
+                try await self.dispatcher.run()
+            }
+            group.addTask {
+                // Maintenance on a named interval: counters and last-seen for `wave status`.
+                await cancelWhenGracefulShutdown {
+                    while !Task.isCancelled {
+                        do { try await Task.sleep(for: self.configuration.statusInterval) } catch { return }
+                        try? self.recordState()
+                    }
+                }
+            }
+        }
+        self.tasks.cancelTimers()
+        if self.configuration.deleteOwnGroupsOnExit {
+            let own = Channels.orchestratorGroup(consumer: self.configuration.consumer)
+            for (stream, group) in self.groups where group == own {
+                _ = try? await self.bus.deleteGroup(group, on: stream)
+            }
+        }
+        try self.recordState(stopped: true)
+        self.logger.info("orchestrator stopped", metadata: ["wave.consumer": "\(self.configuration.consumer)"])
+    }
+
+    /// Writes this instance's state to the store (for `wave status`).
+    public func recordState(stopped: Bool = false) throws {
+        let counters = self.dispatcher.snapshot
+        let totals = self.tasks.totals
+        let now = WaveTimestamp.now()
+        try self.store.recordOrchestrator(OrchestratorRecord(
+            consumer: self.configuration.consumer, projects: self.configuration.projects.map(\.key), bus: self.configuration.busKind,
+            circuit: "closed",
+            state: [
+                "handled": .number(Double(counters.handled)), "unhandled": .number(Double(counters.unhandledTotal)),
+                "failures": .number(Double(counters.failures)), "dead_lettered": .number(Double(counters.deadLettered)),
+                "tasks_published": .number(Double(totals.published)), "tasks_held": .number(Double(totals.held)),
+                "tasks_outstanding": .number(Double(self.tasks.outstanding.count)),
+                "halted": .array(self.tasks.haltedScopes.sorted().map { .string($0) }),
+            ],
+            startedAt: self.startedAt, lastSeen: now, stoppedAt: stopped ? now : nil
+        ))
+    }
+
+    /// The roles tasks go to: every gate owner and the dev roles.
+    static func roles(_ configuration: EngineConfiguration) -> [String] {
+        var roles = Set(configuration.gates.map(\.owner))
+        roles.remove("agent")
+        roles.formUnion(["fe", "be"])
+        return roles.sorted()
+    }
+}

@@ -1,0 +1,215 @@
+import Logging
+import Synchronization
+import WaveBus
+import WaveEngine
+import WaveProtocol
+import WaveStore
+
+/// Puts the engine's task drafts on the agents' task streams (`wave:tasks:{p}:{role}`, WIRE.md,
+/// Tasks), honouring emergency stops and session pauses, and remembers which tasks are out.
+///
+/// Nothing is held in memory that the store cannot give back: a task not dispatched because of a
+/// stop or a pause is dispatched again from the store's in-flight scan when the stop is cleared or
+/// the session resumed. A retry's backoff is a timer to its `notBefore` time (a deadline), never a
+/// loop that looks again.
+public final class TaskDispatcher: Sendable {
+    /// Identifies a task: one role's work on one story at one gate.
+    public struct Key: Hashable, Sendable, CustomStringConvertible {
+        /// The session.
+        public var sessionID: String
+        /// The story.
+        public var storyID: String
+        /// The gate.
+        public var gate: GateID
+        /// The role.
+        public var role: String
+
+        public var description: String { "\(self.storyID)/\(self.gate)/\(self.role)" }
+    }
+
+    struct State {
+        var outstanding: [Key: TaskEntry] = [:]
+        var timers: [Key: Task<Void, Never>] = [:]
+        /// Scopes under an emergency stop: `global` or project keys.
+        var halted: Set<String> = []
+        var published = 0
+        var held = 0
+    }
+
+    let bus: any EventBus
+    let store: SQLiteStore
+    let logger: Logger
+    let state = Mutex(State())
+
+    /// Creates a dispatcher over a bus and a store.
+    public init(bus: any EventBus, store: SQLiteStore, logger: Logger) {
+        self.bus = bus
+        self.store = store
+        self.logger = logger
+    }
+
+    // MARK: Stops
+
+    /// Halts dispatch for a scope (`global` or a project key): no new task goes out and every
+    /// scheduled retry is cancelled (the store still holds it; a clear dispatches it again).
+    public func halt(scope: String) {
+        let keys = self.state.withLock { state -> [Key] in
+            state.halted.insert(scope)
+            return Array(state.timers.keys)
+        }
+        let affected = keys.filter { scope == "global" || self.projectKey(ofSession: $0.sessionID) == scope }
+        let timers = self.state.withLock { state in affected.compactMap { state.timers.removeValue(forKey: $0) } }
+        for timer in timers { timer.cancel() }
+    }
+
+    /// Lifts the halt of a scope; the caller dispatches again what the store holds.
+    public func release(scope: String) {
+        _ = self.state.withLock { $0.halted.remove(scope) }
+    }
+
+    /// Whether dispatch for `project` is halted (by its own stop or a global one).
+    public func isHalted(project: String) -> Bool {
+        self.state.withLock { $0.halted.contains("global") || $0.halted.contains(project) }
+    }
+
+    /// The scopes halted now.
+    public var haltedScopes: Set<String> { self.state.withLock { $0.halted } }
+
+    // MARK: Tasks
+
+    /// The tasks out now (dispatched, no result yet), by key.
+    public var outstanding: [Key: TaskEntry] { self.state.withLock { $0.outstanding } }
+
+    /// Tasks published so far, and tasks held back by a stop or a pause.
+    public var totals: (published: Int, held: Int) { self.state.withLock { ($0.published, $0.held) } }
+
+    /// Dispatches drafts for stories: critical and high priority first, each now or at its
+    /// `notBefore` time. A task already out for the same key and attempt is not sent again.
+    public func dispatch(_ work: [(story: StoryRecord, drafts: [TaskDraft])], now: WaveTimestamp = .now()) async {
+        let ordered = work.filter { !$0.drafts.isEmpty }.sorted { Self.priority(of: $0.story) > Self.priority(of: $1.story) }
+        for (story, drafts) in ordered {
+            guard let session = try? self.store.session(id: story.state.sessionID), let project = try? ProjectName(session.project) else {
+                self.logger.error("cannot dispatch: the story's session is gone", metadata: ["wave.story": "\(story.state.storyID)"])
+                continue
+            }
+            for draft in drafts {
+                let key = Key(sessionID: story.state.sessionID, storyID: story.state.storyID, gate: draft.gate, role: draft.role)
+                if let notBefore = draft.notBefore, notBefore > now {
+                    self.schedule(key, at: notBefore, now: now)
+                    continue
+                }
+                await self.send(key, draft: draft, story: story, session: session, project: project, now: now)
+            }
+        }
+    }
+
+    /// Forgets the tasks of a story (it finished or was cancelled) and cancels its timers.
+    public func forget(storyID: String, sessionID: String) {
+        let timers = self.state.withLock { state -> [Task<Void, Never>] in
+            state.outstanding = state.outstanding.filter { !($0.key.storyID == storyID && $0.key.sessionID == sessionID) }
+            let mine = state.timers.filter { $0.key.storyID == storyID && $0.key.sessionID == sessionID }
+            for key in mine.keys { state.timers[key] = nil }
+            return Array(mine.values)
+        }
+        for timer in timers { timer.cancel() }
+    }
+
+    /// Marks the tasks of a story at a gate as answered (a result for that gate was applied).
+    public func answered(storyID: String, sessionID: String, gate: GateID, role: String?) {
+        self.state.withLock { state in
+            state.outstanding = state.outstanding.filter { key, _ in
+                !(key.storyID == storyID && key.sessionID == sessionID && key.gate == gate && (role == nil || key.role == role))
+            }
+        }
+    }
+
+    /// Dispatches again, from the store, every task that working stories need and that is not
+    /// out: at start (recovery), when a stop is cleared and when a session resumes.
+    /// - Parameter sessionID: only this session's stories; `nil`: all.
+    public func redispatch(sessionID: String? = nil, now: WaveTimestamp = .now()) async throws {
+        let inFlight = try self.store.inFlightStories(now: now).filter { sessionID == nil || $0.story.state.sessionID == sessionID }
+        let out = self.state.withLock { Set($0.outstanding.keys).union($0.timers.keys) }
+        let work = inFlight.map { flight in
+            (story: flight.story, drafts: flight.tasks.filter {
+                !out.contains(Key(sessionID: flight.story.state.sessionID, storyID: flight.story.state.storyID, gate: $0.gate, role: $0.role))
+            })
+        }
+        await self.dispatch(work, now: now)
+    }
+
+    func send(_ key: Key, draft: TaskDraft, story: StoryRecord, session: SessionRecord, project: ProjectName, now: WaveTimestamp) async {
+        guard !self.isHalted(project: project.key), !session.isPaused, session.status == .inProgress else {
+            self.state.withLock { $0.held += 1 }
+            self.logger.debug("task held back", metadata: ["wave.task": "\(key)", "wave.why": "\(session.isPaused ? "session paused" : "stopped or not in progress")"])
+            return
+        }
+        let attempt = story.state.gateFailures[draft.gate.number] + 1
+        if let existing = self.state.withLock({ $0.outstanding[key] }), existing.attempt == attempt { return }
+        let timeout = self.store.engine.configuration.gates[draft.gate.number].timeout
+        var payload: [String: JSONValue] = [
+            "title": .string(story.title), "domain": .string(story.state.domain), "agent": .string(story.state.agent),
+        ]
+        if let feedback = draft.feedback { payload["feedback"] = .string(feedback) }
+        let entry = TaskEntry(
+            taskID: MessageID.make(), storyID: story.state.storyID, sessionID: story.state.sessionID, role: draft.role, action: draft.action,
+            gate: draft.gate, payload: payload, priority: Self.priority(of: story), attempt: attempt, deadline: now.adding(timeout),
+            messageID: MessageID.make(), timestamp: now, project: session.project
+        )
+        self.state.withLock { $0.outstanding[key] = entry }
+        do {
+            _ = try await self.bus.publish(fields: entry.fields, to: Channels.tasks(project, draft.role))
+            self.state.withLock { $0.published += 1 }
+            self.logger.info("task dispatched", metadata: [
+                "wave.story": "\(key.storyID)", "wave.gate": "\(draft.gate)", "wave.role": "\(draft.role)", "wave.action": "\(draft.action)",
+                "wave.attempt": "\(attempt)", "wave.task_id": "\(entry.taskID)",
+            ])
+        } catch {
+            // Not out: the next in-flight scan (restart, clear, resume) dispatches it again.
+            self.state.withLock { _ = $0.outstanding.removeValue(forKey: key) }
+            self.logger.error("task not dispatched", metadata: ["wave.task": "\(key)", "wave.error": "\(error)"])
+        }
+    }
+
+    func schedule(_ key: Key, at notBefore: WaveTimestamp, now: WaveTimestamp) {
+        let delay = notBefore.duration(since: now)
+        let sessionID = key.sessionID
+        let timer = Task { [weak self] in
+            // A deadline: the retry's backoff ends, then the task goes out (if nothing cancelled it).
+            do { try await Task.sleep(for: delay) } catch { return }
+            guard let self else { return }
+            self.state.withLock { _ = $0.timers.removeValue(forKey: key) }
+            try? await self.redispatch(sessionID: sessionID)
+        }
+        let previous = self.state.withLock { state -> Task<Void, Never>? in
+            defer { state.timers[key] = timer }
+            return state.timers[key]
+        }
+        previous?.cancel()
+        self.logger.info("retry scheduled", metadata: ["wave.task": "\(key)", "wave.at": "\(notBefore)"])
+    }
+
+    /// Cancels every timer (shutdown).
+    public func cancelTimers() {
+        let timers = self.state.withLock { state -> [Task<Void, Never>] in
+            defer { state.timers.removeAll() }
+            return Array(state.timers.values)
+        }
+        for timer in timers { timer.cancel() }
+    }
+
+    func projectKey(ofSession id: String) -> String? {
+        guard let session = try? self.store.session(id: id) else { return nil }
+        return try? ProjectName(session.project).key
+    }
+
+    /// `P0` → critical, `P1` → high, `P3`… → low, else normal.
+    static func priority(of story: StoryRecord) -> Priority {
+        switch story.priority?.uppercased() {
+        case "P0", "CRITICAL": .critical
+        case "P1", "HIGH": .high
+        case "P3", "P4", "LOW": .low
+        default: .normal
+        }
+    }
+}
+
