@@ -58,9 +58,15 @@ struct OrchestratorCore: Sendable {
         case .applied(let record, let effects, let sessionEffects):
             let state = record.state
             self.logTransition(record, effects, incoming)
-            if case .gateResult(let input) = incoming.event {
+            switch incoming.event {
+            case .gateResult(let input):
                 let advanced = state.currentGate != input.gate || state.status.isFinished
                 self.tasks.answered(storyID: state.storyID, sessionID: state.sessionID, gate: input.gate, role: advanced ? nil : input.senderRole)
+            case .agentError(_, _, let role), .timeout(let role):
+                // The task that reported is over; its retry (if any) is a new attempt.
+                self.tasks.answered(storyID: state.storyID, sessionID: state.sessionID, gate: state.currentGate, role: role)
+            default:
+                break
             }
             for dependent in sessionEffects.cancelledDependents {
                 self.tasks.forget(storyID: dependent, sessionID: state.sessionID)

@@ -127,14 +127,10 @@ public final class TaskDispatcher: Sendable {
     /// out: at start (recovery), when a stop is cleared and when a session resumes.
     /// - Parameter sessionID: only this session's stories; `nil`: all.
     public func redispatch(sessionID: String? = nil, now: WaveTimestamp = .now()) async throws {
+        // A task out for the same attempt is not sent again (``send``); a scheduled retry is
+        // scheduled again for the same time.
         let inFlight = try self.store.inFlightStories(now: now).filter { sessionID == nil || $0.story.state.sessionID == sessionID }
-        let out = self.state.withLock { Set($0.outstanding.keys).union($0.timers.keys) }
-        let work = inFlight.map { flight in
-            (story: flight.story, drafts: flight.tasks.filter {
-                !out.contains(Key(sessionID: flight.story.state.sessionID, storyID: flight.story.state.storyID, gate: $0.gate, role: $0.role))
-            })
-        }
-        await self.dispatch(work, now: now)
+        await self.dispatch(inFlight.map { (story: $0.story, drafts: $0.tasks) }, now: now)
     }
 
     func send(_ key: Key, draft: TaskDraft, story: StoryRecord, session: SessionRecord, project: ProjectName, now: WaveTimestamp) async {
