@@ -160,6 +160,12 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "WaveRuntimeTests",
+            dependencies: ["WaveRuntime", "WaveAgentKit", "WaveBus", "WaveStore", "WaveEngine", "WaveProtocol", "WaveRedis", "WaveTesting",
+                           .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "WaveProtocolTests",
             dependencies: ["WaveProtocol"],
             swiftSettings: strict

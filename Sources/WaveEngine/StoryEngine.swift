@@ -98,7 +98,7 @@ private struct Change {
         self.transition(to: .blocked)
         self.story.blockedReason = reason
         self.checkpoint(.manual, "Blocked: \(self.story.storyID)", gate: self.story.currentGate, ["kind": "blocked", "reason": .string(reason)])
-        self.escalate("story_blocked", "\(self.story.storyID) is blocked: \(reason)")
+        self.escalate("blocked", "\(self.story.storyID) is blocked: \(reason)")
         return nil
     }
 
@@ -300,7 +300,7 @@ private struct Change {
             self.story.errorMessage = message
             self.transition(to: .blocked)
             self.story.blockedReason = "non-retryable error: \(message)"
-            self.escalate("non_retryable_error", "\(self.story.storyID) at \(gate): \(message)")
+            self.escalate("non_retryable", "\(self.story.storyID) at \(gate): \(message)")
             return nil
         }
         if let role, self.isDevGate(gate), self.story.devRoles.contains(role) {

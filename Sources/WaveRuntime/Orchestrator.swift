@@ -61,9 +61,11 @@ public final class Orchestrator: Service, Sendable {
     let startedAt = WaveTimestamp.now()
 
     /// Creates an orchestrator.
-    /// - Parameter register: adds handlers after the standard ones (extensions, tests).
+    /// - Parameters:
+    ///   - register: adds handlers after the standard ones (extensions, tests).
+    ///   - observer: called after each entry is dispatched and settled (metrics, tests).
     public init(bus: any EventBus, store: SQLiteStore, configuration: OrchestratorConfiguration, logger: Logger,
-                register: (inout HandlerRegistry) -> Void = { _ in }) {
+                register: (inout HandlerRegistry) -> Void = { _ in }, observer: (@Sendable (Signal, DispatchResult) -> Void)? = nil) {
         self.bus = bus
         self.store = store
         self.configuration = configuration
@@ -77,9 +79,11 @@ public final class Orchestrator: Service, Sendable {
         self.dispatcher = EventDispatcher(
             bus: bus, registry: registry, consumers: Self.consumers(configuration), logger: logger,
             observer: { [store] signal, result in
-                guard result.unhandled, result.error == nil else { return }
-                // Counted durably, so that `wave status` (another process) sees it.
-                try? store.bump("unhandled.\(result.eventType.rawValue)")
+                if result.unhandled, result.error == nil {
+                    // Counted durably, so that `wave status` (another process) sees it.
+                    try? store.bump("unhandled.\(result.eventType.rawValue)")
+                }
+                observer?(signal, result)
             }
         )
     }

@@ -206,7 +206,7 @@ struct StoryEngineTests {
         try d.send(.blocked(reason: "needs an API key"))
         #expect(d.story.status == .blocked)
         #expect(d.story.blockedReason == "needs an API key")
-        #expect(d.last.escalations.map(\.kind) == ["story_blocked"])
+        #expect(d.last.escalations.map(\.kind) == ["blocked"])
         #expect(ignoredReason(try d.result(4, "pass", from: "qa")) == .storyBlocked)
         #expect(ignoredReason(try d.send(.blocked(reason: "again"))) == .noChange)
         try d.send(.unblocked(reason: nil))
@@ -222,7 +222,7 @@ struct StoryEngineTests {
         try d.send(.agentError(message: "credentials revoked", retryable: false, role: "pm"))
         #expect(d.story.status == .blocked)
         #expect(d.story.totalRetries == 0)
-        #expect(d.last.escalations.map(\.kind) == ["non_retryable_error"])
+        #expect(d.last.escalations.map(\.kind) == ["non_retryable"])
     }
 
     @Test("stale results are ignored; premature ones are refused (redelivered, then dead-lettered)")

@@ -1,0 +1,370 @@
+import Foundation
+import Synchronization
+import Testing
+import WaveBus
+import WaveEngine
+import WaveProtocol
+import WaveRuntime
+import WaveStore
+
+func backend(_ id: String, dependencies: [String] = []) -> NewStory {
+    NewStory(id: id, title: "Story \(id)", domain: "backend", agent: "BE-1", priority: "P1", dependencies: dependencies)
+}
+
+func fullstack(_ id: String) -> NewStory {
+    NewStory(id: id, title: "Story \(id)", domain: "fullstack", agent: "fullstack")
+}
+
+@Suite("Orchestrator: signals change durable state (in-memory bus and Redis)")
+struct OrchestratorTests {
+    @Test("AC-01: on start it joins the shared signals group and its own groups on the system streams", arguments: BusKind.available)
+    func joinsGroups(kind: BusKind) async throws {
+        let h = try Harness.make(kind)
+        try await h.orchestrator.prepare()
+        let own = Channels.orchestratorGroup(consumer: h.orchestrator.configuration.consumer)
+        #expect(try await h.bus.groups(of: Channels.signals(h.project)).map(\.group).contains("orchestrator"))
+        #expect(try await h.bus.groups(of: Channels.system(h.project)).map(\.group).contains(own))
+        #expect(try await h.bus.groups(of: Channels.systemGlobal).map(\.group).contains(own))
+        #expect(try await h.bus.groups(of: Channels.tasks(h.project, "be")).map(\.group).contains("agents:be"))
+    }
+
+    @Test("a full gate cycle 0→7 through signals; FE and BE are both required at gates 1–3", arguments: BusKind.available)
+    func fullCycle(kind: BusKind) async throws {
+        let h = try Harness.make(kind)
+        let session = try h.session([fullstack("S-1")])
+        try await h.running {
+            // Start-up dispatched the PM's plan.
+            #expect(try await h.tasks("pm").map(\.action) == ["plan"])
+            try await h.passGateZero("S-1", devRoles: ["fe", "be"])
+            #expect(try h.story("S-1").state.currentGate.number == 1)
+            // Both dev roles got a gate-1 task.
+            #expect(try await h.tasks("fe").map(\.gate.number) == [1])
+            #expect(try await h.tasks("be").map(\.gate.number) == [1])
+            for gate in 1...3 {
+                let evidence: [String: JSONValue] = gate == 2 ? ["build_success": true] : gate == 3 ? ["tests_passing": true, "coverage": 90] : [:]
+                try await h.gate(gate, story: "S-1", from: "BE-1", extra: evidence)
+                #expect(try h.story("S-1").state.currentGate.number == gate, "BE alone does not pass gate-\(gate)")
+                try await h.gate(gate, story: "S-1", from: "FE-1", extra: evidence)
+                #expect(try h.story("S-1").state.currentGate.number == gate + 1)
+            }
+            for (gate, sender) in [(4, "QA-1"), (5, "PM-1"), (6, "CTO-1"), (7, "CTO-1")] {
+                try await h.gate(gate, story: "S-1", from: sender)
+            }
+        }
+        let story = try h.story("S-1")
+        #expect(story.state.status == .complete)
+        // One gate checkpoint per applied gate result: the CTO's gate-0, each dev role's gates 1–3,
+        // and gates 4–7 (the PM's plan is a manual checkpoint).
+        #expect(try h.gateCheckpoints("S-1", session: session).map(\.gate) == ["gate-0"] + (1...3).flatMap { ["gate-\($0)", "gate-\($0)"] } + (4...7).map { "gate-\($0)" })
+        #expect(try h.store.session(id: session).status == .completed)
+        // Each gate's task went to its owner: QA validated gate-4, the CTO merged at gate-7.
+        #expect(try await h.tasks("qa").map(\.gate.number) == [4])
+        #expect(try await h.tasks("cto").map(\.gate.number) == [0, 6, 7])
+    }
+
+    @Test("AC-04: gate.passed advances the gate in the store and dispatches the next task; a duplicate changes nothing", arguments: BusKind.available)
+    func gatePassedAdvancesOnce(kind: BusKind) async throws {
+        let h = try Harness.make(kind)
+        let session = try h.session([backend("S-1")])
+        try await h.running {
+            try await h.passGateZero("S-1")
+            let id = MessageID.make()
+            let first = try await h.signal(.gatePassed, story: "S-1", from: "BE-1", payload: ["gate_id": "gate-1", "result": "pass"], messageID: id)
+            #expect(first.first?.outcomes.first?.outcome == .applied("S-1 in_progress at gate-2"))
+            let second = try await h.signal(.gatePassed, story: "S-1", from: "BE-1", payload: ["gate_id": "gate-1", "result": "pass"], messageID: id, waitFor: 2)
+            #expect(second.last?.outcomes.first?.outcome == .duplicate)
+        }
+        #expect(try h.story("S-1").state.currentGate.number == 2)
+        #expect(try h.gateCheckpoints("S-1", session: session).map(\.gate) == ["gate-0", "gate-1"])
+        #expect(try await h.tasks("be").map(\.gate.number) == [1, 2])
+    }
+
+    @Test("a stale seq from the same sender has no effect", arguments: BusKind.available)
+    func staleSequence(kind: BusKind) async throws {
+        let h = try Harness.make(kind)
+        _ = try h.session([backend("S-1")])
+        try await h.running {
+            try await h.passGateZero("S-1")
+            let applied = try await h.signal(.gatePassed, story: "S-1", from: "BE-1", payload: ["gate_id": "gate-1", "result": "pass"], seq: 5)
+            #expect(applied.first?.outcomes.first?.outcome == .applied("S-1 in_progress at gate-2"))
+            let stale = try await h.signal(.gatePassed, story: "S-1", from: "BE-1", payload: ["gate_id": "gate-2", "result": "pass", "build_success": true], seq: 4)
+            #expect(stale.first?.outcomes.first?.outcome == .ignored("stale_seq"))
+        }
+        #expect(try h.story("S-1").state.currentGate.number == 2)
+    }
+
+    @Test("AC-05: agent.error retries with backoff (a new attempt dispatched), then escalates at the limit", arguments: BusKind.available)
+    func agentErrorRetriesThenEscalates(kind: BusKind) async throws {
+        var engine = Harness.fastEngine
+        engine.gates[4].maxRetries = 1
+        let h = try Harness.make(kind, engine: engine)
+        let session = try h.session([backend("S-1")])
+        try await h.running {
+            try await h.passGateZero("S-1")
+            try await h.gate(1, story: "S-1", from: "BE-1")
+            try await h.gate(2, story: "S-1", from: "BE-1", extra: ["build_success": true])
+            try await h.gate(3, story: "S-1", from: "BE-1", extra: ["tests_passing": true, "coverage": 80])
+            #expect(try h.story("S-1").state.currentGate.number == 4)
+            try await h.signal(.agentError, story: "S-1", from: "QA-1", payload: ["error": "runner crashed", "retry_count": 0])
+            #expect(try h.story("S-1").state.retryCount == 1)
+            // The retry is a scheduled dispatch: attempt 2 arrives after the backoff.
+            let attempts = try await h.awaitTasks("qa", story: "S-1", count: 2)
+            #expect(attempts.map(\.attempt) == [1, 2])
+            try await h.signal(.agentError, story: "S-1", from: "QA-1", payload: ["error": "runner crashed again", "retry_count": 0])
+        }
+        let story = try h.story("S-1")
+        #expect(story.state.status == .failed)
+        let escalations = try h.store.escalations().filter { $0.storyID == "S-1" }
+        #expect(escalations.map(\.kind) == ["retries_exhausted"])
+        // Announced on the system stream with its id.
+        let notices = try await h.bus.entries(of: Channels.system(h.project), count: 20).compactMap { try? Envelope(decoding: $0.fields, stream: "", entryID: $0.id) }
+        let raised = notices.filter { $0.eventType == .escalationRaised }
+        #expect(raised.map { $0.payload["kind"]?.stringValue } == ["retries_exhausted"])
+        #expect(raised.first?.payload["escalation_id"]?.stringValue?.replacingOccurrences(of: "-", with: "") == escalations.first?.id)
+        #expect(try h.store.session(id: session).status == .failed)
+    }
+
+    @Test("a non-retryable agent.error escalates at once", arguments: BusKind.available)
+    func nonRetryableEscalates(kind: BusKind) async throws {
+        let h = try Harness.make(kind)
+        _ = try h.session([backend("S-1")])
+        try await h.running {
+            try await h.passGateZero("S-1")
+            try await h.signal(.agentError, story: "S-1", from: "BE-1", payload: ["error": "no credentials", "retryable": false])
+        }
+        #expect(try h.story("S-1").state.status == .blocked)
+        #expect(try h.store.escalations().map(\.kind) == ["non_retryable"])
+    }
+
+    @Test("AC-05: story.blocked blocks and escalates, results are ignored; story.unblocked resumes and dispatches again", arguments: BusKind.available)
+    func blockedThenUnblocked(kind: BusKind) async throws {
+        let h = try Harness.make(kind)
+        _ = try h.session([backend("S-1")])
+        try await h.running {
+            try await h.passGateZero("S-1")
+            try await h.signal(.storyBlocked, story: "S-1", from: "BE-1", payload: ["reason": "waiting for an API key", "blocked_by": "ops"])
+            #expect(try h.story("S-1").state.status == .blocked)
+            #expect(try h.store.escalations().map(\.kind) == ["blocked"])
+            let ignored = try await h.gate(1, story: "S-1", from: "BE-1")
+            #expect(ignored == .ignored("story_blocked"))
+            // An unblock on the signal stream is not honoured; on the system stream it is.
+            let refused = try await h.signal(.storyUnblocked, story: "S-1", from: "BE-1", payload: ["reason": "self-service"], stream: Channels.signals(h.project))
+            #expect(refused.first?.outcomes.first?.outcome == .ignored("unblock_not_on_system_stream"))
+            try await h.signal(.storyUnblocked, story: "S-1", from: "ops@host", payload: ["reason": "key added", "by": "ops@host"])
+            #expect(try h.story("S-1").state.status == .inProgress)
+        }
+        // gate-1 dispatched after gate-0, and again after the unblock (the block forgot it).
+        #expect(try await h.tasks("be").map(\.gate.number) == [1, 1])
+    }
+
+    @Test("session.paused: in-flight results apply, nothing new is dispatched; session.resumed dispatches", arguments: BusKind.available)
+    func pauseAndResume(kind: BusKind) async throws {
+        let h = try Harness.make(kind)
+        let session = try h.session([backend("S-1")])
+        try await h.running {
+            try await h.passGateZero("S-1")
+            try await h.signal(.sessionPaused, story: nil, from: "PM-1", payload: ["reason": "budget review"], session: session)
+            #expect(try h.store.session(id: session).isPaused)
+            try await h.gate(1, story: "S-1", from: "BE-1")
+            #expect(try h.story("S-1").state.currentGate.number == 2)
+            #expect(try await h.tasks("be").map(\.gate.number) == [1], "no gate-2 task while paused")
+            try await h.signal(.sessionResumed, story: nil, from: "ops", payload: ["reason": "approved"], session: session)
+            #expect(try !h.store.session(id: session).isPaused)
+        }
+        #expect(try await h.tasks("be").map(\.gate.number) == [1, 2])
+    }
+
+    @Test("system.emergency_stop halts dispatch from any stream; only a clear on a system stream lifts it", arguments: BusKind.available)
+    func emergencyStop(kind: BusKind) async throws {
+        let h = try Harness.make(kind)
+        _ = try h.session([backend("S-1")])
+        try await h.running {
+            try await h.passGateZero("S-1")
+            try await h.signal(.systemEmergencyStop, story: nil, from: "BE-1", payload: ["reason": "rm -rf detected"], stream: Channels.signals(h.project))
+            #expect(try h.store.activeStops().map(\.scope) == [h.project.key])
+            #expect(h.orchestrator.tasks.isHalted(project: h.project.key))
+            try await h.gate(1, story: "S-1", from: "BE-1")
+            #expect(try await h.tasks("be").map(\.gate.number) == [1], "no dispatch under a stop")
+            let refused = try await h.signal(.systemEmergencyCleared, story: nil, from: "BE-1", payload: ["reason": "all good"], stream: Channels.signals(h.project))
+            #expect(refused.first?.outcomes.first?.outcome == .ignored("clear_not_on_system_stream"))
+            #expect(h.orchestrator.tasks.isHalted(project: h.project.key))
+            try await h.signal(.systemEmergencyCleared, story: nil, from: "ops", payload: ["reason": "checked", "by": "ops"], stream: Channels.system(h.project))
+            #expect(try h.store.activeStops().isEmpty)
+        }
+        #expect(try await h.tasks("be").map(\.gate.number) == [1, 2], "the held task goes out on clear")
+        #expect(try h.store.stopHistory().first?.clearedBy == "ops")
+    }
+
+    @Test("a declared type without a handler is acknowledged as a no-op and counted", arguments: BusKind.available)
+    func unhandledTypes(kind: BusKind) async throws {
+        let h = try Harness.make(kind)
+        _ = try h.session([backend("S-1")])
+        try await h.running {
+            let results = try await h.signal(.gateStarted, story: "S-1", from: "BE-1", payload: ["gate_id": "gate-0"])
+            #expect(results.first?.unhandled == true)
+            #expect(results.first?.disposition == .acknowledge)
+        }
+        #expect(try h.store.counters(prefix: "unhandled.") == ["unhandled.gate.started": 1])
+        #expect(try await h.bus.pendingEntries(stream: Channels.signals(h.project), group: "orchestrator", count: 10).isEmpty)
+    }
+
+    @Test("several handlers per type run in order, then the global ones", arguments: BusKind.available)
+    func handlersInOrder(kind: BusKind) async throws {
+        let calls = Locked<[String]>([])
+        let h = try Harness.make(kind, register: { registry in
+            registry.register(Recorder(name: "first", calls: calls), for: .agentHandoff)
+            registry.register(Recorder(name: "second", calls: calls), for: .agentHandoff)
+            registry.registerGlobal(Recorder(name: "global", calls: calls))
+        })
+        try await h.running {
+            let results = try await h.signal(.agentHandoff, story: "S-1", from: "BE-1", payload: ["handoff_to": "QA-1"])
+            #expect(results.first?.outcomes.map(\.handler) == ["first", "second", "global"])
+            #expect(results.first?.unhandled == false)
+        }
+        #expect(calls.withLock { $0 } == ["first", "second", "global"])
+    }
+
+    @Test("a handler error leaves the entry pending: it is delivered again, then dead-lettered", arguments: BusKind.available)
+    func handlerErrorRedeliveredThenDeadLettered(kind: BusKind) async throws {
+        let calls = Locked<[String]>([])
+        let h = try Harness.make(kind, configure: {
+            $0.reclaimAfter = .milliseconds(300)
+            $0.maxDeliveries = 2
+        }, register: { $0.register(Failing(calls: calls), for: .agentHandoff) })
+        try await h.running {
+            let id = MessageID.make()
+            let results = try await h.signal(.agentHandoff, story: "S-1", from: "BE-1", payload: ["handoff_to": "QA-1"], messageID: id, waitFor: 2)
+            #expect(results.allSatisfy { $0.disposition == .retry })
+            // The third delivery dead-letters it (the bus), after the handler ran twice.
+            let dlq = Channels.deadLetters(h.project)
+            let letter = try await within(.seconds(10), "the dead letter") {
+                while true {
+                    if let entry = try await h.bus.entries(of: dlq, count: 1).first { return entry }
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+            }
+            #expect(letter.fields.first { $0.name == "dlq_error" }?.value.hasPrefix("max_deliveries") == true)
+            #expect(letter.fields.first { $0.name == "message_id" }?.value == id)
+        }
+        #expect(calls.withLock { $0.count } == 2)
+    }
+
+    @Test("a signal in the reference format (no seq, no schema_version, random session_id, result fail) applies to the right story", arguments: BusKind.available)
+    func referenceFormat(kind: BusKind) async throws {
+        let h = try Harness.make(kind)
+        _ = try h.session([backend("S-1")])
+        try await h.running {
+            try await h.passGateZero("S-1")
+            let id = MessageID.make()
+            let fields = [
+                StreamField("event_type", "gate.passed"),
+                StreamField("payload", #"{"gate_id": "gate-1", "result": "fail", "agent_id": "be-dev-1", "domain": "be", "retry_count": 0}"#),
+                StreamField("source", "be-dev-1"), StreamField("project", h.project.key), StreamField("priority", "normal"),
+                StreamField("message_id", id), StreamField("timestamp", "2026-01-27T17:07:26.123456"),
+                StreamField("session_id", UUID().uuidString.lowercased()), StreamField("story_id", "S-1"),
+            ]
+            _ = try await h.bus.publish(fields: fields, to: Channels.signals(h.project))
+            let results = try await h.settledResults(id)
+            #expect(results.first?.outcomes.first?.outcome == .applied("S-1 in_progress at gate-1"))
+        }
+        let story = try h.story("S-1")
+        #expect(story.state.currentGate.number == 1)
+        #expect(story.state.retryCount == 1, "gate.passed with result fail is a failure, counted by Wave")
+    }
+
+    @Test("unknown and ambiguous stories are dead-lettered with their reason", arguments: BusKind.available)
+    func unknownAndAmbiguous(kind: BusKind) async throws {
+        let h = try Harness.make(kind)
+        _ = try h.session([backend("S-1")])
+        _ = try h.session([backend("S-1")])
+        try await h.running {
+            let ambiguous = try await h.gate(0, story: "S-1", from: "CTO-1")
+            #expect(ambiguous.map { if case .deadLetter(let reason) = $0 { reason.hasPrefix("ambiguous_story") } else { false } } == true)
+            let unknown = try await h.gate(0, story: "S-404", from: "CTO-1")
+            #expect(unknown.map { if case .deadLetter(let reason) = $0 { reason.hasPrefix("unknown_story") } else { false } } == true)
+        }
+        let letters = try await h.bus.entries(of: Channels.deadLetters(h.project), count: 10)
+        let reasons = letters.compactMap { $0.fields.first { $0.name == "dlq_error" }?.value.prefix(while: { $0 != ":" }) }
+        #expect(reasons.sorted() == ["ambiguous_story", "unknown_story"])
+    }
+
+    @Test("dependents start when their dependency completes", arguments: BusKind.available)
+    func dependencies(kind: BusKind) async throws {
+        let h = try Harness.make(kind)
+        _ = try h.session([backend("S-1"), backend("S-2", dependencies: ["S-1"])])
+        try await h.running {
+            #expect(try h.story("S-2").state.status == .pending)
+            try await h.passGateZero("S-1")
+            for gate in 1...3 {
+                try await h.gate(gate, story: "S-1", from: "BE-1", extra: gate == 2 ? ["build_success": true] : gate == 3 ? ["tests_passing": true, "coverage": 80] : [:])
+            }
+            for (gate, sender) in [(4, "QA-1"), (5, "PM-1"), (6, "CTO-1"), (7, "CTO-1")] {
+                try await h.gate(gate, story: "S-1", from: sender)
+            }
+            #expect(try h.story("S-1").state.status == .complete)
+            #expect(try h.story("S-2").state.status == .inProgress)
+        }
+        #expect(try await h.tasks("pm").map(\.storyID) == ["S-1", "S-1", "S-2"])
+    }
+
+    @Test("AC-02: a published signal reaches its handler within 100 ms (a sanity bound; the benchmark measures)", arguments: BusKind.available)
+    func reachesHandlerQuickly(kind: BusKind) async throws {
+        let entered = Locked<[String: ContinuousClock.Instant]>([:])
+        let h = try Harness.make(kind, register: { $0.registerGlobal(Stamp(entered: entered)) })
+        _ = try h.session([backend("S-1")])
+        try await h.running {
+            // The first read of a fresh consumer is not what AC-02 is about: warm up once.
+            try await h.signal(.systemHealth, story: nil, from: "BE-1", payload: ["type": "heartbeat"])
+            var latencies: [Duration] = []
+            for _ in 0..<21 {
+                let id = MessageID.make()
+                let start = ContinuousClock.now
+                _ = try await h.bus.publish(Envelope(eventType: .systemHealth, payload: ["type": "heartbeat"], source: "BE-1", project: h.project.key, messageID: id),
+                                            to: Channels.signals(h.project))
+                _ = try await h.settledResults(id)
+                let at = try #require(entered.withLock { $0[id] })
+                latencies.append(at - start)
+            }
+            latencies.sort()
+            // Other suites run in parallel on two cores: the median carries the bound, the worst a loose one.
+            #expect(latencies[latencies.count / 2] < .milliseconds(100))
+            #expect(latencies.last! < .seconds(1))
+        }
+        #expect(h.orchestrator.roster.agent("BE-1")?.status == "busy")
+    }
+}
+
+struct Recorder: EventHandler {
+    let name: String
+    let calls: Locked<[String]>
+    func handle(_ signal: Signal) async throws -> HandlerOutcome {
+        self.calls.withLock { $0.append(self.name) }
+        return .applied(self.name)
+    }
+}
+
+struct Failing: EventHandler {
+    let calls: Locked<[String]>
+    var name: String { "failing" }
+    func handle(_ signal: Signal) async throws -> HandlerOutcome {
+        self.calls.withLock { $0.append(signal.envelope.messageID) }
+        throw HarnessError(description: "this handler always fails")
+    }
+}
+
+struct Stamp: EventHandler {
+    let entered: Locked<[String: ContinuousClock.Instant]>
+    var name: String { "stamp" }
+    func handle(_ signal: Signal) async throws -> HandlerOutcome {
+        let now = ContinuousClock.now
+        self.entered.withLock { $0[signal.envelope.messageID] = now }
+        return .ignored("stamped")
+    }
+}
+
+/// A value behind a lock, shareable between tasks (test scaffolding).
+final class Locked<Value: Sendable>: Sendable {
+    let mutex: Mutex<Value>
+    init(_ value: Value) { self.mutex = Mutex(value) }
+    func withLock<T>(_ body: (inout Value) -> T) -> T { self.mutex.withLock { body(&$0) } }
+}
