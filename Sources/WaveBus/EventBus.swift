@@ -141,6 +141,8 @@ public protocol EventBus: Sendable {
     func groups(of stream: String) async throws -> [BusGroupInfo]
     /// Entries of a stream without consuming them: the newest `count`, oldest first.
     func entries(of stream: String, count: Int) async throws -> [BusEntry]
+    /// How many entries a stream holds (0 for a stream that does not exist).
+    func length(of stream: String) async throws -> Int
     /// A group's pending entries (delivered, not acknowledged), oldest first, at most `count`.
     func pendingEntries(stream: String, group: String, count: Int) async throws -> [BusPendingEntry]
 }

@@ -118,6 +118,10 @@ public actor InMemoryEventBus: EventBus {
         return value.entries.suffix(max(0, count)).map { BusEntry(id: $0.id.text, fields: $0.fields) }
     }
 
+    public func length(of stream: String) async throws -> Int {
+        self.streams[stream]?.entries.count ?? 0
+    }
+
     public func pendingEntries(stream: String, group: String, count: Int) async throws -> [BusPendingEntry] {
         guard let pending = self.streams[stream]?.groups[group]?.pending else { return [] }
         let now = ContinuousClock.now

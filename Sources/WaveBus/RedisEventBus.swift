@@ -103,6 +103,10 @@ public struct RedisEventBus: EventBus {
         return newest.reversed().map { BusEntry(id: $0.id, fields: $0.fields.map { StreamField($0.name, $0.value) }) }
     }
 
+    public func length(of stream: String) async throws -> Int {
+        try await self.client.send(XLenCommand(stream))
+    }
+
     public func pendingEntries(stream: String, group: String, count: Int) async throws -> [BusPendingEntry] {
         try await self.client.send(XPendingCommand(stream, group: group, count: count)).map {
             BusPendingEntry(id: $0.id, consumer: $0.consumer, idle: .milliseconds($0.idleMilliseconds), deliveryCount: $0.deliveryCount)

@@ -182,16 +182,18 @@ public final class Orchestrator: Service, Sendable {
     public func recordState(stopped: Bool = false) throws {
         let counters = self.dispatcher.snapshot
         let totals = self.tasks.totals
+        let redis = self.bus as? RedisEventBus
         let now = WaveTimestamp.now()
         try self.store.recordOrchestrator(OrchestratorRecord(
             consumer: self.configuration.consumer, projects: self.configuration.projects.map(\.key), bus: self.configuration.busKind,
-            circuit: "closed",
+            circuit: redis?.client.breaker.state.rawValue ?? "closed",
             state: [
                 "handled": .number(Double(counters.handled)), "unhandled": .number(Double(counters.unhandledTotal)),
                 "failures": .number(Double(counters.failures)), "dead_lettered": .number(Double(counters.deadLettered)),
                 "tasks_published": .number(Double(totals.published)), "tasks_held": .number(Double(totals.held)),
                 "tasks_outstanding": .number(Double(self.tasks.outstanding.count)),
                 "halted": .array(self.tasks.haltedScopes.sorted().map { .string($0) }),
+                "trimmed_unread": .number(Double(redis?.counters.trimmedUnreadTotal ?? 0)),
             ],
             startedAt: self.startedAt, lastSeen: now, stoppedAt: stopped ? now : nil
         ))

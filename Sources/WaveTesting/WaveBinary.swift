@@ -17,6 +17,12 @@ public enum WaveBinary {
     /// `environment` sets them.
     /// - Parameter directory: the working directory (default: the current one).
     public static func run(_ arguments: [String], environment: [String: String] = [:], in directory: URL? = nil, filePath: String = #filePath) throws -> Output {
+        try start(arguments, environment: environment, in: directory, filePath: filePath).wait()
+    }
+
+    /// Starts `wave` in the background (`wave run`); stop it with ``Running/terminate()`` and
+    /// collect its output with ``Running/wait()``.
+    public static func start(_ arguments: [String], environment: [String: String] = [:], in directory: URL? = nil, filePath: String = #filePath) throws -> Running {
         var root = URL(fileURLWithPath: filePath)
         while root.pathComponents.count > 1, !FileManager.default.fileExists(atPath: root.appendingPathComponent("Package.swift").path) {
             root.deleteLastPathComponent()
@@ -40,18 +46,45 @@ public enum WaveBinary {
         process.standardOutput = out
         process.standardError = err
         try process.run()
-        // Read both pipes concurrently so that a full stderr pipe cannot stall the child.
-        let errorData = LockedData()
-        let finished = DispatchSemaphore(value: 0)
-        let reader = Thread {
-            errorData.set(err.fileHandleForReading.readDataToEndOfFile())
-            finished.signal()
+        return Running(process: process, out: out, err: err)
+    }
+
+    /// A `wave` process running in the background.
+    public final class Running: @unchecked Sendable {
+        let process: Process
+        let out: Pipe
+        let err: Pipe
+
+        init(process: Process, out: Pipe, err: Pipe) {
+            self.process = process
+            self.out = out
+            self.err = err
         }
-        reader.start()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        finished.wait()
-        return Output(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: errorData.value, as: UTF8.self))
+
+        /// Its process id.
+        public var pid: Int32 { self.process.processIdentifier }
+
+        /// Sends SIGTERM (a graceful stop).
+        public func terminate() { self.process.terminate() }
+
+        /// Waits for it to exit and returns what it wrote.
+        public func wait() -> Output {
+            let process = self.process
+            let out = self.out
+            let err = self.err
+            // Read both pipes concurrently so that a full stderr pipe cannot stall the child.
+            let errorData = LockedData()
+            let finished = DispatchSemaphore(value: 0)
+            let reader = Thread {
+                errorData.set(err.fileHandleForReading.readDataToEndOfFile())
+                finished.signal()
+            }
+            reader.start()
+            let stdout = out.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            finished.wait()
+            return Output(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: errorData.value, as: UTF8.self))
+        }
     }
 }
 

@@ -1,0 +1,112 @@
+import WaveBus
+import WaveProtocol
+import WaveStore
+
+/// What `wave status` shows (`SYSTEM.md`, its `--json` shape): read from the store, where every
+/// orchestrator records its state, and from the bus (`XINFO`, `XLEN`).
+public struct StatusReport: Sendable, Codable, Hashable {
+    /// One consumer group.
+    public struct Group: Sendable, Codable, Hashable {
+        public var stream: String
+        public var group: String
+        public var consumers: Int
+        public var pending: Int
+        public var lag: Int?
+        public var entries_read: Int?
+
+        enum CodingKeys: String, CodingKey { case stream, group, consumers, pending, lag, entries_read }
+
+        /// Every key, `null` where Redis does not know (SYSTEM.md lists them all as required).
+        public func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(self.stream, forKey: .stream)
+            try container.encode(self.group, forKey: .group)
+            try container.encode(self.consumers, forKey: .consumers)
+            try container.encode(self.pending, forKey: .pending)
+            try container.encode(self.lag, forKey: .lag)
+            try container.encode(self.entries_read, forKey: .entries_read)
+        }
+    }
+
+    /// One active emergency stop.
+    public struct Stop: Sendable, Codable, Hashable {
+        public var scope: String
+        public var reason: String
+        public var by: String
+        public var since: String
+        public var source: String
+    }
+
+    /// One orchestrator instance.
+    public struct Instance: Sendable, Codable, Hashable {
+        public var consumer: String
+        public var circuit: String
+        public var last_seen: String
+        public var bus: String
+        public var projects: [String]
+        public var running: Bool
+        public var handled: Int
+        public var dead_lettered: Int
+        public var tasks_outstanding: Int
+    }
+
+    /// `redis` or `embedded`.
+    public var bus: String
+    /// This process's view of the Redis circuit (`closed` when reachable).
+    public var circuit: String
+    /// Every group on the projects' streams.
+    public var groups: [Group]
+    /// Dead letters per project.
+    public var dlq: [String: Int]
+    /// Active stops.
+    public var stops: [Stop]
+    /// Sessions per status.
+    public var sessions: [String: Int]
+    /// Signals of a declared type that had no handler.
+    public var unhandled_events: Int
+    /// Entries trimmed by other publishers before a group read them (as orchestrators counted).
+    public var trimmed_unread: Int
+    /// Orchestrator instances, most recently seen first.
+    public var orchestrators: [Instance]
+
+    /// Gathers the report. Without a bus (no `--redis`), groups and dead letters are empty.
+    public static func gather(store: SQLiteStore, bus: (any EventBus)?, circuit: String = "closed") async throws -> StatusReport {
+        let instances = try store.orchestrators()
+        var projects = Set(try store.sessions().compactMap { try? ProjectName($0.project).key })
+        for instance in instances { projects.formUnion(instance.projects) }
+        var groups: [Group] = []
+        var dlq: [String: Int] = [:]
+        if let bus {
+            var streams: [String] = [Channels.systemGlobal]
+            for key in projects.sorted() {
+                guard let project = try? ProjectName(key) else { continue }
+                streams.append(Channels.signals(project))
+                streams.append(Channels.system(project))
+                for role in ["cto", "fe", "be", "pm", "qa"] { streams.append(Channels.tasks(project, role)) }
+                dlq[key] = try await bus.length(of: Channels.deadLetters(project))
+            }
+            for stream in streams {
+                for info in try await bus.groups(of: stream) {
+                    groups.append(Group(stream: info.stream, group: info.group, consumers: info.consumers, pending: info.pending,
+                                        lag: info.lag, entries_read: info.entriesRead))
+                }
+            }
+        }
+        func number(_ record: OrchestratorRecord, _ key: String) -> Int { Int(record.state[key]?.numberValue ?? 0) }
+        return StatusReport(
+            bus: bus is RedisEventBus ? "redis" : "embedded",
+            circuit: circuit,
+            groups: groups,
+            dlq: dlq,
+            stops: try store.activeStops().map { Stop(scope: $0.scope, reason: $0.reason, by: $0.by, since: $0.since.description, source: $0.source) },
+            sessions: try store.sessionCounts(),
+            unhandled_events: try store.counters(prefix: "unhandled.").values.reduce(0, +),
+            trimmed_unread: instances.map { number($0, "trimmed_unread") }.reduce(0, +),
+            orchestrators: instances.map {
+                Instance(consumer: $0.consumer, circuit: $0.circuit, last_seen: $0.lastSeen.description, bus: $0.bus, projects: $0.projects,
+                         running: $0.stoppedAt == nil, handled: number($0, "handled"), dead_lettered: number($0, "dead_lettered"),
+                         tasks_outstanding: number($0, "tasks_outstanding"))
+            }
+        )
+    }
+}
