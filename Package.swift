@@ -119,6 +119,7 @@ let package = Package(
                 "WaveProtocol",
                 "WaveStore",
                 "WaveEngine",
+                "WaveRuntime",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

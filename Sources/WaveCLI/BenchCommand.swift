@@ -9,7 +9,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks; each prints Wave's figures beside the raw limit of the same run.",
-        subcommands: [RedisBench.self, BusBench.self, StoreBench.self]
+        subcommands: [RedisBench.self, BusBench.self, StoreBench.self, LatencyBench.self, ThroughputBench.self]
     )
 }
 
@@ -210,6 +210,94 @@ struct StoreBench: AsyncParsableCommand {
             )
         )
         print("absolute bars: ≥ 5 000/s single, ≥ 30 000/s batched (on a quiet machine)")
+    }
+}
+
+/// `wave bench latency`.
+struct LatencyBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "latency",
+        abstract: "The orchestrator: gate signals published one at a time to live stories; publish → handler and publish → committed.",
+        discussion: """
+            Runs the real orchestrator (dispatcher, handlers, a fresh temporary store) on its own project, removed at \
+            the end. Bars (QUALITY.md): handler p50 ≤ 2.5× and p99 ≤ 5× redis-benchmark's PING p50; committed p99 ≤ \
+            2 ms + the raw SQLite commit p99 of the same run.
+            """
+    )
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(help: "Signals timed.")
+    var signals = 10_000
+
+    func validate() throws {
+        guard self.signals > 0 else { throw ValidationError("--signals must be positive") }
+    }
+
+    func run() async throws {
+        let configuration = try self.global.requireRedis(for: "wave bench latency")
+        var benchmark = LatencyBenchmark()
+        benchmark.signals = self.signals
+        let result = try await runBenchmark(configuration) { try await benchmark.run(client: $0, logger: $1) }
+        if self.global.json {
+            print(try JSONOutput.line(result))
+            return
+        }
+        print(BenchTable.render(title: "wave bench latency (\(configuration.redactedURL), \(result.signals) signals)", rows: [
+            .init("handler p50 (ms)", wave: result.handler_p50_ms, raw: result.ping_p50_ms, ratio: result.handler_p50_ratio, bar: "≤ 2.5", meets: result.handler_p50_ratio <= 2.5),
+            .init("handler p99 (ms)", wave: result.handler_p99_ms, raw: result.ping_p50_ms, ratio: result.handler_p99_ratio, bar: "≤ 5", meets: result.handler_p99_ratio <= 5),
+            .init("handler max (ms)", wave: result.handler_max_ms, raw: nil, ratio: nil, bar: "", meets: nil),
+            .init("committed p50 (ms)", wave: result.committed_p50_ms, raw: result.raw_commit_p50_ms, ratio: nil, bar: "", meets: nil),
+            .init("committed p99 (ms)", wave: result.committed_p99_ms, raw: result.raw_commit_p99_ms, ratio: nil, bar: "≤ \(result.committed_p99_bar_ms)",
+                  meets: result.committed_p99_ms <= result.committed_p99_bar_ms),
+            .init("committed max (ms)", wave: result.committed_max_ms, raw: nil, ratio: nil, bar: "", meets: nil),
+        ]))
+    }
+}
+
+/// `wave bench throughput`.
+struct ThroughputBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "throughput",
+        abstract: "The orchestrator under load: phase A unpaced (no-op handlers, then real handlers), phase B paced with MAXLEN ~ 10000.",
+        discussion: """
+            Bars (QUALITY.md): dispatched ≥ 30 % of redis-benchmark's pipelined XADD; committed ≥ 25 % of the raw \
+            batched SQLite loop; phase B loses 0 (entries trimmed unread by the publisher are counted, not lost).
+            """
+    )
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(help: "Signals per phase.")
+    var signals = 100_000
+
+    @Option(help: "Phase B's pace (signals per second).")
+    var pace = 28_000.0
+
+    func validate() throws {
+        guard self.signals > 0, self.pace > 0 else { throw ValidationError("--signals and --pace must be positive") }
+    }
+
+    func run() async throws {
+        let configuration = try self.global.requireRedis(for: "wave bench throughput")
+        var benchmark = ThroughputBenchmark()
+        benchmark.signals = self.signals
+        benchmark.pace = self.pace
+        let result = try await runBenchmark(configuration) { try await benchmark.run(client: $0, logger: $1) }
+        if self.global.json {
+            print(try JSONOutput.line(result))
+            return
+        }
+        print(BenchTable.render(title: "wave bench throughput (\(configuration.redactedURL), \(result.signals) signals per phase)", rows: [
+            .init("A: dispatched, no-op (/s)", wave: result.dispatched_per_s, raw: result.xadd_pipelined_per_s_redis_benchmark, ratio: result.dispatched_ratio, bar: "≥ 0.30",
+                  meets: result.dispatched_ratio >= 0.30),
+            .init("A: committed, real (/s)", wave: result.committed_per_s, raw: result.raw_batched_commits_per_s, ratio: result.committed_ratio, bar: "≥ 0.25",
+                  meets: result.committed_ratio >= 0.25),
+            .init("B: publisher (/s)", wave: result.publisher_per_s, raw: nil, ratio: nil, bar: "", meets: nil),
+            .init("B: handled", wave: Double(result.handled), raw: nil, ratio: nil, bar: "", meets: nil),
+            .init("B: trimmed unread", wave: Double(result.trimmed_unread), raw: nil, ratio: nil, bar: "", meets: nil),
+            .init("B: lost", wave: Double(result.lost), raw: nil, ratio: nil, bar: "0", meets: result.lost == 0),
+        ]))
     }
 }
 

@@ -36,20 +36,46 @@ public final class EventDispatcher: Service, Sendable {
     let consumers: [ConsumerOptions]
     let logger: Logger
     let counters = Mutex(Counters())
-    let observer: (@Sendable (Signal, DispatchResult) -> Void)?
+    let hooks: Hooks
+
+    /// Calls the dispatcher makes as it works (metrics, status, benchmarks, tests). Each runs on
+    /// the dispatching task: keep it short.
+    public struct Hooks: Sendable {
+        /// Before the first handler of a signal runs.
+        public var entered: (@Sendable (Signal) -> Void)?
+        /// After a signal's handlers ran and its entry was settled (dead-lettered, or marked for
+        /// acknowledgement or for delivery again).
+        public var settled: (@Sendable (Signal, DispatchResult) -> Void)?
+        /// After a read's acknowledgement returned, with the entries acknowledged.
+        public var acknowledged: (@Sendable ([Delivery]) -> Void)?
+
+        /// Creates hooks.
+        public init(entered: (@Sendable (Signal) -> Void)? = nil, settled: (@Sendable (Signal, DispatchResult) -> Void)? = nil,
+                    acknowledged: (@Sendable ([Delivery]) -> Void)? = nil) {
+            self.entered = entered
+            self.settled = settled
+            self.acknowledged = acknowledged
+        }
+    }
+
+    /// Where handlers run: the event loop of the bus's connections, so that no thread hop sits
+    /// between a reply and the code that waits for it (ARCHITECTURE.md); `nil`: the default executor.
+    let executor: (any TaskExecutor)?
 
     /// Creates a dispatcher.
     /// - Parameters:
     ///   - consumers: one consumer per group it reads (the shared `orchestrator` group on the
     ///     signal streams, the instance's own group on the system streams).
-    ///   - observer: called after each entry is dispatched and settled (metrics, status, tests).
-    public init(bus: any EventBus, registry: HandlerRegistry, consumers: [ConsumerOptions], logger: Logger,
-                observer: (@Sendable (Signal, DispatchResult) -> Void)? = nil) {
+    ///   - hooks: calls made as it works.
+    ///   - executor: where reads are handled (the bus client's event loop); `nil`: the default.
+    public init(bus: any EventBus, registry: HandlerRegistry, consumers: [ConsumerOptions], logger: Logger, hooks: Hooks = Hooks(),
+                executor: (any TaskExecutor)? = nil) {
         self.bus = bus
         self.registry = registry
         self.consumers = consumers
         self.logger = logger
-        self.observer = observer
+        self.hooks = hooks
+        self.executor = executor
     }
 
     /// What the dispatcher has done so far.
@@ -58,6 +84,7 @@ public final class EventDispatcher: Service, Sendable {
     /// Runs the handlers of one signal and combines their outcomes. Stops at the first handler
     /// that throws (the signal is delivered again and every handler runs again).
     public func dispatch(_ signal: Signal) async -> DispatchResult {
+        self.hooks.entered?(signal)
         let type = signal.envelope.eventType
         var result = DispatchResult(eventType: type)
         let handlers = self.registry.handlers(for: type)
@@ -75,10 +102,12 @@ public final class EventDispatcher: Service, Sendable {
 
     /// Consumes every configured group until graceful shutdown or cancellation.
     public func run() async throws {
-        try await cancelWhenGracefulShutdown {
-            try await withThrowingDiscardingTaskGroup { group in
-                for options in self.consumers {
-                    group.addTask { try await self.consume(options) }
+        try await withTaskExecutorPreference(self.executor) {
+            try await cancelWhenGracefulShutdown {
+                try await withThrowingDiscardingTaskGroup { group in
+                    for options in self.consumers {
+                        group.addTask { try await self.consume(options) }
+                    }
                 }
             }
         }
@@ -93,7 +122,7 @@ public final class EventDispatcher: Service, Sendable {
             while !Task.isCancelled, let batch = await iterator.nextBatch() {
                 // A read in hand is finished even if shutdown begins meanwhile: its handlers and
                 // acknowledgements run outside this task's cancellation.
-                await Task { await self.settle(batch) }.value
+                await Task(executorPreference: self.executor) { await self.settle(batch) }.value
             }
         }
     }
@@ -132,11 +161,12 @@ public final class EventDispatcher: Service, Sendable {
                     "wave.error": "\(result.error.map { String(describing: $0) } ?? "")", "wave.delivery": "\(delivery.deliveryCount)",
                 ]))
             }
-            self.observer?(signal, result)
+            self.hooks.settled?(signal, result)
         }
         guard !acknowledged.isEmpty else { return }
         do {
             try await self.bus.acknowledge(acknowledged)
+            self.hooks.acknowledged?(acknowledged)
         } catch {
             // Not lost: the entries stay pending, are delivered again, and the ledger makes their
             // second application a no-op.

@@ -28,6 +28,9 @@ public struct OrchestratorConfiguration: Sendable {
     public var statusInterval: Duration = .seconds(5)
     /// Delete the instance's own system-stream groups on a clean exit. Default true.
     public var deleteOwnGroupsOnExit = true
+    /// Where handlers run: give the event loop of the bus's Redis client (one thread), so that
+    /// replies and handlers share a thread; `nil`: Swift's default executor.
+    public var executor: (any TaskExecutor)?
 
     /// Creates a configuration.
     public init(projects: [ProjectName], consumer: String) {
@@ -63,9 +66,9 @@ public final class Orchestrator: Service, Sendable {
     /// Creates an orchestrator.
     /// - Parameters:
     ///   - register: adds handlers after the standard ones (extensions, tests).
-    ///   - observer: called after each entry is dispatched and settled (metrics, tests).
+    ///   - hooks: the dispatcher's hooks (metrics, benchmarks, tests).
     public init(bus: any EventBus, store: SQLiteStore, configuration: OrchestratorConfiguration, logger: Logger,
-                register: (inout HandlerRegistry) -> Void = { _ in }, observer: (@Sendable (Signal, DispatchResult) -> Void)? = nil) {
+                register: (inout HandlerRegistry) -> Void = { _ in }, hooks: EventDispatcher.Hooks = EventDispatcher.Hooks()) {
         self.bus = bus
         self.store = store
         self.configuration = configuration
@@ -76,16 +79,17 @@ public final class Orchestrator: Service, Sendable {
         var registry = HandlerRegistry()
         core.registerStandardHandlers(in: &registry)
         register(&registry)
-        self.dispatcher = EventDispatcher(
-            bus: bus, registry: registry, consumers: Self.consumers(configuration), logger: logger,
-            observer: { [store] signal, result in
-                if result.unhandled, result.error == nil {
-                    // Counted durably, so that `wave status` (another process) sees it.
-                    try? store.bump("unhandled.\(result.eventType.rawValue)")
-                }
-                observer?(signal, result)
+        var hooks = hooks
+        let settled = hooks.settled
+        hooks.settled = { [store] signal, result in
+            if result.unhandled, result.error == nil {
+                // Counted durably, so that `wave status` (another process) sees it.
+                try? store.bump("unhandled.\(result.eventType.rawValue)")
             }
-        )
+            settled?(signal, result)
+        }
+        self.dispatcher = EventDispatcher(bus: bus, registry: registry, consumers: Self.consumers(configuration), logger: logger, hooks: hooks,
+                                          executor: configuration.executor)
     }
 
     static func consumers(_ configuration: OrchestratorConfiguration) -> [ConsumerOptions] {
@@ -152,7 +156,9 @@ public final class Orchestrator: Service, Sendable {
             "wave.consumer": "\(self.configuration.consumer)", "wave.projects": "\(self.configuration.projects.map(\.key).joined(separator: ","))",
             "wave.bus": "\(self.configuration.busKind)",
         ])
-        try await self.prepare()
+        try await withTaskExecutorPreference(self.configuration.executor) {
+            try await self.prepare()
+        }
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask {
                 try await self.dispatcher.run()
@@ -191,7 +197,7 @@ public final class Orchestrator: Service, Sendable {
                 "handled": .number(Double(counters.handled)), "unhandled": .number(Double(counters.unhandledTotal)),
                 "failures": .number(Double(counters.failures)), "dead_lettered": .number(Double(counters.deadLettered)),
                 "tasks_published": .number(Double(totals.published)), "tasks_held": .number(Double(totals.held)),
-                "tasks_outstanding": .number(Double(self.tasks.outstanding.count)),
+                "tasks_outstanding": .number(Double(self.tasks.outstandingCount)),
                 "halted": .array(self.tasks.haltedScopes.sorted().map { .string($0) }),
                 "trimmed_unread": .number(Double(redis?.counters.trimmedUnreadTotal ?? 0)),
             ],

@@ -27,8 +27,14 @@ public final class TaskDispatcher: Sendable {
         public var description: String { "\(self.storyID)/\(self.gate)/\(self.role)" }
     }
 
+    /// A story: the outstanding tasks are indexed by it, so that a result touches only its own.
+    struct StoryKey: Hashable {
+        var sessionID: String
+        var storyID: String
+    }
+
     struct State {
-        var outstanding: [Key: TaskEntry] = [:]
+        var outstanding: [StoryKey: [Key: TaskEntry]] = [:]
         var timers: [Key: Task<Void, Never>] = [:]
         /// Scopes under an emergency stop: `global` or project keys.
         var halted: Set<String> = []
@@ -78,7 +84,12 @@ public final class TaskDispatcher: Sendable {
     // MARK: Tasks
 
     /// The tasks out now (dispatched, no result yet), by key.
-    public var outstanding: [Key: TaskEntry] { self.state.withLock { $0.outstanding } }
+    public var outstanding: [Key: TaskEntry] {
+        self.state.withLock { state in state.outstanding.values.reduce(into: [:]) { $0.merge($1) { _, new in new } } }
+    }
+
+    /// How many tasks are out.
+    public var outstandingCount: Int { self.state.withLock { $0.outstanding.values.reduce(0) { $0 + $1.count } } }
 
     /// Tasks published so far, and tasks held back by a stop or a pause.
     public var totals: (published: Int, held: Int) { self.state.withLock { ($0.published, $0.held) } }
@@ -106,7 +117,8 @@ public final class TaskDispatcher: Sendable {
     /// Forgets the tasks of a story (it finished or was cancelled) and cancels its timers.
     public func forget(storyID: String, sessionID: String) {
         let timers = self.state.withLock { state -> [Task<Void, Never>] in
-            state.outstanding = state.outstanding.filter { !($0.key.storyID == storyID && $0.key.sessionID == sessionID) }
+            state.outstanding[StoryKey(sessionID: sessionID, storyID: storyID)] = nil
+            guard !state.timers.isEmpty else { return [] }
             let mine = state.timers.filter { $0.key.storyID == storyID && $0.key.sessionID == sessionID }
             for key in mine.keys { state.timers[key] = nil }
             return Array(mine.values)
@@ -116,10 +128,11 @@ public final class TaskDispatcher: Sendable {
 
     /// Marks the tasks of a story at a gate as answered (a result for that gate was applied).
     public func answered(storyID: String, sessionID: String, gate: GateID, role: String?) {
+        let story = StoryKey(sessionID: sessionID, storyID: storyID)
         self.state.withLock { state in
-            state.outstanding = state.outstanding.filter { key, _ in
-                !(key.storyID == storyID && key.sessionID == sessionID && key.gate == gate && (role == nil || key.role == role))
-            }
+            guard var tasks = state.outstanding[story] else { return }
+            for key in tasks.keys where key.gate == gate && (role == nil || key.role == role) { tasks[key] = nil }
+            state.outstanding[story] = tasks.isEmpty ? nil : tasks
         }
     }
 
@@ -140,7 +153,8 @@ public final class TaskDispatcher: Sendable {
             return
         }
         let attempt = story.state.gateFailures[draft.gate.number] + 1
-        if let existing = self.state.withLock({ $0.outstanding[key] }), existing.attempt == attempt { return }
+        let storyKey = StoryKey(sessionID: key.sessionID, storyID: key.storyID)
+        if let existing = self.state.withLock({ $0.outstanding[storyKey]?[key] }), existing.attempt == attempt { return }
         let timeout = self.store.engine.configuration.gates[draft.gate.number].timeout
         var payload: [String: JSONValue] = [
             "title": .string(story.title), "domain": .string(story.state.domain), "agent": .string(story.state.agent),
@@ -151,7 +165,7 @@ public final class TaskDispatcher: Sendable {
             gate: draft.gate, payload: payload, priority: Self.priority(of: story), attempt: attempt, deadline: now.adding(timeout),
             messageID: MessageID.make(), timestamp: now, project: session.project
         )
-        self.state.withLock { $0.outstanding[key] = entry }
+        self.state.withLock { $0.outstanding[storyKey, default: [:]][key] = entry }
         do {
             _ = try await self.bus.publish(fields: entry.fields, to: Channels.tasks(project, draft.role))
             self.state.withLock { $0.published += 1 }
@@ -161,7 +175,7 @@ public final class TaskDispatcher: Sendable {
             ])
         } catch {
             // Not out: the next in-flight scan (restart, clear, resume) dispatches it again.
-            self.state.withLock { _ = $0.outstanding.removeValue(forKey: key) }
+            self.state.withLock { _ = $0.outstanding[storyKey]?.removeValue(forKey: key) }
             self.logger.error("task not dispatched", metadata: ["wave.task": "\(key)", "wave.error": "\(error)"])
         }
     }

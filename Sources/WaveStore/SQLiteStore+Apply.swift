@@ -411,10 +411,15 @@ extension SQLiteStore {
             guard let row = try Row.fetchOne(cached: db, sql: "SELECT * FROM wave_sessions WHERE id = ?", arguments: [session.id]) else { return [] }
             let current = Self.session(row)
             guard current.status == .inProgress, current.pausedAt == nil else { return [] }
-            let stories = try Row.fetchAll(cached: db, sql: "SELECT \(Self.storyColumns) FROM wave_story_executions WHERE session_id = ? ORDER BY created_at, rowid", arguments: [session.id]).map(Self.story)
-            var working = stories.filter { [.inProgress, .review, .blocked].contains($0.state.status) }.count
+            // Only the pending rows are read, and the working ones counted (both from the
+            // (session, status) index): finishing one story of thousands must not read them all.
+            let pending = try Row.fetchAll(cached: db, sql: "SELECT \(Self.storyColumns) FROM wave_story_executions WHERE session_id = ? AND status = 'pending' ORDER BY created_at, rowid",
+                                           arguments: [session.id]).map(Self.story)
+            guard !pending.isEmpty else { return [] }
+            var working = try Int.fetchOne(cached: db, sql: "SELECT COUNT(*) FROM wave_story_executions WHERE session_id = ? AND status IN ('in_progress', 'review', 'blocked')",
+                                           arguments: [session.id]) ?? 0
             var started: [(StoryRecord, StoryEffects)] = []
-            for var record in stories where record.state.status == .pending {
+            for var record in pending {
                 guard working < self.engine.configuration.parallelLimit else { break }
                 guard try self.dependenciesComplete(db, record) else { continue }
                 let version = record.state.version
@@ -425,8 +430,10 @@ extension SQLiteStore {
                 started.append((record, effects))
                 working += 1
             }
-            var sessionEffects = SessionEffects()
-            try self.refreshSession(db, sessionID: session.id, now: now, into: &sessionEffects)
+            if !started.isEmpty {
+                var sessionEffects = SessionEffects()
+                try self.refreshSession(db, sessionID: session.id, now: now, into: &sessionEffects)
+            }
             return started
         }
     }

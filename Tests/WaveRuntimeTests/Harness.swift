@@ -87,10 +87,11 @@ struct Harness: Sendable {
         configure(&configuration)
         let settled = Settled()
         let bus = try kind.makeBus()
-        let orchestrator = Orchestrator(bus: bus, store: store, configuration: configuration, logger: logger, register: register) { signal, result in
-            let id = signal.envelope.messageID
-            Task { await settled.record(id, result) }
-        }
+        let orchestrator = Orchestrator(bus: bus, store: store, configuration: configuration, logger: logger, register: register,
+                                        hooks: EventDispatcher.Hooks(settled: { signal, result in
+                                            let id = signal.envelope.messageID
+                                            Task { await settled.record(id, result) }
+                                        }))
         return Harness(bus: bus, store: store, orchestrator: orchestrator, project: project, settled: settled, directory: directory)
     }
 
