@@ -139,6 +139,7 @@ let package = Package(
                 "WaveBench",
                 "WaveRuntime",
                 "WaveAgentKit",
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import NIOPosix
 import ServiceLifecycle
 import WaveAgentKit
 import WaveBus
@@ -79,7 +80,11 @@ struct RunCommand: AsyncParsableCommand {
         if let url = self.global.redisURL {
             let redisConfiguration: RedisConfiguration
             do { redisConfiguration = try RedisConfiguration(url: url) } catch { throw CLIError.badInput(error.message) }
-            let client = try RedisClient(configuration: redisConfiguration, logger: Logger(label: "wave.redis"))
+            // One event-loop thread for the client, and the handlers run on it (ARCHITECTURE.md):
+            // replies and the code that waits for them share a thread; Redis keeps the other cores.
+            let loopGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            let client = try RedisClient(configuration: redisConfiguration, eventLoopGroup: loopGroup, logger: Logger(label: "wave.redis"))
+            configuration.executor = EventLoopTaskExecutor(loopGroup.next())
             do {
                 _ = try await client.serverInfo()
             } catch {
