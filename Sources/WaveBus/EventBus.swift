@@ -124,6 +124,9 @@ public protocol EventBus: Sendable {
     func publish(batch: [(stream: String, envelope: Envelope)]) async throws -> [String]
     /// Publishes raw fields (for tools and tests that must write what the reference writes).
     func publish(fields: [StreamField], to stream: String) async throws -> String
+    /// Publishes several raw entries in one round trip (pipelined; task entries); returns their
+    /// ids in order.
+    func publish(entries: [(stream: String, fields: [StreamField])]) async throws -> [String]
     /// Creates a group (and the stream) unless it exists.
     func createGroup(_ group: String, on stream: String, start: GroupStart) async throws
     /// Deletes a group; `false` if it did not exist.

@@ -63,6 +63,10 @@ public actor InMemoryEventBus: EventBus {
         self.append(fields, to: stream)
     }
 
+    public func publish(entries: [(stream: String, fields: [StreamField])]) async throws -> [String] {
+        entries.map { self.append($0.fields, to: $0.stream) }
+    }
+
     private func append(_ fields: [StreamField], to name: String) -> String {
         var stream = self.streams[name] ?? Stream()
         let now = UInt64(max(0, Date().timeIntervalSince1970 * 1000))

@@ -56,6 +56,16 @@ public struct RedisEventBus: EventBus {
         }
     }
 
+    public func publish(entries: [(stream: String, fields: [StreamField])]) async throws -> [String] {
+        let commands = entries.map { XAddCommand($0.stream, fields: Self.redisFields($0.fields)) }
+        return try await self.retryingPublish {
+            try await self.client.pipeline(batch: commands).map { result in
+                guard let id = try result.get() else { throw BusError.invalidArgument("XADD returned no id") }
+                return id
+            }
+        }
+    }
+
     /// Publishes, retrying after a connection failure with the reconnect backoff
     /// (``publishAttempts`` in all). A retry writes the very same fields, `message_id` included, so an entry that was
     /// in fact written before the connection broke is recognised downstream as a duplicate.

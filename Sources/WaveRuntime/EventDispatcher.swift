@@ -129,39 +129,42 @@ public final class EventDispatcher: Service, Sendable {
 
     /// Dispatches a read and settles every entry: one acknowledgement for the entries whose
     /// handlers succeeded, a dead letter for each one a handler refused, nothing for failures.
+    /// Consecutive entries whose only handler is the same ``BatchEventHandler`` go to it at once.
     func settle(_ batch: [Delivery]) async {
         var acknowledged: [Delivery] = []
         acknowledged.reserveCapacity(batch.count)
-        for delivery in batch {
-            guard let kind = StreamKind(stream: delivery.stream), let envelope = delivery.envelope else {
-                // Not one of the orchestrator's streams (a misconfigured consumer): say so, keep it.
-                try? await self.bus.deadLetter(delivery, reason: "not_a_signal: \(delivery.stream) is not a stream the orchestrator reads")
+        var index = 0
+        while index < batch.count {
+            let delivery = batch[index]
+            guard let signal = await self.signal(of: delivery) else {
+                index += 1
                 continue
             }
-            let signal = Signal(delivery: delivery, envelope: envelope, kind: kind, project: Self.project(of: delivery.stream))
-            let result = await self.dispatch(signal)
-            switch result.disposition {
-            case .acknowledge:
-                acknowledged.append(delivery)
-                self.counters.withLock { counters in
-                    counters.handled += 1
-                    if result.unhandled { counters.unhandled[result.eventType.rawValue, default: 0] += 1 }
+            if let batcher = self.registry.batchHandler(for: signal.envelope.eventType) {
+                // The run: this entry and the following ones with the same batch handler.
+                var run = [signal]
+                var next = index + 1
+                while next < batch.count, let envelope = batch[next].envelope, StreamKind(stream: batch[next].stream) != nil,
+                      let other = self.registry.batchHandler(for: envelope.eventType), other.name == batcher.name {
+                    run.append(Signal(delivery: batch[next], envelope: envelope, kind: StreamKind(stream: batch[next].stream)!, project: Self.project(of: batch[next].stream)))
+                    next += 1
                 }
-            case .deadLetter(let reason):
-                do {
-                    try await self.bus.deadLetter(delivery, reason: reason)
-                    self.counters.withLock { $0.deadLettered += 1 }
-                    self.logger.warning("dead-lettered", metadata: Self.metadata(signal, ["wave.reason": "\(reason)"]))
-                } catch {
-                    self.logger.error("could not dead-letter; the entry stays pending", metadata: Self.metadata(signal, ["wave.error": "\(error)"]))
+                for member in run { self.hooks.entered?(member) }
+                let results = await batcher.handle(batch: run)
+                for (member, outcome) in zip(run, results) {
+                    var result = DispatchResult(eventType: member.envelope.eventType)
+                    switch outcome {
+                    case .success(let value): result.outcomes = [(batcher.name, value)]
+                    case .failure(let error): result.error = error
+                    }
+                    if await self.finish(member, result) { acknowledged.append(member.delivery) }
                 }
-            case .retry:
-                self.counters.withLock { $0.failures += 1 }
-                self.logger.warning("handler failed; the entry stays pending and is delivered again", metadata: Self.metadata(signal, [
-                    "wave.error": "\(result.error.map { String(describing: $0) } ?? "")", "wave.delivery": "\(delivery.deliveryCount)",
-                ]))
+                index = next
+                continue
             }
-            self.hooks.settled?(signal, result)
+            let result = await self.dispatch(signal)
+            if await self.finish(signal, result) { acknowledged.append(delivery) }
+            index += 1
         }
         guard !acknowledged.isEmpty else { return }
         do {
@@ -173,6 +176,44 @@ public final class EventDispatcher: Service, Sendable {
             self.logger.warning("acknowledgement failed; the entries will be delivered again", metadata: [
                 "wave.count": "\(acknowledged.count)", "wave.error": "\(error)",
             ])
+        }
+    }
+
+    /// The signal of a delivery; a delivery from a stream the orchestrator does not read (a
+    /// misconfigured consumer) is dead-lettered with the reason.
+    func signal(of delivery: Delivery) async -> Signal? {
+        guard let kind = StreamKind(stream: delivery.stream), let envelope = delivery.envelope else {
+            try? await self.bus.deadLetter(delivery, reason: "not_a_signal: \(delivery.stream) is not a stream the orchestrator reads")
+            return nil
+        }
+        return Signal(delivery: delivery, envelope: envelope, kind: kind, project: Self.project(of: delivery.stream))
+    }
+
+    /// Settles one entry by its result; returns whether it is to be acknowledged.
+    func finish(_ signal: Signal, _ result: DispatchResult) async -> Bool {
+        defer { self.hooks.settled?(signal, result) }
+        switch result.disposition {
+        case .acknowledge:
+            self.counters.withLock { counters in
+                counters.handled += 1
+                if result.unhandled { counters.unhandled[result.eventType.rawValue, default: 0] += 1 }
+            }
+            return true
+        case .deadLetter(let reason):
+            do {
+                try await self.bus.deadLetter(signal.delivery, reason: reason)
+                self.counters.withLock { $0.deadLettered += 1 }
+                self.logger.warning("dead-lettered", metadata: Self.metadata(signal, ["wave.reason": "\(reason)"]))
+            } catch {
+                self.logger.error("could not dead-letter; the entry stays pending", metadata: Self.metadata(signal, ["wave.error": "\(error)"]))
+            }
+            return false
+        case .retry:
+            self.counters.withLock { $0.failures += 1 }
+            self.logger.warning("handler failed; the entry stays pending and is delivered again", metadata: Self.metadata(signal, [
+                "wave.error": "\(result.error.map { String(describing: $0) } ?? "")", "wave.delivery": "\(signal.delivery.deliveryCount)",
+            ]))
+            return false
         }
     }
 

@@ -79,6 +79,15 @@ public protocol EventHandler: Sendable {
     func handle(_ signal: Signal) async throws -> HandlerOutcome
 }
 
+/// A handler that can handle a run of signals at once (one store transaction, one pipelined
+/// write of the tasks that follow). The dispatcher hands it every maximal run of consecutive
+/// entries in a read whose only handler it is; results come back in order, one per signal.
+public protocol BatchEventHandler: EventHandler {
+    /// Handles signals in order; each result is what ``EventHandler/handle(_:)`` would have
+    /// returned or thrown for that signal.
+    func handle(batch: [Signal]) async -> [Result<HandlerOutcome, any Error>]
+}
+
 /// Handlers by event type, plus global handlers that see every signal after the typed ones.
 public struct HandlerRegistry: Sendable {
     var byType: [EventType: [any EventHandler]] = [:]
@@ -100,6 +109,12 @@ public struct HandlerRegistry: Sendable {
     /// The handlers a signal of `type` goes through, in order; empty when the type has none.
     public func handlers(for type: EventType) -> [any EventHandler] {
         (self.byType[type] ?? []) + self.global
+    }
+
+    /// The batch handler of `type`, when it is the type's only handler and there are no global ones.
+    func batchHandler(for type: EventType) -> (any BatchEventHandler)? {
+        guard self.global.isEmpty, let handlers = self.byType[type], handlers.count == 1 else { return nil }
+        return handlers[0] as? any BatchEventHandler
     }
 
     /// Whether `type` has a handler of its own (global handlers do not count).

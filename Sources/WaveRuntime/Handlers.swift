@@ -15,8 +15,7 @@ struct OrchestratorCore: Sendable {
     let logger: Logger
 
     func registerStandardHandlers(in registry: inout HandlerRegistry) {
-        registry.register(GateResultHandler(core: self), for: .gatePassed, .gateFailed)
-        registry.register(AgentErrorHandler(core: self), for: .agentError)
+        registry.register(StoryEventHandler(core: self), for: .gatePassed, .gateFailed, .agentError)
         registry.register(StoryBlockHandler(core: self), for: .storyBlocked, .storyUnblocked)
         registry.register(StoryAnnouncementHandler(core: self), for: .storyRecovered, .gateApproved)
         registry.register(SessionHandler(core: self), for: .sessionPaused, .sessionResumed, .sessionCreated, .sessionCancelled)
@@ -30,30 +29,72 @@ struct OrchestratorCore: Sendable {
 
     /// Applies a story event from a signal through the store (one transaction) and reacts.
     func applyStoryEvent(_ signal: Signal, _ event: StoryEvent) async throws -> HandlerOutcome {
+        try await self.applyStoryEvents([(signal, event)])[0].get()
+    }
+
+    /// The store's message for a signal's story event, or the outcome when it names no story.
+    func incoming(_ signal: Signal, _ event: StoryEvent) -> Result<IncomingEvent, Refusal> {
         let envelope = signal.envelope
         guard let storyID = envelope.storyIDForRouting else {
-            return .deadLetter("missing_story_id: \(envelope.eventType.rawValue) names no story (envelope or payload story_id)")
+            return .failure(Refusal(outcome: .deadLetter("missing_story_id: \(envelope.eventType.rawValue) names no story (envelope or payload story_id)")))
         }
-        let incoming = IncomingEvent(
+        return .success(IncomingEvent(
             messageID: envelope.messageID, eventType: envelope.eventType.rawValue, source: envelope.agentID, seq: envelope.seq,
             sessionID: envelope.sessionID ?? envelope.payload["session_id"]?.stringValue, storyID: storyID, event: event,
             costUSD: envelope.payload["cost_usd"]?.numberValue, tokens: envelope.payload["tokens"]?.numberValue.map { Int(clamping: Int64($0)) },
             project: signal.project?.key
-        )
-        let result: ApplyResult
-        do {
-            result = try self.store.apply(incoming)
-        } catch let error as StoreError where error.code == .notFound {
-            return .deadLetter("unknown_story: \(error.message)")
-        } catch let error as StoreError where error.code == .ambiguous {
-            return .deadLetter("ambiguous_story: \(error.message)")
+        ))
+    }
+
+    /// Applies the story events of several signals in one store transaction, in order, then
+    /// reacts to each and dispatches every task that follows in one pipelined write. Each result
+    /// is what applying that signal alone gives.
+    func applyStoryEvents(_ items: [(Signal, StoryEvent)]) async -> [Result<HandlerOutcome, any Error>] {
+        var results = [Result<HandlerOutcome, any Error>?](repeating: nil, count: items.count)
+        var positions: [Int] = []
+        var batch: [IncomingEvent] = []
+        for (position, (signal, event)) in items.enumerated() {
+            switch self.incoming(signal, event) {
+            case .success(let incoming):
+                positions.append(position)
+                batch.append(incoming)
+            case .failure(let refusal):
+                results[position] = .success(refusal.outcome)
+            }
         }
-        return try await self.react(to: result, incoming: incoming, signal: signal)
+        let applied: [Result<ApplyResult, any Error>]
+        do {
+            applied = try self.store.apply(batch: batch)
+        } catch {
+            // The transaction rolled back (SQLite's error): nothing applied; every entry is retried.
+            for position in positions { results[position] = .failure(error) }
+            return results.map { $0! }
+        }
+        var work: [(story: StoryRecord, drafts: [TaskDraft])] = []
+        for (position, (incoming, result)) in zip(positions, zip(batch, applied)) {
+            switch result {
+            case .success(let applied):
+                do {
+                    results[position] = .success(try await self.react(to: applied, incoming: incoming, signal: items[position].0, dispatch: &work))
+                } catch {
+                    results[position] = .failure(error)
+                }
+            case .failure(let error as StoreError) where error.code == .notFound:
+                results[position] = .success(.deadLetter("unknown_story: \(error.message)"))
+            case .failure(let error as StoreError) where error.code == .ambiguous:
+                results[position] = .success(.deadLetter("ambiguous_story: \(error.message)"))
+            case .failure(let error):
+                results[position] = .failure(error)
+            }
+        }
+        await self.tasks.dispatch(work)
+        return results.map { $0! }
     }
 
     /// Carries out what an applied change implies: log lines, tasks, escalation notices, the next
     /// stories of the session and the next session of the project.
-    func react(to result: ApplyResult, incoming: IncomingEvent, signal: Signal?) async throws -> HandlerOutcome {
+    /// - Parameter dispatch: where the tasks to dispatch are collected (the caller sends them all at once).
+    func react(to result: ApplyResult, incoming: IncomingEvent, signal: Signal?, dispatch: inout [(story: StoryRecord, drafts: [TaskDraft])]) async throws -> HandlerOutcome {
         switch result {
         case .applied(let record, let effects, let sessionEffects):
             let state = record.state
@@ -72,15 +113,17 @@ struct OrchestratorCore: Sendable {
                 self.tasks.forget(storyID: dependent, sessionID: state.sessionID)
                 self.logger.warning("story cancelled: a story it depends on failed", metadata: ["wave.story": "\(dependent)", "wave.failed": "\(state.storyID)"])
             }
-            try await self.announceEscalations(of: incoming.messageID, project: signal?.project)
+            if !effects.escalations.isEmpty || sessionEffects.otherEffects.values.contains(where: { !$0.escalations.isEmpty }) {
+                try await self.announceEscalations(of: incoming.messageID, project: signal?.project)
+            }
             if sessionEffects.budgetWarning || sessionEffects.pausedForBudget {
                 try await self.announceBudget(sessionID: state.sessionID, paused: sessionEffects.pausedForBudget)
             }
             if state.status.isFinished {
                 self.tasks.forget(storyID: state.storyID, sessionID: state.sessionID)
                 try await self.advanceSession(state.sessionID)
-            } else {
-                await self.tasks.dispatch([(record, effects.dispatches)])
+            } else if !effects.dispatches.isEmpty {
+                dispatch.append((record, effects.dispatches))
             }
             return .applied("\(state.storyID) \(state.status.rawValue) at \(state.currentGate)")
         case .ignored(let reason, let record, let effects):
@@ -190,39 +233,57 @@ struct OrchestratorCore: Sendable {
 
 // MARK: - The standard handlers
 
-/// `gate.passed` and `gate.failed`: the pass rule decides (a reference agent's `gate.passed` with
-/// `result: fail` is a failure; a `gate.failed` is a failure whatever it says).
-struct GateResultHandler: EventHandler {
+/// `gate.passed` and `gate.failed` (the pass rule decides: a reference agent's `gate.passed` with
+/// `result: fail` is a failure; a `gate.failed` is a failure whatever it says) and `agent.error`
+/// (a retry with backoff, a scheduled dispatch, up to the gate's limit, then an escalation; a
+/// non-retryable error escalates at once). A run of them in one read is applied in one
+/// transaction.
+struct StoryEventHandler: BatchEventHandler {
     let core: OrchestratorCore
-    var name: String { "gate-result" }
+    var name: String { "story-event" }
 
     func handle(_ signal: Signal) async throws -> HandlerOutcome {
+        try await self.handle(batch: [signal])[0].get()
+    }
+
+    func handle(batch: [Signal]) async -> [Result<HandlerOutcome, any Error>] {
+        var results = [Result<HandlerOutcome, any Error>?](repeating: nil, count: batch.count)
+        var events: [(Signal, StoryEvent)] = []
+        var positions: [Int] = []
+        for (position, signal) in batch.enumerated() {
+            switch self.event(of: signal) {
+            case .success(let event):
+                events.append((signal, event))
+                positions.append(position)
+            case .failure(let refusal):
+                results[position] = .success(refusal.outcome)
+            }
+        }
+        for (position, result) in zip(positions, await self.core.applyStoryEvents(events)) { results[position] = result }
+        return results.map { $0! }
+    }
+
+    func event(of signal: Signal) -> Result<StoryEvent, Refusal> {
         var payload = signal.envelope.payload
+        if signal.envelope.eventType == .agentError {
+            let message = payload["error"]?.stringValue ?? payload["message"]?.stringValue ?? "agent error"
+            return .success(.agentError(message: message, retryable: payload["retryable"]?.boolValue ?? true, role: self.core.role(of: signal)))
+        }
         guard let text = payload["gate_id"]?.stringValue ?? payload["gate"]?.stringValue else {
-            return .deadLetter("invalid_payload: \(signal.envelope.eventType.rawValue) has no gate_id")
+            return .failure(Refusal(outcome: .deadLetter("invalid_payload: \(signal.envelope.eventType.rawValue) has no gate_id")))
         }
         let gate: GateID
-        do { gate = try GateID(parsing: text) } catch { return .deadLetter("invalid_payload: gate_id \(text) is not gate-0 … gate-7") }
+        do { gate = try GateID(parsing: text) } catch { return .failure(Refusal(outcome: .deadLetter("invalid_payload: gate_id \(text) is not gate-0 … gate-7"))) }
         if signal.envelope.eventType == .gateFailed, GateOutcome(payload: payload) == .passed {
             payload["result"] = .string("fail")
         }
-        let input = GateResultInput(gate: gate, payload: payload, senderRole: self.core.role(of: signal), agentID: signal.envelope.agentID)
-        return try await self.core.applyStoryEvent(signal, .gateResult(input))
+        return .success(.gateResult(GateResultInput(gate: gate, payload: payload, senderRole: self.core.role(of: signal), agentID: signal.envelope.agentID)))
     }
 }
 
-/// `agent.error`: a retry with backoff (a scheduled dispatch) up to the gate's limit, then an
-/// escalation; a non-retryable error escalates at once.
-struct AgentErrorHandler: EventHandler {
-    let core: OrchestratorCore
-    var name: String { "agent-error" }
-
-    func handle(_ signal: Signal) async throws -> HandlerOutcome {
-        let payload = signal.envelope.payload
-        let message = payload["error"]?.stringValue ?? payload["message"]?.stringValue ?? "agent error"
-        let retryable = payload["retryable"]?.boolValue ?? true
-        return try await self.core.applyStoryEvent(signal, .agentError(message: message, retryable: retryable, role: self.core.role(of: signal)))
-    }
+/// An outcome that stops a signal before the store (a dead letter with its reason).
+struct Refusal: Error {
+    let outcome: HandlerOutcome
 }
 
 /// `story.blocked` blocks the story (no more work, an escalation); `story.unblocked` (a system

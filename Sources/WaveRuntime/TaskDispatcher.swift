@@ -95,22 +95,49 @@ public final class TaskDispatcher: Sendable {
     public var totals: (published: Int, held: Int) { self.state.withLock { ($0.published, $0.held) } }
 
     /// Dispatches drafts for stories: critical and high priority first, each now or at its
-    /// `notBefore` time. A task already out for the same key and attempt is not sent again.
+    /// `notBefore` time, every task due now in one pipelined write. A task already out for the
+    /// same key and attempt is not sent again.
     public func dispatch(_ work: [(story: StoryRecord, drafts: [TaskDraft])], now: WaveTimestamp = .now()) async {
         let ordered = work.filter { !$0.drafts.isEmpty }.sorted { Self.priority(of: $0.story) > Self.priority(of: $1.story) }
+        guard !ordered.isEmpty else { return }
+        var sessions: [String: (SessionRecord, ProjectName)?] = [:]
+        var due: [(key: Key, entry: TaskEntry, stream: String)] = []
         for (story, drafts) in ordered {
-            guard let session = try? self.store.session(id: story.state.sessionID), let project = try? ProjectName(session.project) else {
+            let sessionID = story.state.sessionID
+            if sessions[sessionID] == nil {
+                sessions[sessionID] = .some((try? self.store.session(id: sessionID)).flatMap { session in
+                    (try? ProjectName(session.project)).map { (session, $0) }
+                })
+            }
+            guard let (session, project) = sessions[sessionID] ?? nil else {
                 self.logger.error("cannot dispatch: the story's session is gone", metadata: ["wave.story": "\(story.state.storyID)"])
                 continue
             }
             for draft in drafts {
-                let key = Key(sessionID: story.state.sessionID, storyID: story.state.storyID, gate: draft.gate, role: draft.role)
+                let key = Key(sessionID: sessionID, storyID: story.state.storyID, gate: draft.gate, role: draft.role)
                 if let notBefore = draft.notBefore, notBefore > now {
                     self.schedule(key, at: notBefore, now: now)
-                    continue
+                } else if let entry = self.claim(key, draft: draft, story: story, session: session, project: project, now: now) {
+                    due.append((key, entry, Channels.tasks(project, draft.role)))
                 }
-                await self.send(key, draft: draft, story: story, session: session, project: project, now: now)
             }
+        }
+        guard !due.isEmpty else { return }
+        do {
+            _ = try await self.bus.publish(entries: due.map { ($0.stream, $0.entry.fields) })
+            self.state.withLock { $0.published += due.count }
+            for (key, entry, _) in due {
+                self.logger.info("task dispatched", metadata: [
+                    "wave.story": "\(key.storyID)", "wave.gate": "\(key.gate)", "wave.role": "\(key.role)", "wave.action": "\(entry.action)",
+                    "wave.attempt": "\(entry.attempt)", "wave.task_id": "\(entry.taskID)",
+                ])
+            }
+        } catch {
+            // Not out: the next in-flight scan (restart, clear, resume) dispatches them again.
+            self.state.withLock { state in
+                for (key, _, _) in due { _ = state.outstanding[StoryKey(sessionID: key.sessionID, storyID: key.storyID)]?.removeValue(forKey: key) }
+            }
+            self.logger.error("tasks not dispatched", metadata: ["wave.count": "\(due.count)", "wave.error": "\(error)"])
         }
     }
 
@@ -146,15 +173,16 @@ public final class TaskDispatcher: Sendable {
         await self.dispatch(inFlight.map { (story: $0.story, drafts: $0.tasks) }, now: now)
     }
 
-    func send(_ key: Key, draft: TaskDraft, story: StoryRecord, session: SessionRecord, project: ProjectName, now: WaveTimestamp) async {
+    /// The task entry for a draft, recorded as out; `nil` when it must not go out now (a stop, a
+    /// pause, a session not in progress) or is out already for the same attempt.
+    func claim(_ key: Key, draft: TaskDraft, story: StoryRecord, session: SessionRecord, project: ProjectName, now: WaveTimestamp) -> TaskEntry? {
         guard !self.isHalted(project: project.key), !session.isPaused, session.status == .inProgress else {
             self.state.withLock { $0.held += 1 }
             self.logger.debug("task held back", metadata: ["wave.task": "\(key)", "wave.why": "\(session.isPaused ? "session paused" : "stopped or not in progress")"])
-            return
+            return nil
         }
         let attempt = story.state.gateFailures[draft.gate.number] + 1
         let storyKey = StoryKey(sessionID: key.sessionID, storyID: key.storyID)
-        if let existing = self.state.withLock({ $0.outstanding[storyKey]?[key] }), existing.attempt == attempt { return }
         let timeout = self.store.engine.configuration.gates[draft.gate.number].timeout
         var payload: [String: JSONValue] = [
             "title": .string(story.title), "domain": .string(story.state.domain), "agent": .string(story.state.agent),
@@ -165,18 +193,10 @@ public final class TaskDispatcher: Sendable {
             gate: draft.gate, payload: payload, priority: Self.priority(of: story), attempt: attempt, deadline: now.adding(timeout),
             messageID: MessageID.make(), timestamp: now, project: session.project
         )
-        self.state.withLock { $0.outstanding[storyKey, default: [:]][key] = entry }
-        do {
-            _ = try await self.bus.publish(fields: entry.fields, to: Channels.tasks(project, draft.role))
-            self.state.withLock { $0.published += 1 }
-            self.logger.info("task dispatched", metadata: [
-                "wave.story": "\(key.storyID)", "wave.gate": "\(draft.gate)", "wave.role": "\(draft.role)", "wave.action": "\(draft.action)",
-                "wave.attempt": "\(attempt)", "wave.task_id": "\(entry.taskID)",
-            ])
-        } catch {
-            // Not out: the next in-flight scan (restart, clear, resume) dispatches it again.
-            self.state.withLock { _ = $0.outstanding[storyKey]?.removeValue(forKey: key) }
-            self.logger.error("task not dispatched", metadata: ["wave.task": "\(key)", "wave.error": "\(error)"])
+        return self.state.withLock { state -> TaskEntry? in
+            if let existing = state.outstanding[storyKey]?[key], existing.attempt == attempt { return nil }
+            state.outstanding[storyKey, default: [:]][key] = entry
+            return entry
         }
     }
 
