@@ -368,3 +368,40 @@ final class Locked<Value: Sendable>: Sendable {
     init(_ value: Value) { self.mutex = Mutex(value) }
     func withLock<T>(_ body: (inout Value) -> T) -> T { self.mutex.withLock { body(&$0) } }
 }
+
+@Suite("Orchestrator: a read applied as a batch")
+struct BatchDispatchTests {
+    @Test("a read of many signals applies each as alone would, in one transaction; refusals stay per signal", arguments: BusKind.available)
+    func batchOfSignals(kind: BusKind) async throws {
+        let h = try Harness.make(kind, configure: { $0.batchSize = 128 })
+        let session = try h.session((0..<20).map { backend("B-\($0)") })
+        try await h.orchestrator.prepare()
+        // Published before the dispatcher reads: it gets them in one read.
+        var envelopes: [Envelope] = []
+        for gate in 0...1 {
+            for story in 0..<20 {
+                envelopes.append(Envelope(eventType: .gatePassed, payload: ["gate_id": .string("gate-\(gate)"), "result": "pass"], source: gate == 0 ? "CTO-1" : "BE-1",
+                                          project: h.project.key, storyID: "B-\(story)"))
+            }
+        }
+        let unknown = Envelope(eventType: .gatePassed, payload: ["gate_id": "gate-1", "result": "pass"], source: "BE-1", project: h.project.key, storyID: "NOPE")
+        let premature = Envelope(eventType: .gatePassed, payload: ["gate_id": "gate-6", "result": "pass"], source: "CTO-1", project: h.project.key, storyID: "B-0")
+        let noGate = Envelope(eventType: .agentError, payload: ["error": "disk full"], source: "BE-1", project: h.project.key, storyID: "B-1")
+        envelopes += [unknown, premature, noGate]
+        _ = try await h.bus.publish(batch: envelopes.map { (Channels.signals(h.project), $0) })
+        let published = envelopes
+        try await h.running {
+            for envelope in published { _ = try await h.settledResults(envelope.messageID) }
+        }
+        let stories = try h.store.stories(session: session)
+        #expect(stories.filter { $0.state.storyID != "B-1" }.allSatisfy { $0.state.currentGate.number == 2 })
+        #expect(try h.story("B-1").state.retryCount == 1, "the agent error counted at gate-2")
+        let unknownResult = try await h.settledResults(unknown.messageID)
+        #expect(unknownResult.first?.disposition == .deadLetter("unknown_story: no story NOPE in project \(h.project.key)"))
+        let prematureResult = try await h.settledResults(premature.messageID)
+        #expect(prematureResult.first?.disposition == .retry)
+        let tasks = try await h.tasks("be", count: 200)
+        #expect(tasks.filter { $0.gate.number == 1 }.count == 20, "a gate-1 task for every story")
+        #expect(tasks.filter { $0.gate.number == 2 && $0.attempt == 1 }.count == 20, "a gate-2 task for every story, once")
+    }
+}
