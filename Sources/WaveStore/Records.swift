@@ -167,6 +167,8 @@ public enum StoreIDs {
 
     /// The stored form of an id given with or without dashes.
     public static func normalize(_ text: String) -> String {
+        // Already stored form (no dash, no capital): the same string, no copy.
+        if !text.utf8.contains(where: { $0 == UInt8(ascii: "-") || ($0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z")) }) { return text }
         var bytes: [UInt8] = []
         bytes.reserveCapacity(32)
         for byte in text.utf8 where byte != UInt8(ascii: "-") {
@@ -184,8 +186,19 @@ public enum StoreIDs {
 
     /// 8-4-4-4-12 for a 32-hex id; anything else unchanged.
     public static func display(_ id: String) -> String {
-        let hex = Array(self.normalize(id))
-        guard hex.count == 32 else { return id }
-        return [hex[0..<8], hex[8..<12], hex[12..<16], hex[16..<20], hex[20..<32]].map { String($0) }.joined(separator: "-")
+        let hex = self.normalize(id)
+        guard hex.utf8.count == 32 else { return id }
+        return String(unsafeUninitializedCapacity: 36) { buffer in
+            var index = 0
+            for (offset, byte) in hex.utf8.enumerated() {
+                if offset == 8 || offset == 12 || offset == 16 || offset == 20 {
+                    buffer[index] = UInt8(ascii: "-")
+                    index += 1
+                }
+                buffer[index] = byte
+                index += 1
+            }
+            return index
+        }
     }
 }
