@@ -53,6 +53,7 @@ public final class SimulatedAgent: Sendable {
             return (low + (high - low) * fraction, random.nextUnit(), random.nextUnit())
         }
         // The simulated work itself (not a wait for an event).
+        // sleep: simulated-work
         try await Task.sleep(for: delay)
         let cost = (costUSD: self.profile.costPerTask, tokens: self.profile.tokensPerTask)
         if errorRoll < self.profile.errorRate {

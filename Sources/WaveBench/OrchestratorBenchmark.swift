@@ -473,6 +473,7 @@ public struct ThroughputBenchmark: Sendable {
                 next += n
                 // The pace: the next batch's slot (a deadline, not a check).
                 slot = slot.advanced(by: interval)
+                // sleep: deadline
                 if slot > ContinuousClock.now { try await Task.sleep(until: slot, clock: .continuous) }
             }
             let publishRate = Double(self.signals) / seconds(ContinuousClock.now - start)
@@ -491,6 +492,7 @@ func within<T: Sendable>(_ deadline: Duration, _ body: @escaping @Sendable () as
     try await withThrowingTaskGroup(of: T?.self) { group in
         group.addTask { try await body() }
         group.addTask {
+            // sleep: deadline
             try await Task.sleep(for: deadline)
             return nil
         }

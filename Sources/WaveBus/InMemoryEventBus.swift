@@ -185,6 +185,7 @@ public actor InMemoryEventBus: EventBus {
     private func reclaimLoop(_ options: ConsumerOptions, _ sink: DeliverySink) async {
         while !Task.isCancelled {
             // Maintenance on the configured reclaim interval.
+            // sleep: interval reclaimInterval
             do { try await Task.sleep(for: options.effectiveReclaimInterval) } catch { return }
             await sink.send(self.reclaimIdle(options, now: .now).compactMap { self.judge($0, options) })
         }

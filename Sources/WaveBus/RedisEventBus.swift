@@ -78,6 +78,7 @@ public struct RedisEventBus: EventBus {
                 let delay = self.client.configuration.reconnectBackoff.delay(attempt: attempt)
                 attempt += 1
                 self.logger.debug("publish failed; retrying with the same message ids", metadata: ["wave.error": "\(error)"])
+                // sleep: backoff
                 try await Task.sleep(for: delay)
             }
         }
@@ -226,6 +227,7 @@ public struct RedisEventBus: EventBus {
                 // Reconnect backoff, exponential with full jitter.
                 let delay = self.client.configuration.reconnectBackoff.delay(attempt: attempt)
                 attempt += 1
+                // sleep: backoff
                 do { try await Task.sleep(for: delay) } catch { return }
             }
         }
@@ -260,6 +262,7 @@ public struct RedisEventBus: EventBus {
     private func reclaimLoop(_ options: ConsumerOptions, _ sink: DeliverySink) async {
         while !Task.isCancelled {
             // Maintenance on the configured reclaim interval.
+            // sleep: interval reclaimInterval
             do { try await Task.sleep(for: options.effectiveReclaimInterval) } catch { return }
             for stream in options.streams {
                 do {

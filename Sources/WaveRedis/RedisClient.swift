@@ -243,6 +243,7 @@ public final class RedisClient: Service, Sendable {
         await self.pool.maintain()
         while !Task.isCancelled {
             // Maintenance on a named, configured interval (keep-alive), not a wait for a state.
+            // sleep: interval keepAliveInterval
             do { try await Task.sleep(for: self.configuration.pool.keepAliveInterval) } catch { return }
             if self.breaker.state == .closed { await self.pool.maintain() }
         }
@@ -252,6 +253,7 @@ public final class RedisClient: Service, Sendable {
         for await transition in self.breaker.transitions() {
             guard transition.to == .open, let reopensAt = self.breaker.reopensAt else { continue }
             // Backoff stored in the breaker (exponential, full jitter), then one probe.
+            // sleep: backoff
             do { try await Task.sleep(until: reopensAt, clock: .continuous) } catch { return }
             do {
                 _ = try await self.send(PingCommand())

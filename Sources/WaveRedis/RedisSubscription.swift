@@ -90,6 +90,7 @@ extension RedisClient {
             // Reconnect backoff: exponential with full jitter.
             let delay = self.configuration.reconnectBackoff.delay(attempt: attempt)
             attempt += 1
+            // sleep: backoff
             do { try await Task.sleep(for: delay) } catch { return }
         }
     }

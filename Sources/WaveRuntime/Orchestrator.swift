@@ -167,6 +167,7 @@ public final class Orchestrator: Service, Sendable {
                 // Maintenance on a named interval: counters and last-seen for `wave status`.
                 await cancelWhenGracefulShutdown {
                     while !Task.isCancelled {
+                        // sleep: interval statusInterval
                         do { try await Task.sleep(for: self.configuration.statusInterval) } catch { return }
                         try? self.recordState()
                     }

@@ -205,6 +205,7 @@ public final class TaskDispatcher: Sendable {
         let sessionID = key.sessionID
         let timer = Task { [weak self] in
             // A deadline: the retry's backoff ends, then the task goes out (if nothing cancelled it).
+            // sleep: deadline
             do { try await Task.sleep(for: delay) } catch { return }
             guard let self else { return }
             self.state.withLock { _ = $0.timers.removeValue(forKey: key) }

@@ -95,6 +95,7 @@ public final class RedisServerProcess: @unchecked Sendable {
             guard ContinuousClock.now < deadline else {
                 throw TestEnvironmentError(message: "redis-server on port \(self.port) did not start within 5 s")
             }
+            // sleep: backoff
             try await Task.sleep(for: backoff.ceiling(attempt: attempt))
             attempt += 1
         }
