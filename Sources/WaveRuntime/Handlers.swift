@@ -177,6 +177,26 @@ struct OrchestratorCore: Sendable {
         }
     }
 
+    /// A task ran out of time: the story gets a timeout (a failure counted at its gate, a retry or
+    /// an escalation), and the agent that held the task, if known, is told it is cancelled.
+    func applyTimeout(_ task: TaskEntry) async {
+        let incoming = IncomingEvent(messageID: "timeout-\(task.messageID)", eventType: "task.timeout", source: "orchestrator",
+                                     sessionID: task.sessionID, storyID: task.storyID, event: .timeout(role: task.role), project: task.project)
+        do {
+            var work: [(story: StoryRecord, drafts: [TaskDraft])] = []
+            _ = try await self.react(to: try self.store.apply(incoming), incoming: incoming, signal: nil, dispatch: &work)
+            await self.tasks.dispatch(work)
+        } catch {
+            self.logger.error("timeout not applied", metadata: ["wave.story": "\(task.storyID)", "wave.error": "\(error)"])
+        }
+        guard let project = try? ProjectName(task.project),
+              let agent = self.roster.all.first(where: { $0.currentTask == task.taskID || $0.currentTask == task.messageID }) else { return }
+        try? await self.publishNotice(Envelope(
+            eventType: .taskCancelled, payload: ["task_id": .string(task.taskID), "reason": "timeout"], source: "orchestrator",
+            project: task.project, priority: .high, sessionID: task.sessionID, storyID: task.storyID, correlationID: task.messageID
+        ), to: Channels.agent(project, agent.id))
+    }
+
     // MARK: Notices
 
     func announceEscalations(of messageID: String, project: ProjectName?) async throws {
@@ -206,10 +226,12 @@ struct OrchestratorCore: Sendable {
         ), project: project)
     }
 
-    /// Publishes a notice; a failure is logged, not thrown (the change it announces is committed).
-    func publishNotice(_ envelope: Envelope, project: ProjectName) async throws {
+    /// Publishes a notice (on the project's system stream unless `stream` says otherwise); a
+    /// failure is logged, not thrown (the change it announces is committed).
+    func publishNotice(_ envelope: Envelope, project: ProjectName? = nil, to stream: String? = nil) async throws {
+        guard let stream = stream ?? project.map(Channels.system) else { return }
         do {
-            _ = try await self.bus.publish(envelope, to: Channels.system(project))
+            _ = try await self.bus.publish(envelope, to: stream)
         } catch {
             self.logger.error("notice not published", metadata: ["wave.event": "\(envelope.eventType.rawValue)", "wave.error": "\(error)"])
         }
@@ -264,6 +286,14 @@ struct StoryEventHandler: BatchEventHandler {
     }
 
     func event(of signal: Signal) -> Result<StoryEvent, Refusal> {
+        if self.core.tasks.timedOut(correlationID: signal.envelope.correlationID) {
+            // The task ran out of time and was taken back: its late result is recorded, not applied.
+            try? self.core.store.bump("late_results")
+            self.core.logger.info("late result ignored: its task had timed out", metadata: [
+                "wave.story": "\(signal.envelope.storyIDForRouting ?? "")", "wave.correlation_id": "\(signal.envelope.correlationID ?? "")",
+            ])
+            return .failure(Refusal(outcome: .ignored("late_result")))
+        }
         var payload = signal.envelope.payload
         if signal.envelope.eventType == .agentError {
             let message = payload["error"]?.stringValue ?? payload["message"]?.stringValue ?? "agent error"

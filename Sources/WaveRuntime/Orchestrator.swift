@@ -76,6 +76,7 @@ public final class Orchestrator: Service, Sendable {
         self.tasks = TaskDispatcher(bus: bus, store: store, logger: logger)
         self.roster = AgentRoster()
         let core = OrchestratorCore(store: store, bus: bus, tasks: self.tasks, roster: self.roster, roleMap: configuration.roleMap, logger: logger)
+        self.tasks.onTimeout { task in await core.applyTimeout(task) }
         var registry = HandlerRegistry()
         core.registerStandardHandlers(in: &registry)
         register(&registry)
@@ -199,6 +200,7 @@ public final class Orchestrator: Service, Sendable {
                 "failures": .number(Double(counters.failures)), "dead_lettered": .number(Double(counters.deadLettered)),
                 "tasks_published": .number(Double(totals.published)), "tasks_held": .number(Double(totals.held)),
                 "tasks_outstanding": .number(Double(self.tasks.outstandingCount)),
+                "tasks_timed_out": .number(Double(self.tasks.timeouts)),
                 "halted": .array(self.tasks.haltedScopes.sorted().map { .string($0) }),
                 "trimmed_unread": .number(Double(redis?.counters.trimmedUnreadTotal ?? 0)),
             ],

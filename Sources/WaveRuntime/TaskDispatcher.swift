@@ -36,6 +36,12 @@ public final class TaskDispatcher: Sendable {
     struct State {
         var outstanding: [StoryKey: [Key: TaskEntry]] = [:]
         var timers: [Key: Task<Void, Never>] = [:]
+        /// Deadline timers of the tasks out, by task message id.
+        var deadlines: [String: Task<Void, Never>] = [:]
+        /// Tasks that ran out of time (message ids, the newest 10 000): their late results are ignored.
+        var timedOut: Set<String> = []
+        var timedOutOrder: [String] = []
+        var timeouts = 0
         /// Scopes under an emergency stop: `global` or project keys.
         var halted: Set<String> = []
         var published = 0
@@ -46,6 +52,7 @@ public final class TaskDispatcher: Sendable {
     let store: SQLiteStore
     let logger: Logger
     let state = Mutex(State())
+    let timeoutHandler = Mutex<(@Sendable (TaskEntry) async -> Void)?>(nil)
 
     /// Creates a dispatcher over a bus and a store.
     public init(bus: any EventBus, store: SQLiteStore, logger: Logger) {
@@ -126,6 +133,7 @@ public final class TaskDispatcher: Sendable {
         do {
             _ = try await self.bus.publish(entries: due.map { ($0.stream, $0.entry.fields) })
             self.state.withLock { $0.published += due.count }
+            for (key, entry, _) in due { self.arm(key, entry, now: now) }
             for (key, entry, _) in due {
                 self.logger.info("task dispatched", metadata: [
                     "wave.story": "\(key.storyID)", "wave.gate": "\(key.gate)", "wave.role": "\(key.role)", "wave.action": "\(entry.action)",
@@ -144,11 +152,13 @@ public final class TaskDispatcher: Sendable {
     /// Forgets the tasks of a story (it finished or was cancelled) and cancels its timers.
     public func forget(storyID: String, sessionID: String) {
         let timers = self.state.withLock { state -> [Task<Void, Never>] in
-            state.outstanding[StoryKey(sessionID: sessionID, storyID: storyID)] = nil
-            guard !state.timers.isEmpty else { return [] }
+            let removed = state.outstanding.removeValue(forKey: StoryKey(sessionID: sessionID, storyID: storyID)) ?? [:]
+            var cancelled = removed.values.compactMap { state.deadlines.removeValue(forKey: $0.messageID) }
+            guard !state.timers.isEmpty else { return cancelled }
             let mine = state.timers.filter { $0.key.storyID == storyID && $0.key.sessionID == sessionID }
             for key in mine.keys { state.timers[key] = nil }
-            return Array(mine.values)
+            cancelled.append(contentsOf: mine.values)
+            return cancelled
         }
         for timer in timers { timer.cancel() }
     }
@@ -156,11 +166,59 @@ public final class TaskDispatcher: Sendable {
     /// Marks the tasks of a story at a gate as answered (a result for that gate was applied).
     public func answered(storyID: String, sessionID: String, gate: GateID, role: String?) {
         let story = StoryKey(sessionID: sessionID, storyID: storyID)
-        self.state.withLock { state in
-            guard var tasks = state.outstanding[story] else { return }
-            for key in tasks.keys where key.gate == gate && (role == nil || key.role == role) { tasks[key] = nil }
+        let deadlines = self.state.withLock { state -> [Task<Void, Never>] in
+            guard var tasks = state.outstanding[story] else { return [] }
+            var cancelled: [Task<Void, Never>] = []
+            for (key, entry) in tasks where key.gate == gate && (role == nil || key.role == role) {
+                tasks[key] = nil
+                if let deadline = state.deadlines.removeValue(forKey: entry.messageID) { cancelled.append(deadline) }
+            }
             state.outstanding[story] = tasks.isEmpty ? nil : tasks
+            return cancelled
         }
+        for deadline in deadlines { deadline.cancel() }
+    }
+
+    // MARK: Deadlines
+
+    /// What to do when a task runs out of time (the orchestrator applies a timeout to the story).
+    public func onTimeout(_ handler: @escaping @Sendable (TaskEntry) async -> Void) {
+        self.timeoutHandler.withLock { $0 = handler }
+    }
+
+    /// Whether the task a result answers (its `correlation_id`) ran out of time: such a late
+    /// result is recorded and ignored.
+    public func timedOut(correlationID: String?) -> Bool {
+        guard let correlationID else { return false }
+        return self.state.withLock { $0.timedOut.contains(correlationID) }
+    }
+
+    /// Tasks that ran out of time so far.
+    public var timeouts: Int { self.state.withLock { $0.timeouts } }
+
+    /// Arms a task's deadline: if it is still out then, it is taken back and the timeout applied.
+    func arm(_ key: Key, _ entry: TaskEntry, now: WaveTimestamp) {
+        let delay = entry.deadline.duration(since: now)
+        let timer = Task { [weak self] in
+            // sleep: deadline
+            do { try await Task.sleep(for: delay) } catch { return }
+            guard let self else { return }
+            let expired = self.state.withLock { state -> Bool in
+                state.deadlines[entry.messageID] = nil
+                let story = StoryKey(sessionID: key.sessionID, storyID: key.storyID)
+                guard state.outstanding[story]?[key]?.messageID == entry.messageID else { return false }
+                state.outstanding[story]?[key] = nil
+                state.timedOut.insert(entry.messageID)
+                state.timedOutOrder.append(entry.messageID)
+                if state.timedOutOrder.count > 10_000 { state.timedOut.remove(state.timedOutOrder.removeFirst()) }
+                state.timeouts += 1
+                return true
+            }
+            guard expired else { return }
+            self.logger.warning("task timed out", metadata: ["wave.task": "\(key)", "wave.task_id": "\(entry.taskID)", "wave.deadline": "\(entry.deadline)"])
+            await self.timeoutHandler.withLock { $0 }?(entry)
+        }
+        self.state.withLock { $0.deadlines[entry.messageID] = timer }
     }
 
     /// Dispatches again, from the store, every task that working stories need and that is not
@@ -222,8 +280,11 @@ public final class TaskDispatcher: Sendable {
     /// Cancels every timer (shutdown).
     public func cancelTimers() {
         let timers = self.state.withLock { state -> [Task<Void, Never>] in
-            defer { state.timers.removeAll() }
-            return Array(state.timers.values)
+            defer {
+                state.timers.removeAll()
+                state.deadlines.removeAll()
+            }
+            return Array(state.timers.values) + Array(state.deadlines.values)
         }
         for timer in timers { timer.cancel() }
     }

@@ -405,3 +405,41 @@ struct BatchDispatchTests {
         #expect(tasks.filter { $0.gate.number == 2 && $0.attempt == 1 }.count == 20, "a gate-2 task for every story, once")
     }
 }
+
+@Suite("Orchestrator: task deadlines")
+struct TaskDeadlineTests {
+    @Test("a task that runs out of time is taken back, counts one failure, goes out again; its late result is ignored; the agent is told", arguments: BusKind.available)
+    func timeoutRetriesThenEscalates(kind: BusKind) async throws {
+        var engine = Harness.fastEngine
+        engine.gates[1].timeout = .milliseconds(300)
+        engine.gates[1].maxRetries = 1
+        let h = try Harness.make(kind, engine: engine)
+        _ = try h.session([backend("T-1")])
+        try await h.running {
+            try await h.passGateZero("T-1")
+            let first = try #require(try await h.awaitTasks("be", story: "T-1", count: 1).first)
+            try await h.signal(.agentBusy, story: "T-1", from: "BE-1", payload: ["status": "busy", "task_id": .string(first.taskID)])
+            // No result: the deadline takes the task back and a second attempt goes out.
+            let attempts = try await h.awaitTasks("be", story: "T-1", count: 2)
+            #expect(attempts.map(\.attempt) == [1, 2])
+            #expect(try h.story("T-1").state.retryCount == 1)
+            // The first attempt's agent answers late: recorded, not applied.
+            let late = Envelope(eventType: .gatePassed, payload: ["gate_id": "gate-1", "result": "pass"], source: "BE-1", project: h.project.key,
+                                storyID: "T-1", correlationID: first.messageID)
+            _ = try await h.bus.publish(late, to: Channels.signals(h.project))
+            let results = try await h.settledResults(late.messageID)
+            #expect(results.first?.outcomes.first?.outcome == .ignored("late_result"))
+            #expect(try h.story("T-1").state.currentGate.number == 1)
+            // The agent that held the first attempt was told it is cancelled.
+            let notices = try await h.bus.entries(of: Channels.agent(h.project, "BE-1"), count: 10)
+            #expect(notices.contains { entry in
+                entry.fields.contains { $0.name == "event_type" && $0.value == "task.cancelled" } && entry.fields.contains { $0.name == "payload" && $0.value.contains(first.taskID) }
+            })
+            // The second attempt runs out of time too: past the limit, the story fails and escalates.
+            try await eventually("the story failed") { try h.story("T-1").state.status == .failed }
+        }
+        #expect(try h.store.escalations().map(\.kind) == ["retries_exhausted"])
+        #expect(try h.store.counter("late_results") == 1)
+        #expect(h.orchestrator.tasks.timeouts == 2)
+    }
+}
