@@ -75,7 +75,7 @@ let package = Package(
         .target(
             name: "WaveRuntime",
             dependencies: [
-                "WaveBus", "WaveStore", "WaveEngine", "WaveProtocol",
+                "WaveBus", "WaveStore", "WaveEngine", "WaveProtocol", "WaveRedis",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

@@ -9,6 +9,8 @@ public enum JSONValue: Hashable, Sendable {
     case array([JSONValue])
     case object([String: JSONValue])
 
+    /// The members, if this is an object.
+    public var objectValue: [String: JSONValue]? { if case .object(let o) = self { o } else { nil } }
     /// The text, if this is a string.
     public var stringValue: String? { if case .string(let s) = self { s } else { nil } }
     /// The number, if this is a number (or a string holding one, as some agents send).

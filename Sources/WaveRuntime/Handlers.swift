@@ -442,12 +442,19 @@ struct EmergencyHandler: EventHandler {
         if envelope.eventType == .systemEmergencyStop {
             // Halt first: the store write must not delay it.
             self.core.tasks.halt(scope: scope)
-            try self.core.store.recordStop(scope: scope, reason: reason, by: by, messageID: envelope.messageID)
+            let stop = try self.core.store.recordStop(scope: scope, reason: reason, by: by, messageID: envelope.messageID)
+            if let redis = self.core.bus as? RedisEventBus {
+                // The key holds the stop across restarts of everything that reads it.
+                try await EmergencyKeys.write(stop, client: redis.client)
+            }
             self.core.logger.critical("EMERGENCY STOP (\(scope)): \(reason); dispatch halted", metadata: ["wave.by": "\(by)"])
             return .applied("stopped \(scope)")
         }
         guard signal.kind != .signals else { return .ignored("clear_not_on_system_stream") }
         try self.core.store.clearStop(scope: scope, by: by, reason: reason, messageID: envelope.messageID)
+        if let redis = self.core.bus as? RedisEventBus, try !self.core.store.activeStops().contains(where: { $0.scope == scope }) {
+            try await EmergencyKeys.delete(scope: scope, client: redis.client)
+        }
         // A stop that is still recorded (another scope's, or a clear that lost a race) keeps its halt.
         let stillActive = Set(try self.core.store.activeStops().map(\.scope))
         if !stillActive.contains(scope) { self.core.tasks.release(scope: scope) }

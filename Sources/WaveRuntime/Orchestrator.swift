@@ -134,6 +134,9 @@ public final class Orchestrator: Service, Sendable {
             }
         }
         try await self.bus.createGroup(Channels.orchestratorGroup(consumer: self.configuration.consumer), on: Channels.systemGlobal, start: .newEntries)
+        if let redis = self.bus as? RedisEventBus {
+            try await EmergencyKeys.reconcile(store: self.store, client: redis.client, projects: self.configuration.projects, logger: self.logger)
+        }
         for stop in try self.store.activeStops() {
             self.tasks.halt(scope: stop.scope)
             self.logger.warning("emergency stop in force", metadata: ["wave.scope": "\(stop.scope)", "wave.reason": "\(stop.reason)", "wave.by": "\(stop.by)"])

@@ -16,12 +16,12 @@ enum BusKind: String, CaseIterable, CustomTestStringConvertible, Sendable {
     /// Redis runs when the test script started a server, or under CI (where its absence fails).
     static var available: [BusKind] { TestServers.available(TestServers.plain) ? [.memory, .redis] : [.memory] }
 
-    func makeBus() throws -> any EventBus {
+    func makeBus(url given: String? = nil) throws -> any EventBus {
         switch self {
         case .memory:
             return InMemoryEventBus()
         case .redis:
-            let url = try TestServers.require(TestServers.plain, "WAVE_TEST_REDIS_URL")
+            let url = try given ?? TestServers.require(TestServers.plain, "WAVE_TEST_REDIS_URL")
             return RedisEventBus(client: try TestServers.client(url), logger: TestServers.logger)
         }
     }
@@ -72,7 +72,7 @@ struct Harness: Sendable {
     let settled: Settled
     let directory: URL
 
-    static func make(_ kind: BusKind, name: String = #function, engine: EngineConfiguration = Harness.fastEngine,
+    static func make(_ kind: BusKind, name: String = #function, redisURL: String? = nil, engine: EngineConfiguration = Harness.fastEngine,
                      configure: (inout OrchestratorConfiguration) -> Void = { _ in },
                      register: (inout HandlerRegistry) -> Void = { _ in }) throws -> Harness {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("wave-runtime-\(UUID().uuidString)")
@@ -86,7 +86,7 @@ struct Harness: Sendable {
         configuration.blockTime = .milliseconds(200)
         configure(&configuration)
         let settled = Settled()
-        let bus = try kind.makeBus()
+        let bus = try kind.makeBus(url: redisURL)
         let orchestrator = Orchestrator(bus: bus, store: store, configuration: configuration, logger: logger, register: register,
                                         hooks: EventDispatcher.Hooks(settled: { signal, result in
                                             let id = signal.envelope.messageID

@@ -1,0 +1,72 @@
+import Foundation
+import Testing
+import WaveBus
+import WaveProtocol
+import WaveRedis
+import WaveRuntime
+import WaveStore
+import WaveTesting
+
+@Suite("Emergency stop: keys, restarts, the CLI (Redis)", .enabled(if: TestServers.available(TestServers.plain)))
+struct EmergencyStopTests {
+    @Test("wave stop halts a running orchestrator, survives its restart and a lost key; wave stop clear lets the held task out")
+    func stopAcrossRestarts() async throws {
+        let h = try Harness.make(.redis)
+        let redis = try #require(h.bus as? RedisEventBus)
+        let url = try TestServers.require(TestServers.plain, "WAVE_TEST_REDIS_URL")
+        let store = ["--redis", url, "--store", "sqlite:\(h.directory.path)/wave.sqlite"]
+        _ = try h.session([backend("E-1")])
+        try await h.running {
+            try await h.passGateZero("E-1")
+            let stopped = try WaveBinary.run(["stop", "--project", h.project.key, "--reason", "bad deploy", "--by", "ops"] + store)
+            #expect(stopped.status == 0, "\(stopped.stderr)")
+            // The orchestrator received the announcement (already applied: a duplicate for the ledger).
+            try await eventually("the orchestrator halted") { h.orchestrator.tasks.isHalted(project: h.project.key) }
+            try await h.gate(1, story: "E-1", from: "BE-1")
+            let underStop = try await h.tasks("be").map { "\($0.gate)#\($0.attempt)" }
+            #expect(underStop == ["gate-1#1"], "nothing dispatched under the stop")
+        }
+        let key = EmergencyKeys.key(scope: h.project.key)
+        #expect(try await redis.client.send(TTLCommand(key)) == -1, "no TTL")
+        // Redis loses the key; a new orchestrator on the same store writes it again and stays halted.
+        _ = try await redis.client.send(DelCommand(keys: [key]))
+        let restarted = Orchestrator(bus: h.bus, store: h.store, configuration: h.orchestrator.configuration, logger: TestServers.logger)
+        try await restarted.prepare()
+        #expect(restarted.tasks.isHalted(project: h.project.key))
+        #expect(try await redis.client.send(GetCommand(key))?.contains("bad deploy") == true)
+        #expect(try await h.tasks("be").map(\.gate.number) == [1], "the restart dispatched nothing under the stop")
+        let cleared = try WaveBinary.run(["stop", "clear", "--project", h.project.key, "--reason", "rolled back", "--by", "ops"] + store)
+        #expect(cleared.status == 0, "\(cleared.stderr)")
+        #expect(try await redis.client.send(GetCommand(key)) == nil)
+        let again = Orchestrator(bus: h.bus, store: h.store, configuration: h.orchestrator.configuration, logger: TestServers.logger)
+        try await again.prepare()
+        #expect(try await h.tasks("be").map(\.gate.number) == [1, 2], "after the clear the held gate-2 task goes out")
+        let history = try h.store.stopHistory()
+        #expect(history.first?.stop.by == "ops" && history.first?.clearedBy == "ops")
+    }
+
+    @Test("the reference's wave:emergency:active key sets an audited global stop from a legacy trigger")
+    func legacyKey() async throws {
+        // The reference's key is global to a Redis server: a server of this test's own, so that no
+        // other test's orchestrator sees it.
+        let server = try RedisServerProcess()
+        try await server.start()
+        defer { server.stop() }
+        let h = try Harness.make(.redis, redisURL: server.url)
+        let redis = try #require(h.bus as? RedisEventBus)
+        _ = try await redis.client.send(SetCommand(Channels.Legacy.emergencyActive, value: #"{"reason": "HALT from the portal", "timestamp": 1764000000}"#,
+                                                   expiration: .seconds(60)))
+        try await h.orchestrator.prepare()
+        let stops = try h.store.activeStops()
+        #expect(stops.map(\.scope) == ["global"])
+        #expect(stops.first?.source == "legacy" && stops.first?.reason == "HALT from the portal")
+        #expect(h.orchestrator.tasks.isHalted(project: h.project.key))
+        #expect(try await redis.client.send(GetCommand(Channels.emergencyGlobal))?.contains("legacy") == true, "mirrored to wave:emergency:global")
+        // The legacy key expiring never clears the stop.
+        _ = try await redis.client.send(DelCommand(keys: [Channels.Legacy.emergencyActive]))
+        let restarted = Orchestrator(bus: h.bus, store: h.store, configuration: h.orchestrator.configuration, logger: TestServers.logger)
+        try await restarted.prepare()
+        #expect(restarted.tasks.isHalted(project: h.project.key))
+        await redis.client.shutdown()
+    }
+}
