@@ -17,6 +17,14 @@ public struct SimulationProfile: Sendable, Hashable {
     public var tokensPerTask = 1_000
     /// Seed for the random choices (the same seed gives the same choices per agent).
     public var seed: UInt64 = 1
+    /// Outcomes decided in advance, by ``scriptKey(story:gate:role:attempt:)`` (the demo's
+    /// agent error and QA failure); they take precedence over the rates.
+    public var scripted: [String: TaskReport.Outcome] = [:]
+
+    /// The key of a scripted outcome: `S-1/gate-4/qa/1`.
+    public static func scriptKey(story: String, gate: GateID, role: String, attempt: Int) -> String {
+        "\(story)/\(gate)/\(role)/\(attempt)"
+    }
 
     /// The default profile: everything passes.
     public init() {}
@@ -56,6 +64,12 @@ public final class SimulatedAgent: Sendable {
         // sleep: simulated-work
         try await Task.sleep(for: delay)
         let cost = (costUSD: self.profile.costPerTask, tokens: self.profile.tokensPerTask)
+        if let outcome = self.profile.scripted[SimulationProfile.scriptKey(story: task.storyID, gate: task.gate, role: task.role, attempt: task.attempt)] {
+            if case .pass = outcome {
+                return TaskReport(.pass, details: Self.evidence(for: task, passing: true), costUSD: cost.costUSD, tokens: cost.tokens)
+            }
+            return TaskReport(outcome, details: Self.evidence(for: task, passing: false), costUSD: cost.costUSD, tokens: cost.tokens)
+        }
         if errorRoll < self.profile.errorRate {
             return TaskReport(.error("simulated agent error in \(task.action)", retryable: true), costUSD: cost.costUSD, tokens: cost.tokens)
         }

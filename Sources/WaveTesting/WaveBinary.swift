@@ -67,9 +67,14 @@ public enum WaveBinary {
         /// Sends SIGTERM (a graceful stop).
         public func terminate() { self.process.terminate() }
 
-        /// Waits for it to exit and returns what it wrote.
-        public func wait() -> Output {
+        /// Waits for it to exit and returns what it wrote; after `limit` it is killed (a hung
+        /// command fails its test instead of hanging the suite).
+        public func wait(limit: Duration = .seconds(180)) -> Output {
             let process = self.process
+            let pid = process.processIdentifier
+            let killer = DispatchWorkItem { if process.isRunning { kill(pid, SIGKILL) } }
+            DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(limit.components.seconds * 1000)), execute: killer)
+            defer { killer.cancel() }
             let out = self.out
             let err = self.err
             // Read both pipes concurrently so that a full stderr pipe cannot stall the child.

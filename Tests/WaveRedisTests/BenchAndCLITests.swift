@@ -57,11 +57,13 @@ struct BenchAndCLITests {
         #expect(result.stderr.contains("hint:"))
     }
 
-    @Test("the demo says plainly that it is not built yet")
-    func demoNotYet() throws {
+    @Test("`wave demo` as README.md shows it: finishes with every story complete and a summary, leaving no store behind")
+    func demoAsInTheReadme() throws {
         let result = try Self.wave(["demo"])
-        #expect(result.status == 1)
-        #expect(result.stderr.contains("not built yet"))
+        #expect(result.status == 0, "\(result.stderr.suffix(2_000))")
+        #expect(result.stdout.contains("6 complete, 0 failed; 48 gates passed"))
+        #expect(result.stdout.contains("signal → handler latency"))
+        #expect(result.stdout.contains("(a temporary store (deleted))"))
     }
 
     @Test("--help works for the root and for bench redis")

@@ -30,7 +30,8 @@ enum BusKind: String, CaseIterable, CustomTestStringConvertible, Sendable {
 /// What the dispatcher settled, by message id, with waiters resumed by each result (no polling).
 actor Settled {
     var results: [String: [DispatchResult]] = [:]
-    var waiters: [(id: String, count: Int, continuation: CheckedContinuation<[DispatchResult], Never>)] = []
+    var waiters: [(token: Int, id: String, count: Int, continuation: CheckedContinuation<[DispatchResult], Never>)] = []
+    var nextToken = 0
 
     func record(_ messageID: String, _ result: DispatchResult) {
         self.results[messageID, default: []].append(result)
@@ -39,9 +40,29 @@ actor Settled {
         for waiter in ready { waiter.continuation.resume(returning: self.results[waiter.id] ?? []) }
     }
 
+    /// Waits until `count` results for the message were settled; a cancelled wait (its deadline
+    /// passed) returns what there is, so that the caller's deadline can fail the test.
     func wait(for messageID: String, count: Int) async -> [DispatchResult] {
         if let results = self.results[messageID], results.count >= count { return results }
-        return await withCheckedContinuation { self.waiters.append((messageID, count, $0)) }
+        let token = self.nextToken
+        self.nextToken += 1
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                if Task.isCancelled {
+                    continuation.resume(returning: self.results[messageID] ?? [])
+                } else {
+                    self.waiters.append((token, messageID, count, continuation))
+                }
+            }
+        } onCancel: {
+            Task { await self.cancel(token) }
+        }
+    }
+
+    func cancel(_ token: Int) {
+        guard let index = self.waiters.firstIndex(where: { $0.token == token }) else { return }
+        let waiter = self.waiters.remove(at: index)
+        waiter.continuation.resume(returning: self.results[waiter.id] ?? [])
     }
 }
 

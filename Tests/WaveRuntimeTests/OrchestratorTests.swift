@@ -411,7 +411,7 @@ struct TaskDeadlineTests {
     @Test("a task that runs out of time is taken back, counts one failure, goes out again; its late result is ignored; the agent is told", arguments: BusKind.available)
     func timeoutRetriesThenEscalates(kind: BusKind) async throws {
         var engine = Harness.fastEngine
-        engine.gates[1].timeout = .milliseconds(300)
+        engine.gates[1].timeout = .milliseconds(1_500)
         engine.gates[1].maxRetries = 1
         let h = try Harness.make(kind, engine: engine)
         _ = try h.session([backend("T-1")])
@@ -422,7 +422,7 @@ struct TaskDeadlineTests {
             // No result: the deadline takes the task back and a second attempt goes out.
             let attempts = try await h.awaitTasks("be", story: "T-1", count: 2)
             #expect(attempts.map(\.attempt) == [1, 2])
-            #expect(try h.story("T-1").state.retryCount == 1)
+            #expect(try h.story("T-1").state.gateFailures[1] >= 1)
             // The first attempt's agent answers late: recorded, not applied.
             let late = Envelope(eventType: .gatePassed, payload: ["gate_id": "gate-1", "result": "pass"], source: "BE-1", project: h.project.key,
                                 storyID: "T-1", correlationID: first.messageID)
