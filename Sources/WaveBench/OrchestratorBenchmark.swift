@@ -106,15 +106,23 @@ final class Rendezvous: Sendable {
 public struct LatencyBenchmark: Sendable {
     /// The figures of one run.
     public struct Result: Sendable, Codable {
+        /// Publish → handler entered, p50.
         public var handler_p50_ms: Double
+        /// Publish → handler entered, p99.
         public var handler_p99_ms: Double
+        /// Publish → handler entered, worst.
         public var handler_max_ms: Double
         /// Publish → the handler returned (its transaction committed, the next task published).
         public var committed_p50_ms: Double
+        /// Publish → committed, p99.
         public var committed_p99_ms: Double
+        /// Publish → committed, worst.
         public var committed_max_ms: Double
+        /// redis-benchmark's PING p50, same server, same run.
         public var ping_p50_ms: Double
+        /// The raw SQLite commit loop, p50.
         public var raw_commit_p50_ms: Double
+        /// The raw SQLite commit loop, p99.
         public var raw_commit_p99_ms: Double
         /// `handler_p50_ms / ping_p50_ms` (bar ≤ 2.5).
         public var handler_p50_ratio: Double
@@ -122,6 +130,7 @@ public struct LatencyBenchmark: Sendable {
         public var handler_p99_ratio: Double
         /// `2 + raw_commit_p99_ms`: the bar for `committed_p99_ms`.
         public var committed_p99_bar_ms: Double
+        /// Signals timed.
         public var signals: Int
     }
 
@@ -320,14 +329,19 @@ public struct ThroughputBenchmark: Sendable {
         public var trimmed_unread: Int
         /// Phase B: entries handled.
         public var handled: Int
+        /// redis-benchmark's XADD rate with `-P 32`, same server, same run.
         public var xadd_pipelined_per_s_redis_benchmark: Double
+        /// A raw SQLite loop committing the same batch size, one small insert per signal.
         public var raw_batched_commits_per_s: Double
         /// `dispatched_per_s / xadd_pipelined_per_s_redis_benchmark` (bar ≥ 0.30).
         public var dispatched_ratio: Double
         /// `committed_per_s / raw_batched_commits_per_s` (bar ≥ 0.25).
         public var committed_ratio: Double
+        /// Signals timed.
         public var signals: Int
+        /// Publish batch size.
         public var batch: Int
+        /// Phase B's pace.
         public var paced_per_s: Double
     }
 
@@ -343,6 +357,7 @@ public struct ThroughputBenchmark: Sendable {
     /// Creates the benchmark with its defaults.
     public init() {}
 
+    /// Runs both phases in projects of their own and a fresh store, all removed at the end.
     public func run(client: RedisClient, logger: Logger) async throws -> Result {
         let tool = try RedisBenchmarkTool(configuration: client.configuration)
         let rawKey = "wave:bench:raw:\(UUID().uuidString.prefix(8).lowercased())"

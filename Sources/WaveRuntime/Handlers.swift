@@ -452,12 +452,11 @@ struct EmergencyHandler: EventHandler {
         }
         guard signal.kind != .signals else { return .ignored("clear_not_on_system_stream") }
         try self.core.store.clearStop(scope: scope, by: by, reason: reason, messageID: envelope.messageID)
-        if let redis = self.core.bus as? RedisEventBus, try !self.core.store.activeStops().contains(where: { $0.scope == scope }) {
-            try await EmergencyKeys.delete(scope: scope, client: redis.client)
+        // A stop still recorded for the scope (set again meanwhile) keeps its halt and its key.
+        if try !self.core.store.activeStops().contains(where: { $0.scope == scope }) {
+            self.core.tasks.release(scope: scope)
+            if let redis = self.core.bus as? RedisEventBus { try await EmergencyKeys.delete(scope: scope, client: redis.client) }
         }
-        // A stop that is still recorded (another scope's, or a clear that lost a race) keeps its halt.
-        let stillActive = Set(try self.core.store.activeStops().map(\.scope))
-        if !stillActive.contains(scope) { self.core.tasks.release(scope: scope) }
         self.core.logger.warning("emergency stop cleared (\(scope)): \(reason)", metadata: ["wave.by": "\(by)"])
         try await self.core.tasks.redispatch()
         return .applied("cleared \(scope)")

@@ -7,11 +7,17 @@ import WaveStore
 public struct StatusReport: Sendable, Codable, Hashable {
     /// One consumer group.
     public struct Group: Sendable, Codable, Hashable {
+        /// The stream.
         public var stream: String
+        /// The group.
         public var group: String
+        /// Consumers in the group.
         public var consumers: Int
+        /// Entries delivered and not acknowledged.
         public var pending: Int
+        /// Entries not yet delivered (`null` when Redis does not know).
         public var lag: Int?
+        /// Entries the group has read (`null` when unknown).
         public var entries_read: Int?
 
         enum CodingKeys: String, CodingKey { case stream, group, consumers, pending, lag, entries_read }
@@ -30,23 +36,37 @@ public struct StatusReport: Sendable, Codable, Hashable {
 
     /// One active emergency stop.
     public struct Stop: Sendable, Codable, Hashable {
+        /// `global` or a project key.
         public var scope: String
+        /// Why.
         public var reason: String
+        /// Who.
         public var by: String
+        /// Since when (ISO-8601).
         public var since: String
+        /// `wave` or `legacy`.
         public var source: String
     }
 
     /// One orchestrator instance.
     public struct Instance: Sendable, Codable, Hashable {
+        /// Its consumer name.
         public var consumer: String
+        /// `closed`, `open` or `half_open`.
         public var circuit: String
+        /// Its last recorded state (ISO-8601).
         public var last_seen: String
+        /// `redis` or `embedded`.
         public var bus: String
+        /// The projects it serves.
         public var projects: [String]
+        /// Whether it has not stopped cleanly.
         public var running: Bool
+        /// Entries it handled.
         public var handled: Int
+        /// Entries it dead-lettered.
         public var dead_lettered: Int
+        /// Tasks it has out.
         public var tasks_outstanding: Int
     }
 
