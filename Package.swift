@@ -76,6 +76,7 @@ let package = Package(
             name: "WaveRuntime",
             dependencies: [
                 "WaveBus", "WaveStore", "WaveEngine", "WaveProtocol", "WaveRedis",
+                .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

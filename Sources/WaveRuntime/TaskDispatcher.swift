@@ -1,3 +1,4 @@
+import HeapModule
 import Logging
 import Synchronization
 import WaveBus
@@ -27,6 +28,16 @@ public final class TaskDispatcher: Sendable {
         public var description: String { "\(self.storyID)/\(self.gate)/\(self.role)" }
     }
 
+    /// When a task's time is up.
+    struct Deadline: Comparable {
+        var at: Int64
+        var key: Key
+        var messageID: String
+
+        static func < (a: Deadline, b: Deadline) -> Bool { a.at < b.at }
+        static func == (a: Deadline, b: Deadline) -> Bool { a.at == b.at && a.messageID == b.messageID }
+    }
+
     /// A story: the outstanding tasks are indexed by it, so that a result touches only its own.
     struct StoryKey: Hashable {
         var sessionID: String
@@ -36,8 +47,13 @@ public final class TaskDispatcher: Sendable {
     struct State {
         var outstanding: [StoryKey: [Key: TaskEntry]] = [:]
         var timers: [Key: Task<Void, Never>] = [:]
-        /// Deadline timers of the tasks out, by task message id.
-        var deadlines: [String: Task<Void, Never>] = [:]
+        /// The deadlines of the tasks out, earliest first (an entry whose task was answered is
+        /// dropped when it comes up), and the one timer that waits for the earliest.
+        var deadlines = Heap<Deadline>()
+        var deadlineTimer: Task<Void, Never>?
+        var timerAt: Int64?
+        /// The heap size at which answered deadlines are dropped next.
+        var compactAt = 4_096
         /// Tasks that ran out of time (message ids, the newest 10 000): their late results are ignored.
         var timedOut: Set<String> = []
         var timedOutOrder: [String] = []
@@ -133,7 +149,7 @@ public final class TaskDispatcher: Sendable {
         do {
             _ = try await self.bus.publish(entries: due.map { ($0.stream, $0.entry.fields) })
             self.state.withLock { $0.published += due.count }
-            for (key, entry, _) in due { self.arm(key, entry, now: now) }
+            for (key, entry, _) in due { self.arm(key, entry) }
             for (key, entry, _) in due {
                 self.logger.info("task dispatched", metadata: [
                     "wave.story": "\(key.storyID)", "wave.gate": "\(key.gate)", "wave.role": "\(key.role)", "wave.action": "\(entry.action)",
@@ -152,13 +168,11 @@ public final class TaskDispatcher: Sendable {
     /// Forgets the tasks of a story (it finished or was cancelled) and cancels its timers.
     public func forget(storyID: String, sessionID: String) {
         let timers = self.state.withLock { state -> [Task<Void, Never>] in
-            let removed = state.outstanding.removeValue(forKey: StoryKey(sessionID: sessionID, storyID: storyID)) ?? [:]
-            var cancelled = removed.values.compactMap { state.deadlines.removeValue(forKey: $0.messageID) }
-            guard !state.timers.isEmpty else { return cancelled }
+            state.outstanding[StoryKey(sessionID: sessionID, storyID: storyID)] = nil
+            guard !state.timers.isEmpty else { return [] }
             let mine = state.timers.filter { $0.key.storyID == storyID && $0.key.sessionID == sessionID }
             for key in mine.keys { state.timers[key] = nil }
-            cancelled.append(contentsOf: mine.values)
-            return cancelled
+            return Array(mine.values)
         }
         for timer in timers { timer.cancel() }
     }
@@ -166,17 +180,11 @@ public final class TaskDispatcher: Sendable {
     /// Marks the tasks of a story at a gate as answered (a result for that gate was applied).
     public func answered(storyID: String, sessionID: String, gate: GateID, role: String?) {
         let story = StoryKey(sessionID: sessionID, storyID: storyID)
-        let deadlines = self.state.withLock { state -> [Task<Void, Never>] in
-            guard var tasks = state.outstanding[story] else { return [] }
-            var cancelled: [Task<Void, Never>] = []
-            for (key, entry) in tasks where key.gate == gate && (role == nil || key.role == role) {
-                tasks[key] = nil
-                if let deadline = state.deadlines.removeValue(forKey: entry.messageID) { cancelled.append(deadline) }
-            }
+        self.state.withLock { state in
+            guard var tasks = state.outstanding[story] else { return }
+            for key in tasks.keys where key.gate == gate && (role == nil || key.role == role) { tasks[key] = nil }
             state.outstanding[story] = tasks.isEmpty ? nil : tasks
-            return cancelled
         }
-        for deadline in deadlines { deadline.cancel() }
     }
 
     // MARK: Deadlines
@@ -197,28 +205,65 @@ public final class TaskDispatcher: Sendable {
     public var timeouts: Int { self.state.withLock { $0.timeouts } }
 
     /// Arms a task's deadline: if it is still out then, it is taken back and the timeout applied.
-    func arm(_ key: Key, _ entry: TaskEntry, now: WaveTimestamp) {
-        let delay = entry.deadline.duration(since: now)
-        let timer = Task { [weak self] in
+    /// One timer waits for the earliest deadline of all (tasks of a gate share a timeout, so a
+    /// new deadline is almost always the latest and re-arms nothing).
+    func arm(_ key: Key, _ entry: TaskEntry) {
+        self.state.withLock { state in
+            state.deadlines.insert(Deadline(at: entry.deadline.microsecondsSinceEpoch, key: key, messageID: entry.messageID))
+            // Answered tasks leave their deadline behind; keep only the live ones now and then.
+            if state.deadlines.count > state.compactAt {
+                state.deadlines = Heap(state.outstanding.values.flatMap { tasks in
+                    tasks.map { Deadline(at: $0.value.deadline.microsecondsSinceEpoch, key: $0.key, messageID: $0.value.messageID) }
+                })
+                state.compactAt = max(4_096, 4 * state.deadlines.count)
+            }
+            self.rearm(&state)
+        }
+    }
+
+    /// Points the timer at the earliest deadline, if it is not already.
+    func rearm(_ state: inout State) {
+        guard let earliest = state.deadlines.min?.at else {
+            state.deadlineTimer?.cancel()
+            (state.deadlineTimer, state.timerAt) = (nil, nil)
+            return
+        }
+        if let armed = state.timerAt, armed <= earliest, state.deadlineTimer != nil { return }
+        state.deadlineTimer?.cancel()
+        state.timerAt = earliest
+        let delay = Duration.microseconds(max(0, earliest - WaveTimestamp.now().microsecondsSinceEpoch))
+        state.deadlineTimer = Task { [weak self] in
             // sleep: deadline
             do { try await Task.sleep(for: delay) } catch { return }
-            guard let self else { return }
-            let expired = self.state.withLock { state -> Bool in
-                state.deadlines[entry.messageID] = nil
-                let story = StoryKey(sessionID: key.sessionID, storyID: key.storyID)
-                guard state.outstanding[story]?[key]?.messageID == entry.messageID else { return false }
-                state.outstanding[story]?[key] = nil
+            await self?.expire()
+        }
+    }
+
+    /// Takes back every task whose deadline has passed and applies its timeout.
+    func expire() async {
+        let now = WaveTimestamp.now().microsecondsSinceEpoch
+        let expired = self.state.withLock { state -> [(Key, TaskEntry)] in
+            (state.deadlineTimer, state.timerAt) = (nil, nil)
+            var expired: [(Key, TaskEntry)] = []
+            while let first = state.deadlines.min, first.at <= now {
+                _ = state.deadlines.removeMin()
+                let story = StoryKey(sessionID: first.key.sessionID, storyID: first.key.storyID)
+                guard let entry = state.outstanding[story]?[first.key], entry.messageID == first.messageID else { continue }
+                state.outstanding[story]?[first.key] = nil
                 state.timedOut.insert(entry.messageID)
                 state.timedOutOrder.append(entry.messageID)
                 if state.timedOutOrder.count > 10_000 { state.timedOut.remove(state.timedOutOrder.removeFirst()) }
                 state.timeouts += 1
-                return true
+                expired.append((first.key, entry))
             }
-            guard expired else { return }
-            self.logger.warning("task timed out", metadata: ["wave.task": "\(key)", "wave.task_id": "\(entry.taskID)", "wave.deadline": "\(entry.deadline)"])
-            await self.timeoutHandler.withLock { $0 }?(entry)
+            self.rearm(&state)
+            return expired
         }
-        self.state.withLock { $0.deadlines[entry.messageID] = timer }
+        let handler = self.timeoutHandler.withLock { $0 }
+        for (key, entry) in expired {
+            self.logger.warning("task timed out", metadata: ["wave.task": "\(key)", "wave.task_id": "\(entry.taskID)", "wave.deadline": "\(entry.deadline)"])
+            await handler?(entry)
+        }
     }
 
     /// Dispatches again, from the store, every task that working stories need and that is not
@@ -282,9 +327,10 @@ public final class TaskDispatcher: Sendable {
         let timers = self.state.withLock { state -> [Task<Void, Never>] in
             defer {
                 state.timers.removeAll()
-                state.deadlines.removeAll()
+                state.deadlines = Heap()
+                (state.deadlineTimer, state.timerAt) = (nil, nil)
             }
-            return Array(state.timers.values) + Array(state.deadlines.values)
+            return Array(state.timers.values) + (state.deadlineTimer.map { [$0] } ?? [])
         }
         for timer in timers { timer.cancel() }
     }
