@@ -292,7 +292,7 @@ extension SQLiteStore {
         guard let row = try Row.fetchOne(cached: db, sql: """
             UPDATE wave_sessions SET stories_completed = stories_completed + ?, stories_failed = stories_failed + ?,
                 actual_cost_usd = ROUND(actual_cost_usd + ?, 4), token_count = token_count + ?, updated_at = ?
-            WHERE id = ? RETURNING status, budget_usd, actual_cost_usd, paused_at, metadata
+            WHERE id = ? RETURNING status, budget_usd, actual_cost_usd, paused_at, metadata, story_count, stories_completed, stories_failed
             """, arguments: [completed, failed, cost, tokens, Self.format(now), sessionID]) else { return }
         var status = SessionStatus(rawValue: row[0]) ?? .pending
         let budget: Double = row[1] ?? 2.0
@@ -300,7 +300,17 @@ extension SQLiteStore {
         var pausedAt: String? = row[3]
         var metadata = Self.object(row[4])
         var changed = false
+        // The counters say whether every story may be finished (cancelled ones are counted from
+        // the index, usually none); only then are the unfinished ones counted exactly, so that
+        // finishing one story of thousands does not scan the others.
+        var mayBeDone = false
         if finishedNow, !status.isTerminal {
+            let remaining = (row[5] as Int? ?? 0) - (row[6] as Int? ?? 0) - (row[7] as Int? ?? 0)
+            mayBeDone = try remaining <= 0 || remaining <= (Int.fetchOne(cached: db, sql: """
+                SELECT COUNT(*) FROM wave_story_executions WHERE session_id = ? AND status = 'cancelled'
+                """, arguments: [sessionID]) ?? 0)
+        }
+        if mayBeDone {
             let unfinished = try Int.fetchOne(cached: db, sql: """
                 SELECT COUNT(*) FROM wave_story_executions WHERE session_id = ? AND status NOT IN ('complete', 'cancelled', 'failed')
                 """, arguments: [sessionID]) ?? 0
