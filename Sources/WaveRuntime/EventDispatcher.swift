@@ -37,6 +37,8 @@ public final class EventDispatcher: Service, Sendable {
     let logger: Logger
     let counters = Mutex(Counters())
     let hooks: Hooks
+    /// Each stream's kind and project, parsed once (the streams are few and fixed).
+    let streamInfo = Mutex<[String: (kind: StreamKind, project: ProjectName?)?]>([:])
 
     /// Calls the dispatcher makes as it works (metrics, status, benchmarks, tests). Each runs on
     /// the dispatching task: keep it short.
@@ -144,9 +146,9 @@ public final class EventDispatcher: Service, Sendable {
                 // The run: this entry and the following ones with the same batch handler.
                 var run = [signal]
                 var next = index + 1
-                while next < batch.count, let envelope = batch[next].envelope, StreamKind(stream: batch[next].stream) != nil,
+                while next < batch.count, let envelope = batch[next].envelope, let info = self.info(of: batch[next].stream),
                       let other = self.registry.batchHandler(for: envelope.eventType), other.name == batcher.name {
-                    run.append(Signal(delivery: batch[next], envelope: envelope, kind: StreamKind(stream: batch[next].stream)!, project: Self.project(of: batch[next].stream)))
+                    run.append(Signal(delivery: batch[next], envelope: envelope, kind: info.kind, project: info.project))
                     next += 1
                 }
                 for member in run { self.hooks.entered?(member) }
@@ -182,11 +184,19 @@ public final class EventDispatcher: Service, Sendable {
     /// The signal of a delivery; a delivery from a stream the orchestrator does not read (a
     /// misconfigured consumer) is dead-lettered with the reason.
     func signal(of delivery: Delivery) async -> Signal? {
-        guard let kind = StreamKind(stream: delivery.stream), let envelope = delivery.envelope else {
+        guard let info = self.info(of: delivery.stream), let envelope = delivery.envelope else {
             try? await self.bus.deadLetter(delivery, reason: "not_a_signal: \(delivery.stream) is not a stream the orchestrator reads")
             return nil
         }
-        return Signal(delivery: delivery, envelope: envelope, kind: kind, project: Self.project(of: delivery.stream))
+        return Signal(delivery: delivery, envelope: envelope, kind: info.kind, project: info.project)
+    }
+
+    /// The kind and project of a stream, parsed the first time it is seen.
+    func info(of stream: String) -> (kind: StreamKind, project: ProjectName?)? {
+        if let known = self.streamInfo.withLock({ $0[stream] }) { return known }
+        let info = StreamKind(stream: stream).map { (kind: $0, project: Self.project(of: stream)) }
+        self.streamInfo.withLock { $0[stream] = .some(info) }
+        return info
     }
 
     /// Settles one entry by its result; returns whether it is to be acknowledged.
