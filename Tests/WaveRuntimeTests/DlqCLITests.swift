@@ -1,0 +1,53 @@
+import Foundation
+import Testing
+import WaveBus
+import WaveProtocol
+import WaveRedis
+import WaveTesting
+
+@Suite("wave dlq list, replay and purge (Redis)", .enabled(if: TestServers.available(TestServers.plain)))
+struct DlqCLITests {
+    @Test("a dead letter is listed with its reason, replayed to its stream with the same message id and no dlq_ fields, and purged")
+    func listReplayPurge() async throws {
+        let url = try TestServers.require(TestServers.plain, "WAVE_TEST_REDIS_URL")
+        let bus = RedisEventBus(client: try TestServers.client(url), logger: TestServers.logger)
+        let project = try ProjectName("dlq-\(UUID().uuidString.prefix(8).lowercased())")
+        let original = Envelope(eventType: .gatePassed, payload: ["gate_id": "gate-1", "result": "pass"], source: "BE-1", project: project.key, storyID: "S-9",
+                                extraFields: [StreamField("x_custom", "kept")])
+        let letter = DeadLetter(originalFields: original.fields, error: "unknown_story: no story S-9", originalID: "1-1",
+                                sourceStream: Channels.signals(project), group: "orchestrator", deliveryCount: 1)
+        let dlq = Channels.deadLetters(project)
+        let first = try await bus.publish(fields: letter.fields, to: dlq)
+        _ = try await bus.publish(fields: letter.fields, to: dlq)
+
+        let list = try WaveBinary.run(["dlq", "list", "--project", project.key, "--json", "--redis", url])
+        #expect(list.status == 0, "\(list.stderr)")
+        let listed = try json(list.stdout)
+        #expect(listed["size"] as? Int == 2)
+        let entries = try #require(listed["entries"] as? [[String: Any]])
+        #expect(entries.first?["error"] as? String == "unknown_story: no story S-9")
+        #expect(entries.first?["message_id"] as? String == original.messageID)
+
+        let replay = try WaveBinary.run(["dlq", "replay", first, "--project", project.key, "--redis", url])
+        #expect(replay.status == 0, "\(replay.stderr)")
+        let replayed = try #require(try await bus.entries(of: Channels.signals(project), count: 1).first)
+        #expect(replayed.fields == original.fields, "the original fields, unknown ones included, and nothing else")
+        #expect(try await bus.length(of: dlq) == 1)
+
+        let missing = try WaveBinary.run(["dlq", "replay", first, "--project", project.key, "--redis", url])
+        #expect(missing.status == 2 && missing.stderr.contains("no dead letter"))
+
+        let young = try WaveBinary.run(["dlq", "purge", "--older-than", "1h", "--project", project.key, "--json", "--redis", url])
+        #expect(try json(young.stdout)["purged"] as? Int == 0)
+        let all = try WaveBinary.run(["dlq", "purge", "--project", project.key, "--json", "--redis", url])
+        #expect(try json(all.stdout)["purged"] as? Int == 1)
+        #expect(try await bus.length(of: dlq) == 0)
+
+        let bad = try WaveBinary.run(["dlq", "purge", "--older-than", "soon", "--project", project.key, "--redis", url])
+        #expect(bad.status == 2)
+        let noRedis = try WaveBinary.run(["dlq", "list", "--project", project.key])
+        #expect(noRedis.status == 2 && noRedis.stderr.contains("--redis"))
+        _ = try await bus.client.send(DelCommand(keys: [Channels.signals(project)]))
+        await bus.client.shutdown()
+    }
+}
