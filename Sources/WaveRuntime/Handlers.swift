@@ -1,5 +1,6 @@
 import Logging
 import WaveBus
+import WaveRedis
 import WaveEngine
 import WaveProtocol
 import WaveStore
@@ -195,6 +196,61 @@ struct OrchestratorCore: Sendable {
             eventType: .taskCancelled, payload: ["task_id": .string(task.taskID), "reason": "timeout"], source: "orchestrator",
             project: task.project, priority: .high, sessionID: task.sessionID, storyID: task.storyID, correlationID: task.messageID
         ), to: Channels.agent(project, agent.id))
+    }
+
+    // MARK: The reference's emergency channel
+
+    /// Listens on the reference's `wave:emergency` channel until cancelled: `HALT` sets a global
+    /// stop from a legacy trigger, `RESUME` clears only a stop that came from one. After every
+    /// (re)subscribe the keys are reconciled, so a stop published while disconnected is not missed.
+    func listenForLegacyEmergency(client: RedisClient, projects: [ProjectName]) async {
+        do {
+            try await client.withSubscription(channels: [Channels.Legacy.emergencyChannel]) { events in
+                for await event in events {
+                    switch event {
+                    case .subscribed:
+                        for stop in try await EmergencyKeys.reconcile(store: self.store, client: client, projects: projects, logger: self.logger) {
+                            self.tasks.halt(scope: stop.scope)
+                        }
+                    case .message(_, let payload, _):
+                        await self.legacyEmergency(payload, client: client)
+                    }
+                }
+            }
+        } catch is CancellationError {
+        } catch {
+            self.logger.error("the legacy emergency channel stopped", metadata: ["wave.error": "\(error)"])
+        }
+    }
+
+    /// One message of the reference's channel: `{"action":"HALT"|"RESUME","reason":…,"timestamp":…}`.
+    func legacyEmergency(_ payload: String, client: RedisClient) async {
+        let object = JSONValue(jsonText: payload)?.objectValue ?? [:]
+        let reason = object["reason"]?.stringValue ?? "legacy \(object["action"]?.stringValue ?? "message")"
+        do {
+            switch object["action"]?.stringValue?.uppercased() {
+            case "HALT":
+                self.tasks.halt(scope: "global")
+                let stop = try self.store.recordStop(scope: "global", reason: reason, by: "legacy", source: "legacy")
+                try await EmergencyKeys.write(stop, client: client)
+                self.logger.critical("EMERGENCY STOP (global) from the legacy channel: \(reason); dispatch halted")
+            case "RESUME":
+                guard try self.store.clearStop(scope: "global", by: "legacy", reason: reason, onlySource: "legacy") != nil else {
+                    self.logger.warning("legacy RESUME ignored: the global stop, if any, was not set by a legacy trigger")
+                    return
+                }
+                if try !self.store.activeStops().contains(where: { $0.scope == "global" }) {
+                    self.tasks.release(scope: "global")
+                    try await EmergencyKeys.delete(scope: "global", client: client)
+                }
+                self.logger.warning("emergency stop (global) cleared by the legacy channel: \(reason)")
+                try await self.tasks.redispatch()
+            default:
+                self.logger.warning("unknown message on the legacy emergency channel", metadata: ["wave.payload": "\(payload.prefix(200))"])
+            }
+        } catch {
+            self.logger.error("legacy emergency message not applied", metadata: ["wave.error": "\(error)"])
+        }
     }
 
     // MARK: Notices

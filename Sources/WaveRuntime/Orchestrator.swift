@@ -61,6 +61,7 @@ public final class Orchestrator: Service, Sendable {
     /// The dispatcher (built at init with the standard handlers and any extra ones).
     public let dispatcher: EventDispatcher
     let logger: Logger
+    let core: OrchestratorCore
     let startedAt = WaveTimestamp.now()
 
     /// Creates an orchestrator.
@@ -76,6 +77,7 @@ public final class Orchestrator: Service, Sendable {
         self.tasks = TaskDispatcher(bus: bus, store: store, logger: logger)
         self.roster = AgentRoster()
         let core = OrchestratorCore(store: store, bus: bus, tasks: self.tasks, roster: self.roster, roleMap: configuration.roleMap, logger: logger)
+        self.core = core
         self.tasks.onTimeout { task in await core.applyTimeout(task) }
         var registry = HandlerRegistry()
         core.registerStandardHandlers(in: &registry)
@@ -141,9 +143,8 @@ public final class Orchestrator: Service, Sendable {
             self.tasks.halt(scope: stop.scope)
             self.logger.warning("emergency stop in force", metadata: ["wave.scope": "\(stop.scope)", "wave.reason": "\(stop.reason)", "wave.by": "\(stop.by)"])
         }
-        let core = OrchestratorCore(store: self.store, bus: self.bus, tasks: self.tasks, roster: self.roster, roleMap: self.configuration.roleMap, logger: self.logger)
         for project in self.configuration.projects {
-            try await core.advanceProject(project.key)
+            try await self.core.advanceProject(project.key)
         }
         let inFlight = try self.store.inFlightStories()
         if !inFlight.isEmpty {
@@ -166,6 +167,14 @@ public final class Orchestrator: Service, Sendable {
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask {
                 try await self.dispatcher.run()
+            }
+            if let redis = self.bus as? RedisEventBus {
+                group.addTask {
+                    // The reference's HALT/RESUME channel (WIRE.md): a legacy trigger of a global stop.
+                    await cancelWhenGracefulShutdown {
+                        await self.core.listenForLegacyEmergency(client: redis.client, projects: self.configuration.projects)
+                    }
+                }
             }
             group.addTask {
                 // Maintenance on a named interval: counters and last-seen for `wave status`.

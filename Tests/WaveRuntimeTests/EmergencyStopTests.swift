@@ -69,4 +69,30 @@ struct EmergencyStopTests {
         #expect(restarted.tasks.isHalted(project: h.project.key))
         await redis.client.shutdown()
     }
+
+    @Test("the reference's HALT on wave:emergency stops everything; its RESUME clears only a legacy stop")
+    func legacyChannel() async throws {
+        let server = try RedisServerProcess()
+        try await server.start()
+        defer { server.stop() }
+        let h = try Harness.make(.redis, redisURL: server.url)
+        let redis = try #require(h.bus as? RedisEventBus)
+        let run = Task { try await h.orchestrator.run() }
+        defer { run.cancel() }
+        try await eventually("a HALT on the channel halts dispatch") {
+            _ = try await redis.client.send(PublishCommand(channel: Channels.Legacy.emergencyChannel, message: #"{"action": "HALT", "reason": "portal says stop", "timestamp": 1764000000}"#))
+            return h.orchestrator.tasks.isHalted(project: h.project.key)
+        }
+        #expect(try h.store.activeStops().map { "\($0.scope) \($0.source) \($0.reason)" } == ["global legacy portal says stop"])
+        _ = try await redis.client.send(PublishCommand(channel: Channels.Legacy.emergencyChannel, message: #"{"action": "RESUME", "reason": "ok"}"#))
+        try await eventually("RESUME clears the legacy stop") { try h.store.activeStops().isEmpty && !h.orchestrator.tasks.isHalted(project: h.project.key) }
+        // A stop set through Wave is not the legacy channel's to clear.
+        _ = try h.store.recordStop(scope: "global", reason: "operator", by: "ops")
+        _ = try await redis.client.send(PublishCommand(channel: Channels.Legacy.emergencyChannel, message: #"{"action": "RESUME", "reason": "nope"}"#))
+        _ = try await redis.client.send(PublishCommand(channel: Channels.Legacy.emergencyChannel, message: #"{"action": "NOPE"}"#))
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(try h.store.activeStops().map(\.by) == ["ops"])
+        run.cancel()
+        _ = try? await run.value
+    }
 }
