@@ -71,7 +71,7 @@ struct DlqList: AsyncParsableCommand {
 
     func run() async throws {
         let (_, stream) = try self.target.stream()
-        let (letters, size) = try await withDlqClient(self.global, "wave dlq list") { client in
+        let (letters, size) = try await withRedisClient(self.global, "wave dlq list") { client in
             (try await client.send(XRangeCommand(stream, count: self.count)), try await client.send(XLenCommand(stream)))
         }
         let entries = letters.map { DeadLetterJSON(id: $0.id, letter: DeadLetter(decoding: $0.fields.map { StreamField($0.name, $0.value) })) }
@@ -108,7 +108,7 @@ struct DlqReplay: AsyncParsableCommand {
     func run() async throws {
         let (project, stream) = try self.target.stream()
         struct Replayed: Encodable { var id: String; var new_id: String; var stream: String }
-        let replayed: [Replayed] = try await withDlqClient(self.global, "wave dlq replay") { client in
+        let replayed: [Replayed] = try await withRedisClient(self.global, "wave dlq replay") { client in
             var replayed: [Replayed] = []
             for id in self.ids {
                 guard let entry = try await client.send(XRangeCommand(stream, start: id, end: id, count: 1)).first else {
@@ -163,7 +163,7 @@ struct DlqPurge: AsyncParsableCommand {
 
     func run() async throws {
         let (_, stream) = try self.target.stream()
-        let purged: Int = try await withDlqClient(self.global, "wave dlq purge") { client in
+        let purged: Int = try await withRedisClient(self.global, "wave dlq purge") { client in
             guard let olderThan = self.olderThan.flatMap(Self.duration) else {
                 let size = try await client.send(XLenCommand(stream))
                 _ = try await client.send(DelCommand(keys: [stream]))
@@ -181,8 +181,8 @@ struct DlqPurge: AsyncParsableCommand {
     }
 }
 
-/// Runs `body` with a client for the dlq commands (they need --redis).
-func withDlqClient<T>(_ global: GlobalOptions, _ command: String, _ body: (RedisClient) async throws -> T) async throws -> T {
+/// Runs `body` with a Redis client (for commands that need --redis: dlq, agents), shut down afterwards.
+func withRedisClient<T>(_ global: GlobalOptions, _ command: String, _ body: (RedisClient) async throws -> T) async throws -> T {
     let configuration = try global.requireRedis(for: command)
     let client = try RedisClient(configuration: configuration, logger: Logger(label: "wave.dlq"))
     do {

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import WaveAgentKit
 import WaveBus
 import WaveProtocol
 import WaveRedis
@@ -47,6 +48,29 @@ struct DlqCLITests {
         #expect(bad.status == 2)
         let noRedis = try WaveBinary.run(["dlq", "list", "--project", project.key])
         #expect(noRedis.status == 2 && noRedis.stderr.contains("--redis"))
+        _ = try await bus.client.send(DelCommand(keys: [Channels.signals(project)]))
+        await bus.client.shutdown()
+    }
+}
+
+@Suite("wave agents (Redis)", .enabled(if: TestServers.available(TestServers.plain)))
+struct AgentsCLITests {
+    @Test("the roster comes from the agents' ready, busy and health signals")
+    func roster() async throws {
+        let url = try TestServers.require(TestServers.plain, "WAVE_TEST_REDIS_URL")
+        let bus = RedisEventBus(client: try TestServers.client(url), logger: TestServers.logger)
+        let project = try ProjectName("agents-\(UUID().uuidString.prefix(8).lowercased())")
+        let be = AgentKit(bus: bus, identity: AgentIdentity(agentID: "BE-1", role: "be", project: project), logger: TestServers.logger)
+        let qa = AgentKit(bus: bus, identity: AgentIdentity(agentID: "QA-1", role: "qa", project: project), logger: TestServers.logger)
+        try await be.signal(.agentBusy, payload: ["status": "busy", "task_id": "T-7"], storyID: "S-1")
+        try await be.signal(.agentReady, payload: ["status": "ready"])
+        try await qa.signal(.agentBusy, payload: ["status": "busy", "task_id": "T-9"], storyID: "S-2")
+        let run = try WaveBinary.run(["agents", "--project", project.key, "--json", "--redis", url])
+        #expect(run.status == 0, "\(run.stderr)")
+        let agents = try #require(try json(run.stdout)["agents"] as? [[String: Any]])
+        #expect(agents.map { $0["agent_id"] as? String } == ["BE-1", "QA-1"])
+        #expect(agents[0]["status"] as? String == "ready" && agents[0]["current_task"] == nil)
+        #expect(agents[1]["status"] as? String == "busy" && agents[1]["current_task"] as? String == "T-9" && agents[1]["role"] as? String == "qa")
         _ = try await bus.client.send(DelCommand(keys: [Channels.signals(project)]))
         await bus.client.shutdown()
     }
