@@ -58,6 +58,9 @@ public final class Orchestrator: Service, Sendable {
     public let tasks: TaskDispatcher
     /// The agents heard from.
     public let roster: AgentRoster
+    /// Waits on task results: every result signal the dispatcher settles is handed to it, so a
+    /// supervisor that registers a task before dispatching it can `wait` for its result.
+    public let results = ResultWaiter()
     /// The dispatcher (built at init with the standard handlers and any extra ones).
     public let dispatcher: EventDispatcher
     let logger: Logger
@@ -84,7 +87,9 @@ public final class Orchestrator: Service, Sendable {
         register(&registry)
         var hooks = hooks
         let settled = hooks.settled
+        let results = self.results
         hooks.settled = { [store] signal, result in
+            results.deliver(signal.envelope)
             if result.unhandled, result.error == nil {
                 // Counted durably, so that `wave status` (another process) sees it.
                 try? store.bump("unhandled.\(result.eventType.rawValue)")
