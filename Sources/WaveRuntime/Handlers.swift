@@ -190,12 +190,22 @@ struct OrchestratorCore: Sendable {
         } catch {
             self.logger.error("timeout not applied", metadata: ["wave.story": "\(task.storyID)", "wave.error": "\(error)"])
         }
-        guard let project = try? ProjectName(task.project),
-              let agent = self.roster.all.first(where: { $0.currentTask == task.taskID || $0.currentTask == task.messageID }) else { return }
-        try? await self.publishNotice(Envelope(
-            eventType: .taskCancelled, payload: ["task_id": .string(task.taskID), "reason": "timeout"], source: "orchestrator",
-            project: task.project, priority: .high, sessionID: task.sessionID, storyID: task.storyID, correlationID: task.messageID
-        ), to: Channels.agent(project, agent.id))
+        await self.tellAgents([task], reason: "timeout")
+    }
+
+    /// Tells the agents that hold tasks (as their `agent.busy` said) that the tasks are cancelled
+    /// (`task.cancelled` on `wave:agent:{p}:{agent}`, WIRE.md).
+    func tellAgents(_ tasks: [TaskEntry], reason: String) async {
+        guard !tasks.isEmpty else { return }
+        let agents = self.roster.all
+        for task in tasks {
+            guard let project = try? ProjectName(task.project),
+                  let agent = agents.first(where: { $0.currentTask == task.taskID || $0.currentTask == task.messageID }) else { continue }
+            try? await self.publishNotice(Envelope(
+                eventType: .taskCancelled, payload: ["task_id": .string(task.taskID), "reason": .string(reason)], source: "orchestrator",
+                project: task.project, priority: .high, sessionID: task.sessionID, storyID: task.storyID, correlationID: task.messageID
+            ), to: Channels.agent(project, agent.id))
+        }
     }
 
     // MARK: The reference's emergency channel
@@ -230,7 +240,8 @@ struct OrchestratorCore: Sendable {
         do {
             switch object["action"]?.stringValue?.uppercased() {
             case "HALT":
-                self.tasks.halt(scope: "global")
+                let withdrawn = self.tasks.halt(scope: "global")
+                await self.tellAgents(withdrawn, reason: "stopped")
                 let stop = try self.store.recordStop(scope: "global", reason: reason, by: "legacy", source: "legacy")
                 try await EmergencyKeys.write(stop, client: client)
                 self.logger.critical("EMERGENCY STOP (global) from the legacy channel: \(reason); dispatch halted")
@@ -497,13 +508,14 @@ struct EmergencyHandler: EventHandler {
         let reason = envelope.payload["reason"]?.stringValue ?? "emergency stop"
         if envelope.eventType == .systemEmergencyStop {
             // Halt first: the store write must not delay it.
-            self.core.tasks.halt(scope: scope)
+            let withdrawn = self.core.tasks.halt(scope: scope)
             let stop = try self.core.store.recordStop(scope: scope, reason: reason, by: by, messageID: envelope.messageID)
             if let redis = self.core.bus as? RedisEventBus {
                 // The key holds the stop across restarts of everything that reads it.
                 try await EmergencyKeys.write(stop, client: redis.client)
             }
-            self.core.logger.critical("EMERGENCY STOP (\(scope)): \(reason); dispatch halted", metadata: ["wave.by": "\(by)"])
+            self.core.logger.critical("EMERGENCY STOP (\(scope)): \(reason); dispatch halted, \(withdrawn.count) tasks withdrawn", metadata: ["wave.by": "\(by)"])
+            await self.core.tellAgents(withdrawn, reason: "stopped")
             return .applied("stopped \(scope)")
         }
         guard signal.kind != .signals else { return .ignored("clear_not_on_system_stream") }

@@ -81,14 +81,44 @@ public final class TaskDispatcher: Sendable {
 
     /// Halts dispatch for a scope (`global` or a project key): no new task goes out and every
     /// scheduled retry is cancelled (the store still holds it; a clear dispatches it again).
-    public func halt(scope: String) {
-        let keys = self.state.withLock { state -> [Key] in
+    /// Halts dispatch for a scope (`global` or a project key): no new task goes out, every
+    /// scheduled retry is cancelled, and the tasks out in the scope are withdrawn (returned, so
+    /// that their agents can be told): a withdrawn task is not a failure, its late result is
+    /// ignored, and it is dispatched again when the stop is cleared.
+    @discardableResult
+    public func halt(scope: String) -> [TaskEntry] {
+        let (timerKeys, outKeys) = self.state.withLock { state -> ([Key], [StoryKey]) in
             state.halted.insert(scope)
-            return Array(state.timers.keys)
+            return (Array(state.timers.keys), Array(state.outstanding.keys))
         }
-        let affected = keys.filter { scope == "global" || self.projectKey(ofSession: $0.sessionID) == scope }
-        let timers = self.state.withLock { state in affected.compactMap { state.timers.removeValue(forKey: $0) } }
+        var projects: [String: String?] = [:]
+        func inScope(_ sessionID: String) -> Bool {
+            if scope == "global" { return true }
+            if projects[sessionID] == nil { projects[sessionID] = .some(self.projectKey(ofSession: sessionID)) }
+            return projects[sessionID] == .some(scope)
+        }
+        let affectedTimers = timerKeys.filter { inScope($0.sessionID) }
+        let affectedStories = outKeys.filter { inScope($0.sessionID) }
+        let (timers, withdrawn) = self.state.withLock { state -> ([Task<Void, Never>], [TaskEntry]) in
+            var withdrawn: [TaskEntry] = []
+            for story in affectedStories {
+                guard let tasks = state.outstanding.removeValue(forKey: story) else { continue }
+                for entry in tasks.values {
+                    withdrawn.append(entry)
+                    self.remember(entry.messageID, in: &state)
+                }
+            }
+            return (affectedTimers.compactMap { state.timers.removeValue(forKey: $0) }, withdrawn)
+        }
         for timer in timers { timer.cancel() }
+        return withdrawn
+    }
+
+    /// Remembers a task taken back (timed out or withdrawn): its late result is ignored.
+    func remember(_ messageID: String, in state: inout State) {
+        state.timedOut.insert(messageID)
+        state.timedOutOrder.append(messageID)
+        if state.timedOutOrder.count > 10_000 { state.timedOut.remove(state.timedOutOrder.removeFirst()) }
     }
 
     /// Lifts the halt of a scope; the caller dispatches again what the store holds.
@@ -194,8 +224,8 @@ public final class TaskDispatcher: Sendable {
         self.timeoutHandler.withLock { $0 = handler }
     }
 
-    /// Whether the task a result answers (its `correlation_id`) ran out of time: such a late
-    /// result is recorded and ignored.
+    /// Whether the task a result answers (its `correlation_id`) ran out of time or was withdrawn
+    /// by a stop: such a late result is recorded and ignored.
     public func timedOut(correlationID: String?) -> Bool {
         guard let correlationID else { return false }
         return self.state.withLock { $0.timedOut.contains(correlationID) }
@@ -250,9 +280,7 @@ public final class TaskDispatcher: Sendable {
                 let story = StoryKey(sessionID: first.key.sessionID, storyID: first.key.storyID)
                 guard let entry = state.outstanding[story]?[first.key], entry.messageID == first.messageID else { continue }
                 state.outstanding[story]?[first.key] = nil
-                state.timedOut.insert(entry.messageID)
-                state.timedOutOrder.append(entry.messageID)
-                if state.timedOutOrder.count > 10_000 { state.timedOut.remove(state.timedOutOrder.removeFirst()) }
+                self.remember(entry.messageID, in: &state)
                 state.timeouts += 1
                 expired.append((first.key, entry))
             }

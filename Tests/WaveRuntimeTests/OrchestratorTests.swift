@@ -174,24 +174,35 @@ struct OrchestratorTests {
         #expect(try await h.tasks("be").map(\.gate.number) == [1, 2])
     }
 
-    @Test("system.emergency_stop halts dispatch from any stream; only a clear on a system stream lifts it", arguments: BusKind.available)
+    @Test("system.emergency_stop halts dispatch from any stream and withdraws the tasks out (agents told, late results ignored, not failures); only a clear on a system stream lifts it and they go out again", arguments: BusKind.available)
     func emergencyStop(kind: BusKind) async throws {
         let h = try Harness.make(kind)
         _ = try h.session([backend("S-1")])
         try await h.running {
             try await h.passGateZero("S-1")
+            let out = try #require(try await h.tasks("be").first)
+            try await h.signal(.agentBusy, story: "S-1", from: "BE-1", payload: ["status": "busy", "task_id": .string(out.taskID)])
             try await h.signal(.systemEmergencyStop, story: nil, from: "BE-1", payload: ["reason": "rm -rf detected"], stream: Channels.signals(h.project))
             #expect(try h.store.activeStops().map(\.scope) == [h.project.key])
             #expect(h.orchestrator.tasks.isHalted(project: h.project.key))
-            try await h.gate(1, story: "S-1", from: "BE-1")
-            #expect(try await h.tasks("be").map(\.gate.number) == [1], "no dispatch under a stop")
+            #expect(h.orchestrator.tasks.outstandingCount == 0, "the task out was withdrawn")
+            let notices = try await h.bus.entries(of: Channels.agent(h.project, "BE-1"), count: 10)
+            #expect(notices.contains { $0.fields.contains { $0.name == "payload" && $0.value.contains("stopped") && $0.value.contains(out.taskID) } })
+            // The withdrawn task's result arrives anyway: ignored, not applied.
+            let late = Envelope(eventType: .gatePassed, payload: ["gate_id": "gate-1", "result": "pass"], source: "BE-1", project: h.project.key,
+                                storyID: "S-1", correlationID: out.messageID)
+            _ = try await h.bus.publish(late, to: Channels.signals(h.project))
+            #expect(try await h.settledResults(late.messageID).first?.outcomes.first?.outcome == .ignored("late_result"))
             let refused = try await h.signal(.systemEmergencyCleared, story: nil, from: "BE-1", payload: ["reason": "all good"], stream: Channels.signals(h.project))
             #expect(refused.first?.outcomes.first?.outcome == .ignored("clear_not_on_system_stream"))
             #expect(h.orchestrator.tasks.isHalted(project: h.project.key))
             try await h.signal(.systemEmergencyCleared, story: nil, from: "ops", payload: ["reason": "checked", "by": "ops"], stream: Channels.system(h.project))
             #expect(try h.store.activeStops().isEmpty)
         }
-        #expect(try await h.tasks("be").map(\.gate.number) == [1, 2], "the held task goes out on clear")
+        let tasks = try await h.tasks("be")
+        #expect(tasks.map(\.gate.number) == [1, 1], "the withdrawn gate-1 task goes out again on clear")
+        #expect(tasks.map(\.attempt) == [1, 1], "a withdrawn task is not a failure")
+        #expect(try h.story("S-1").state.retryCount == 0)
         #expect(try h.store.stopHistory().first?.clearedBy == "ops")
     }
 

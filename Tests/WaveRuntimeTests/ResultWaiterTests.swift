@@ -64,17 +64,19 @@ struct ResultWaiterTests {
         let waiter = ResultWaiter()
         let fe = try task("S-4", gate: 1, role: "fe")
         let be = try task("S-4", gate: 1, role: "be")
+        // Registered before they are "dispatched", as the orchestrator would.
+        waiter.register(fe)
+        waiter.register(be)
         let start = ContinuousClock.now
-        let deliverer = Task {
-            try await Task.sleep(for: .milliseconds(50))
-            waiter.deliver(result(for: fe, from: "FE-1"))
-        }
-        let outcomes = await waiter.waitAll([fe, be], until: start + .milliseconds(400))
-        _ = try await deliverer.value
+        let deadline = Duration.seconds(2)
+        let waiting = Task { await waiter.waitAll([fe, be], until: start + deadline) }
+        #expect(waiter.deliver(result(for: fe, from: "FE-1")))
+        let outcomes = await waiting.value
         let elapsed = ContinuousClock.now - start
         if case .result = outcomes[fe.messageID] {} else { Issue.record("FE's result was not seen") }
         #expect(outcomes[be.messageID] == .timedOut)
-        #expect(elapsed < .milliseconds(2_000), "one shared deadline, not one after the other (generous bound)")
+        #expect(elapsed >= deadline)
+        #expect(elapsed < deadline * 2 - .milliseconds(100), "one shared deadline, not one wait after the other")
     }
 }
 
