@@ -516,3 +516,98 @@ func within<T: Sendable>(_ deadline: Duration, _ body: @escaping @Sendable () as
         return value
     }
 }
+
+/// `wave bench stop`: an emergency stop published on the system stream → the orchestrator has
+/// halted dispatch, withdrawn every task out, recorded the stop and written its key, with live
+/// stories working; then a clear (not timed) sends the tasks out again, and the next stop follows.
+public struct StopBenchmark: Sendable {
+    /// The figures of one run.
+    public struct Result: Sendable, Codable {
+        /// Publish → stop settled, p50.
+        public var stop_p50_ms: Double
+        /// Publish → stop settled, p99 (bar ≤ 10 ms).
+        public var stop_p99_ms: Double
+        /// Publish → stop settled, worst.
+        public var stop_max_ms: Double
+        /// Tasks withdrawn per stop, on average.
+        public var tasks_withdrawn_per_stop: Double
+        /// redis-benchmark's PING p50, same server, same run.
+        public var ping_p50_ms: Double
+        /// Live stories.
+        public var stories: Int
+        /// Stops timed.
+        public var stops: Int
+    }
+
+    /// Live stories. Default 50.
+    public var stories = 50
+    /// Stops timed. Default 200.
+    public var stops = 200
+
+    /// Creates the benchmark with its defaults.
+    public init() {}
+
+    /// Runs it in its own project and a fresh store, both removed at the end.
+    public func run(client: RedisClient, logger: Logger) async throws -> Result {
+        let tool = try RedisBenchmarkTool(configuration: client.configuration)
+        logger.info("redis-benchmark: PING, 1 client")
+        let ping = try tool.pingP50Milliseconds()
+        let world = try BenchWorld.make(stories: self.stories, logger: logger)
+        let loopGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let benchClient = try RedisClient(configuration: client.configuration, eventLoopGroup: loopGroup, logger: logger)
+        let bus = RedisEventBus(client: benchClient, logger: logger)
+        var quiet = logger
+        quiet.logLevel = .error
+        var configuration = OrchestratorConfiguration(projects: [world.project], consumer: "bench-stop")
+        configuration.executor = EventLoopTaskExecutor(loopGroup.next())
+        let settled = Rendezvous()
+        let orchestrator = Orchestrator(bus: bus, store: world.store, configuration: configuration, logger: quiet, hooks: EventDispatcher.Hooks(
+            settled: { signal, _ in settled.reach(signal.envelope.messageID) }
+        ))
+        var samples = LatencySamples(capacity: self.stops)
+        var withdrawn = 0
+        logger.info("wave: \(self.stops) emergency stops with \(self.stories) live stories")
+        do {
+            try await withTaskExecutorPreference(EventLoopTaskExecutor(loopGroup.next())) {
+                try await orchestrator.prepare()
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { try await orchestrator.dispatcher.run() }
+                    defer { group.cancelAll() }
+                    for _ in 0..<self.stops {
+                        let out = orchestrator.tasks.outstandingCount
+                        let stop = Envelope(eventType: .systemEmergencyStop, payload: ["reason": "bench", "by": "bench"], source: "bench",
+                                            project: world.project.key, priority: .critical)
+                        settled.expect(stop.messageID)
+                        let start = ContinuousClock.now
+                        _ = try await bus.publish(stop, to: Channels.system(world.project))
+                        let at = await settled.wait()
+                        samples.record(at - start)
+                        guard orchestrator.tasks.isHalted(project: world.project.key), orchestrator.tasks.outstandingCount == 0 else {
+                            throw BenchmarkError("the stop did not halt dispatch and withdraw every task")
+                        }
+                        withdrawn += out
+                        let clear = Envelope(eventType: .systemEmergencyCleared, payload: ["reason": "bench", "by": "bench"], source: "bench",
+                                             project: world.project.key, priority: .critical)
+                        settled.expect(clear.messageID)
+                        _ = try await bus.publish(clear, to: Channels.system(world.project))
+                        _ = await settled.wait()
+                    }
+                }
+            }
+        } catch {
+            await world.remove(client: benchClient)
+            await benchClient.shutdown()
+            try? await loopGroup.shutdownGracefully()
+            throw error
+        }
+        _ = try? await benchClient.send(DelCommand(keys: [EmergencyKeys.key(scope: world.project.key)]))
+        await world.remove(client: benchClient)
+        await benchClient.shutdown()
+        try? await loopGroup.shutdownGracefully()
+        return Result(
+            stop_p50_ms: rounded(samples.percentileMilliseconds(50), places: 4), stop_p99_ms: rounded(samples.percentileMilliseconds(99), places: 4),
+            stop_max_ms: rounded(samples.maxMilliseconds), tasks_withdrawn_per_stop: rounded(Double(withdrawn) / Double(max(1, self.stops)), places: 1),
+            ping_p50_ms: ping, stories: self.stories, stops: self.stops
+        )
+    }
+}

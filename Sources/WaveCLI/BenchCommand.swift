@@ -9,7 +9,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks; each prints Wave's figures beside the raw limit of the same run.",
-        subcommands: [RedisBench.self, BusBench.self, StoreBench.self, LatencyBench.self, ThroughputBench.self]
+        subcommands: [RedisBench.self, BusBench.self, StoreBench.self, LatencyBench.self, ThroughputBench.self, StopBench.self]
     )
 }
 
@@ -297,6 +297,45 @@ struct ThroughputBench: AsyncParsableCommand {
             .init("B: handled", wave: Double(result.handled), raw: nil, ratio: nil, bar: "", meets: nil),
             .init("B: trimmed unread", wave: Double(result.trimmed_unread), raw: nil, ratio: nil, bar: "", meets: nil),
             .init("B: lost", wave: Double(result.lost), raw: nil, ratio: nil, bar: "0", meets: result.lost == 0),
+        ]))
+    }
+}
+
+/// `wave bench stop`.
+struct StopBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stop",
+        abstract: "The emergency stop: published → dispatch halted and every task withdrawn, with live stories.",
+        discussion: "Bar (QUALITY.md): p99 ≤ 10 ms with 50 live stories (the reference's budget was 5 s)."
+    )
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(help: "Live stories.")
+    var stories = 50
+
+    @Option(help: "Stops timed.")
+    var stops = 200
+
+    func validate() throws {
+        guard self.stories > 0, self.stops > 0 else { throw ValidationError("--stories and --stops must be positive") }
+    }
+
+    func run() async throws {
+        let configuration = try self.global.requireRedis(for: "wave bench stop")
+        var benchmark = StopBenchmark()
+        benchmark.stories = self.stories
+        benchmark.stops = self.stops
+        let result = try await runBenchmark(configuration) { try await benchmark.run(client: $0, logger: $1) }
+        if self.global.json {
+            print(try JSONOutput.line(result))
+            return
+        }
+        print(BenchTable.render(title: "wave bench stop (\(configuration.redactedURL), \(result.stories) live stories, \(result.stops) stops)", rows: [
+            .init("stop p50 (ms)", wave: result.stop_p50_ms, raw: result.ping_p50_ms, ratio: nil, bar: "", meets: nil),
+            .init("stop p99 (ms)", wave: result.stop_p99_ms, raw: result.ping_p50_ms, ratio: nil, bar: "≤ 10 ms", meets: result.stop_p99_ms <= 10),
+            .init("stop max (ms)", wave: result.stop_max_ms, raw: nil, ratio: nil, bar: "", meets: nil),
+            .init("tasks withdrawn per stop", wave: result.tasks_withdrawn_per_stop, raw: nil, ratio: nil, bar: "", meets: nil),
         ]))
     }
 }
