@@ -58,15 +58,23 @@ public final class AgentKit: Sendable {
     public let bus: any EventBus
     /// Who the agent is.
     public let identity: AgentIdentity
+    /// How long a task stays this agent's without a heartbeat; after that another agent of the
+    /// role reclaims it (WIRE.md: default 90 s).
+    public let lease: Duration
+    /// How often a working agent re-claims its task (`XCLAIM … JUSTID`) and reports
+    /// `system.health`. Default: a third of the lease.
+    public let heartbeat: Duration
     let logger: Logger
     let sequence: Mutex<UInt64>
 
     /// Creates a kit. `seq` numbers start from the current time in microseconds, so they keep
     /// increasing across restarts of the agent.
-    public init(bus: any EventBus, identity: AgentIdentity, logger: Logger) {
+    public init(bus: any EventBus, identity: AgentIdentity, logger: Logger, lease: Duration = .seconds(90), heartbeat: Duration? = nil) {
         self.bus = bus
         self.identity = identity
         self.logger = logger
+        self.lease = lease
+        self.heartbeat = heartbeat ?? lease / 3
         self.sequence = Mutex(UInt64(max(0, WaveTimestamp.now().microsecondsSinceEpoch)))
     }
 
@@ -97,6 +105,9 @@ public final class AgentKit: Sendable {
         options.entries = .tasks
         options.start = .beginning
         options.batchSize = 1
+        // A task idle for the lease (its agent stopped heartbeating) is taken by another agent.
+        options.reclaimAfter = self.lease
+        options.reclaimInterval = self.lease / 3
         return options
     }
 
@@ -113,11 +124,22 @@ public final class AgentKit: Sendable {
         }
     }
 
-    func perform(_ task: TaskEntry, delivery: Delivery, _ work: @Sendable (TaskEntry) async throws -> TaskReport) async throws {
+    func perform(_ task: TaskEntry, delivery: Delivery, _ work: @escaping @Sendable (TaskEntry) async throws -> TaskReport) async throws {
         try await self.signal(.agentBusy, payload: ["status": "busy", "task_id": .string(task.taskID)], storyID: task.storyID, sessionID: task.sessionID)
         let report: TaskReport
         do {
-            report = try await work(task)
+            report = try await withThrowingTaskGroup(of: TaskReport?.self) { group in
+                group.addTask { try await work(task) }
+                group.addTask {
+                    await self.keepAlive(task, delivery: delivery)
+                    return nil
+                }
+                defer { group.cancelAll() }
+                // The work's report, or nothing if the heartbeat found the task taken by another
+                // agent (a missed lease): then this agent abandons it, publishing nothing.
+                guard let first = try await group.next(), let report = first else { throw CancellationError() }
+                return report
+            }
         } catch is CancellationError {
             return
         } catch {
@@ -126,6 +148,25 @@ public final class AgentKit: Sendable {
         try await self.publishResult(report, for: task)
         try await self.bus.acknowledge([delivery])
         try await self.signal(.agentReady, payload: ["status": "ready"])
+    }
+
+    /// While the work runs: re-claims the task on the heartbeat interval, so that its idle time
+    /// stays below the lease, and reports `system.health`. Stops when the task is no longer this
+    /// agent's (another took it after a missed lease).
+    func keepAlive(_ task: TaskEntry, delivery: Delivery) async {
+        while !Task.isCancelled {
+            // sleep: interval heartbeat
+            do { try await Task.sleep(for: self.heartbeat) } catch { return }
+            do {
+                guard try await self.bus.renew(delivery) else {
+                    self.logger.warning("task taken by another agent after a missed lease", metadata: ["wave.task": "\(task.taskID)"])
+                    return
+                }
+                try await self.signal(.systemHealth, payload: ["type": "heartbeat", "task_id": .string(task.taskID)], storyID: task.storyID, sessionID: task.sessionID)
+            } catch {
+                self.logger.warning("heartbeat failed", metadata: ["wave.task": "\(task.taskID)", "wave.error": "\(error)"])
+            }
+        }
     }
 
     /// Publishes the result signal of a task.

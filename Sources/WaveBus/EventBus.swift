@@ -138,6 +138,11 @@ public protocol EventBus: Sendable {
     ) async throws -> Result
     /// Acknowledges deliveries (pipelined).
     func acknowledge(_ deliveries: [Delivery]) async throws
+    /// Claims a delivery again for its own consumer (`XCLAIM … JUSTID`), which resets its idle
+    /// time: an agent's heartbeat, so that only a task whose agent stopped heartbeating is
+    /// reclaimed by another. Returns `false` when the entry is no longer pending for it (another
+    /// consumer took it, or it was acknowledged).
+    @discardableResult func renew(_ delivery: Delivery) async throws -> Bool
     /// Dead-letters a delivery with a reason, then acknowledges it.
     func deadLetter(_ delivery: Delivery, reason: String) async throws
     /// The groups of a stream.

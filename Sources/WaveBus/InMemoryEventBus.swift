@@ -143,6 +143,15 @@ public actor InMemoryEventBus: EventBus {
         }
     }
 
+    @discardableResult
+    public func renew(_ delivery: Delivery) async throws -> Bool {
+        guard let id = EntryID(delivery.id), var pending = self.streams[delivery.stream]?.groups[delivery.group]?.pending[id],
+              pending.consumer == delivery.consumer else { return false }
+        pending.lastDelivered = ContinuousClock.now
+        self.streams[delivery.stream]?.groups[delivery.group]?.pending[id] = pending
+        return true
+    }
+
     public func deadLetter(_ delivery: Delivery, reason: String) async throws {
         self.writeDeadLetter(fields: delivery.fields, id: delivery.id, stream: delivery.stream, group: delivery.group, reason: reason, handlerRuns: delivery.deliveryCount)
         try await self.acknowledge([delivery])

@@ -118,6 +118,15 @@ public struct RedisEventBus: EventBus {
         try await self.client.send(XLenCommand(stream))
     }
 
+    @discardableResult
+    public func renew(_ delivery: Delivery) async throws -> Bool {
+        // Only while it is still ours: XPENDING for the one id names its consumer.
+        let pending = try await self.client.send(XPendingCommand(delivery.stream, group: delivery.group, start: delivery.id, end: delivery.id, count: 1))
+        guard pending.first?.consumer == delivery.consumer else { return false }
+        let claimed = try await self.client.send(XClaimCommand(delivery.stream, group: delivery.group, consumer: delivery.consumer, ids: [delivery.id], justID: true))
+        return !claimed.ids.isEmpty
+    }
+
     public func pendingEntries(stream: String, group: String, count: Int) async throws -> [BusPendingEntry] {
         try await self.client.send(XPendingCommand(stream, group: group, count: count)).map {
             BusPendingEntry(id: $0.id, consumer: $0.consumer, idle: .milliseconds($0.idleMilliseconds), deliveryCount: $0.deliveryCount)
