@@ -63,6 +63,44 @@ struct BenchWorld {
     }
 }
 
+extension BenchWorld {
+    /// Runs `body` with an orchestrator over this world, consuming in the background. The
+    /// orchestrator's client, its handlers and `body` share one event-loop thread (ARCHITECTURE.md:
+    /// the runtime's threading decision), and Redis keeps the other core. The world's keys and
+    /// the client are removed and shut down afterwards, whatever happens.
+    func withOrchestrator<T: Sendable>(
+        _ redis: RedisConfiguration, consumer: String, logger: Logger, hooks: EventDispatcher.Hooks,
+        _ body: @Sendable (Orchestrator, RedisEventBus) async throws -> T
+    ) async throws -> T {
+        let loopGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let client = try RedisClient(configuration: redis, eventLoopGroup: loopGroup, logger: logger)
+        let bus = RedisEventBus(client: client, logger: logger)
+        var quiet = logger
+        quiet.logLevel = .error
+        var configuration = OrchestratorConfiguration(projects: [self.project], consumer: consumer)
+        configuration.executor = EventLoopTaskExecutor(loopGroup.next())
+        let orchestrator = Orchestrator(bus: bus, store: self.store, configuration: configuration, logger: quiet, hooks: hooks)
+        let result: Result<T, any Error>
+        do {
+            result = .success(try await withTaskExecutorPreference(EventLoopTaskExecutor(loopGroup.next())) {
+                try await orchestrator.prepare()
+                return try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { try await orchestrator.dispatcher.run() }
+                    defer { group.cancelAll() }
+                    return try await body(orchestrator, bus)
+                }
+            })
+        } catch {
+            result = .failure(error)
+        }
+        _ = try? await client.send(DelCommand(keys: [EmergencyKeys.key(scope: self.project.key)]))
+        await self.remove(client: client)
+        await client.shutdown()
+        try? await loopGroup.shutdownGracefully()
+        return try result.get()
+    }
+}
+
 /// Resumes one waiter when the dispatcher reaches a point for a given message (the benchmark's
 /// own rendezvous: a continuation, never a loop that looks again).
 final class Rendezvous: Sendable {
@@ -153,53 +191,29 @@ public struct LatencyBenchmark: Sendable {
         logger.info("wave: \(self.signals) gate signals, one at a time, to \(world.stories) live stories")
         let entered = Rendezvous()
         let committed = Rendezvous()
-        // The orchestrator's client, its handlers and the timing loop share one event loop thread
-        // (ARCHITECTURE.md: the runtime's threading decision); Redis keeps the other core.
-        let loopGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let benchClient = try RedisClient(configuration: client.configuration, eventLoopGroup: loopGroup, logger: logger)
-        let bus = RedisEventBus(client: benchClient, logger: logger)
-        var quiet = logger
-        quiet.logLevel = .warning
-        var configuration = OrchestratorConfiguration(projects: [world.project], consumer: "bench")
-        configuration.executor = EventLoopTaskExecutor(loopGroup.next())
-        let orchestrator = Orchestrator(bus: bus, store: world.store, configuration: configuration, logger: quiet, hooks: EventDispatcher.Hooks(
+        let (handler, commit) = try await world.withOrchestrator(client.configuration, consumer: "bench", logger: logger, hooks: EventDispatcher.Hooks(
             entered: { entered.reach($0.envelope.messageID) },
             settled: { signal, _ in committed.reach(signal.envelope.messageID) }
-        ))
-        var handler = LatencySamples(capacity: self.signals)
-        var commit = LatencySamples(capacity: self.signals)
-        do {
-            try await withTaskExecutorPreference(EventLoopTaskExecutor(loopGroup.next())) {
-                try await orchestrator.prepare()
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    group.addTask { try await orchestrator.dispatcher.run() }
-                    defer { group.cancelAll() }
-                    for index in 0..<total {
-                        let envelope = world.signal(index)
-                        entered.expect(envelope.messageID)
-                        committed.expect(envelope.messageID)
-                        let start = ContinuousClock.now
-                        _ = try await bus.publish(envelope, to: Channels.signals(world.project))
-                        let enteredAt = await entered.wait()
-                        let committedAt = await committed.wait()
-                        if index >= self.warmUp {
-                            handler.record(enteredAt - start)
-                            commit.record(committedAt - start)
-                        }
-                    }
+        )) { _, bus in
+            var handler = LatencySamples(capacity: self.signals)
+            var commit = LatencySamples(capacity: self.signals)
+            for index in 0..<total {
+                let envelope = world.signal(index)
+                entered.expect(envelope.messageID)
+                committed.expect(envelope.messageID)
+                let start = ContinuousClock.now
+                _ = try await bus.publish(envelope, to: Channels.signals(world.project))
+                let enteredAt = await entered.wait()
+                let committedAt = await committed.wait()
+                if index >= self.warmUp {
+                    handler.record(enteredAt - start)
+                    commit.record(committedAt - start)
                 }
             }
-        } catch {
-            await world.remove(client: benchClient)
-            await benchClient.shutdown()
-            try? await loopGroup.shutdownGracefully()
-            throw error
+            let completed = try world.store.stories(session: try world.store.sessions(project: world.project.key)[0].id).filter { $0.state.status == .complete }.count
+            guard completed == world.stories else { throw BenchmarkError("only \(completed) of \(world.stories) stories completed: signals were lost or refused") }
+            return (handler, commit)
         }
-        let completed = try world.store.stories(session: try world.store.sessions(project: world.project.key)[0].id).filter { $0.state.status == .complete }.count
-        guard completed == world.stories else { throw BenchmarkError("only \(completed) of \(world.stories) stories completed: signals were lost or refused") }
-        await world.remove(client: benchClient)
-        await benchClient.shutdown()
-        try? await loopGroup.shutdownGracefully()
 
         logger.info("raw SQLite: \(self.signals) commits of one small insert, timed one by one")
         let raw = try RawSQLite.commitLatencies(count: self.signals, directory: FileManager.default.temporaryDirectory)
@@ -553,57 +567,34 @@ public struct StopBenchmark: Sendable {
         logger.info("redis-benchmark: PING, 1 client")
         let ping = try tool.pingP50Milliseconds()
         let world = try BenchWorld.make(stories: self.stories, logger: logger)
-        let loopGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let benchClient = try RedisClient(configuration: client.configuration, eventLoopGroup: loopGroup, logger: logger)
-        let bus = RedisEventBus(client: benchClient, logger: logger)
-        var quiet = logger
-        quiet.logLevel = .error
-        var configuration = OrchestratorConfiguration(projects: [world.project], consumer: "bench-stop")
-        configuration.executor = EventLoopTaskExecutor(loopGroup.next())
         let settled = Rendezvous()
-        let orchestrator = Orchestrator(bus: bus, store: world.store, configuration: configuration, logger: quiet, hooks: EventDispatcher.Hooks(
-            settled: { signal, _ in settled.reach(signal.envelope.messageID) }
-        ))
-        var samples = LatencySamples(capacity: self.stops)
-        var withdrawn = 0
         logger.info("wave: \(self.stops) emergency stops with \(self.stories) live stories")
-        do {
-            try await withTaskExecutorPreference(EventLoopTaskExecutor(loopGroup.next())) {
-                try await orchestrator.prepare()
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    group.addTask { try await orchestrator.dispatcher.run() }
-                    defer { group.cancelAll() }
-                    for _ in 0..<self.stops {
-                        let out = orchestrator.tasks.outstandingCount
-                        let stop = Envelope(eventType: .systemEmergencyStop, payload: ["reason": "bench", "by": "bench"], source: "bench",
-                                            project: world.project.key, priority: .critical)
-                        settled.expect(stop.messageID)
-                        let start = ContinuousClock.now
-                        _ = try await bus.publish(stop, to: Channels.system(world.project))
-                        let at = await settled.wait()
-                        samples.record(at - start)
-                        guard orchestrator.tasks.isHalted(project: world.project.key), orchestrator.tasks.outstandingCount == 0 else {
-                            throw BenchmarkError("the stop did not halt dispatch and withdraw every task")
-                        }
-                        withdrawn += out
-                        let clear = Envelope(eventType: .systemEmergencyCleared, payload: ["reason": "bench", "by": "bench"], source: "bench",
-                                             project: world.project.key, priority: .critical)
-                        settled.expect(clear.messageID)
-                        _ = try await bus.publish(clear, to: Channels.system(world.project))
-                        _ = await settled.wait()
-                    }
+        let (samples, withdrawn) = try await world.withOrchestrator(client.configuration, consumer: "bench-stop", logger: logger, hooks: EventDispatcher.Hooks(
+            settled: { signal, _ in settled.reach(signal.envelope.messageID) }
+        )) { orchestrator, bus in
+            var samples = LatencySamples(capacity: self.stops)
+            var withdrawn = 0
+            for _ in 0..<self.stops {
+                let out = orchestrator.tasks.outstandingCount
+                let stop = Envelope(eventType: .systemEmergencyStop, payload: ["reason": "bench", "by": "bench"], source: "bench",
+                                    project: world.project.key, priority: .critical)
+                settled.expect(stop.messageID)
+                let start = ContinuousClock.now
+                _ = try await bus.publish(stop, to: Channels.system(world.project))
+                let at = await settled.wait()
+                samples.record(at - start)
+                guard orchestrator.tasks.isHalted(project: world.project.key), orchestrator.tasks.outstandingCount == 0 else {
+                    throw BenchmarkError("the stop did not halt dispatch and withdraw every task")
                 }
+                withdrawn += out
+                let clear = Envelope(eventType: .systemEmergencyCleared, payload: ["reason": "bench", "by": "bench"], source: "bench",
+                                     project: world.project.key, priority: .critical)
+                settled.expect(clear.messageID)
+                _ = try await bus.publish(clear, to: Channels.system(world.project))
+                _ = await settled.wait()
             }
-        } catch {
-            await world.remove(client: benchClient)
-            await benchClient.shutdown()
-            try? await loopGroup.shutdownGracefully()
-            throw error
+            return (samples, withdrawn)
         }
-        _ = try? await benchClient.send(DelCommand(keys: [EmergencyKeys.key(scope: world.project.key)]))
-        await world.remove(client: benchClient)
-        await benchClient.shutdown()
-        try? await loopGroup.shutdownGracefully()
         return Result(
             stop_p50_ms: rounded(samples.percentileMilliseconds(50), places: 4), stop_p99_ms: rounded(samples.percentileMilliseconds(99), places: 4),
             stop_max_ms: rounded(samples.maxMilliseconds), tasks_withdrawn_per_stop: rounded(Double(withdrawn) / Double(max(1, self.stops)), places: 1),
