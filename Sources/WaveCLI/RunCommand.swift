@@ -61,8 +61,10 @@ struct RunCommand: AsyncParsableCommand {
             throw CLIError.badInput("--legacy-bridge is not built yet (the task-plane issue brings it)")
         }
         let logger = Logger(label: "wave.run")
-        let store = try self.global.openStore()
+        let settings = try Settings.load(self.global)
+        let store = try self.global.openStore(engine: StoryEngine(configuration: settings.engine))
         var names = self.projects
+        if names.isEmpty { names = settings.projects.value }
         if names.isEmpty { names = try storeCall { try store.liveProjects() } }
         guard !names.isEmpty else {
             throw CLIError.badInput("no project to serve: give --project P, or create a session first (wave session create)")
@@ -72,11 +74,17 @@ struct RunCommand: AsyncParsableCommand {
             do { projects.append(try ProjectName(name)) } catch { throw CLIError.badInput(error.message) }
         }
         projects = Array(Set(projects)).sorted { $0.key < $1.key }
-        let consumerName = self.consumer ?? ProcessInfo.processInfo.hostName
+        let consumerName = self.consumer ?? settings.consumer.value
 
         var services: [any Service] = []
         let bus: any EventBus
         var configuration = OrchestratorConfiguration(projects: projects, consumer: consumerName)
+        configuration.roleMap = settings.roleMap
+        configuration.batchSize = settings.batchSize
+        configuration.blockTime = .milliseconds(settings.blockMilliseconds)
+        configuration.reclaimAfter = .milliseconds(settings.reclaimAfterMilliseconds)
+        configuration.maxDeliveries = settings.maxDeliveries
+        configuration.statusInterval = .milliseconds(settings.statusIntervalMilliseconds)
         if let url = self.global.redisURL {
             let redisConfiguration: RedisConfiguration
             do { redisConfiguration = try RedisConfiguration(url: url) } catch { throw CLIError.badInput(error.message) }

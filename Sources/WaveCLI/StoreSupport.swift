@@ -8,10 +8,11 @@ import WaveRedis
 import WaveStore
 
 extension GlobalOptions {
-    /// `--store`, else `WAVE_STORE`, else `.wave/wave.sqlite`.
+    /// `--store`, else `WAVE_STORE`, else the configuration file's `store`, else `.wave/wave.sqlite`.
     func storeLocation() throws -> StoreLocation {
-        guard let text = self.store ?? ProcessInfo.processInfo.environment["WAVE_STORE"] else { return .default }
-        do { return try StoreLocation(url: text) } catch { throw CLIError.badInput(error.message) }
+        let settings = try Settings.load(self)
+        guard settings.store.source != .default else { return .default }
+        do { return try StoreLocation(url: settings.store.value) } catch { throw CLIError.badInput(error.message) }
     }
 
     /// Opens the store (running pending migrations, logged on stderr).

@@ -1,0 +1,199 @@
+import ArgumentParser
+import Foundation
+import WaveEngine
+import WaveProtocol
+import WaveRedis
+
+/// The effective configuration: defaults, then the configuration file (`--config FILE`, env
+/// `WAVE_CONFIG`), then the environment, then flags — each later source wins. One struct that
+/// every command reads; `wave config show` prints it with secrets masked.
+///
+/// The file is JSON:
+/// ```json
+/// {
+///   "redis": "redis://127.0.0.1:6379",
+///   "store": "sqlite:.wave/wave.sqlite",
+///   "projects": ["shop"],
+///   "consumer": "orchestrator-1",
+///   "role_map": {"be-dev-1": "be"},
+///   "orchestrator": {"batch_size": 128, "block_ms": 2000, "reclaim_after_ms": 30000, "max_deliveries": 5, "status_interval_ms": 5000},
+///   "engine": {"max_retries": 3, "backoff_base_ms": 1000, "backoff_cap_ms": 300000, "parallel_limit": 10, "budget_warning_ratio": 0.8}
+/// }
+/// ```
+/// Every key is optional; an unknown key or a value of the wrong type is an error naming it.
+struct Settings {
+    /// Where a value came from.
+    enum Source: String, Encodable { case `default`, file, env, flag }
+
+    var redis: (value: String?, source: Source) = (nil, .default)
+    var store: (value: String, source: Source) = ("sqlite:.wave/wave.sqlite", .default)
+    var projects: (value: [String], source: Source) = ([], .default)
+    var consumer: (value: String, source: Source) = (ProcessInfo.processInfo.hostName, .default)
+    var roleMap: [String: String] = [:]
+    var batchSize = 128
+    var blockMilliseconds = 2_000
+    var reclaimAfterMilliseconds = 30_000
+    var maxDeliveries = 5
+    var statusIntervalMilliseconds = 5_000
+    var engine = EngineConfiguration.standard
+    var file: String?
+
+    static let topKeys: Set<String> = ["redis", "store", "projects", "consumer", "role_map", "orchestrator", "engine"]
+    static let orchestratorKeys: Set<String> = ["batch_size", "block_ms", "reclaim_after_ms", "max_deliveries", "status_interval_ms"]
+    static let engineKeys: Set<String> = ["max_retries", "backoff_base_ms", "backoff_cap_ms", "parallel_limit", "budget_warning_ratio"]
+
+    /// Loads the settings for a command's global options.
+    static func load(_ global: GlobalOptions, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> Settings {
+        var settings = Settings()
+        if let path = global.config ?? environment["WAVE_CONFIG"] {
+            try settings.read(file: path)
+        }
+        if let url = environment["WAVE_REDIS_URL"] ?? environment["REDIS_URL"] { settings.redis = (url, .env) }
+        if let store = environment["WAVE_STORE"] { settings.store = (store, .env) }
+        if let projects = environment["WAVE_PROJECTS"] {
+            settings.projects = (projects.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }, .env)
+        }
+        if let consumer = environment["WAVE_CONSUMER"], !consumer.isEmpty { settings.consumer = (consumer, .env) }
+        if let url = global.redis { settings.redis = (url, .flag) }
+        if let store = global.store { settings.store = (store, .flag) }
+        return settings
+    }
+
+    mutating func read(file path: String) throws {
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            throw CLIError.badInput("--config: cannot read \(path)")
+        }
+        guard case .object(let object)? = JSONValue(jsonText: text) else {
+            throw CLIError.badInput("--config: \(path) is not a JSON object")
+        }
+        self.file = path
+        func bad(_ key: String, _ expected: String) -> CLIError { CLIError.badInput("--config: \(path): \"\(key)\" must be \(expected)") }
+        func unknown(_ keys: some Sequence<String>, in section: String, allowed: Set<String>) throws {
+            let extra = Set(keys).subtracting(allowed).sorted()
+            guard extra.isEmpty else {
+                throw CLIError.badInput("--config: \(path): unknown key\(extra.count == 1 ? "" : "s") \(extra.map { "\"\($0)\"" }.joined(separator: ", "))\(section.isEmpty ? "" : " in \"\(section)\"") (known: \(allowed.sorted().joined(separator: ", ")))")
+            }
+        }
+        func int(_ value: JSONValue?, _ key: String, minimum: Int = 1) throws -> Int? {
+            guard let value else { return nil }
+            guard let number = value.numberValue, number == number.rounded(), number >= Double(minimum), number < 1e12 else { throw bad(key, "a whole number ≥ \(minimum)") }
+            return Int(number)
+        }
+        try unknown(object.keys, in: "", allowed: Self.topKeys)
+        if let value = object["redis"] {
+            guard let url = value.stringValue else { throw bad("redis", "a redis:// or rediss:// URL") }
+            self.redis = (url, .file)
+        }
+        if let value = object["store"] {
+            guard let store = value.stringValue else { throw bad("store", "sqlite:PATH") }
+            self.store = (store, .file)
+        }
+        if let value = object["projects"] {
+            guard case .array(let items) = value, let names = Optional(items.compactMap(\.stringValue)), names.count == items.count else { throw bad("projects", "an array of project names") }
+            self.projects = (names, .file)
+        }
+        if let value = object["consumer"] {
+            guard let consumer = value.stringValue, !consumer.isEmpty else { throw bad("consumer", "a non-empty string") }
+            self.consumer = (consumer, .file)
+        }
+        if let value = object["role_map"] {
+            guard let map = value.objectValue else { throw bad("role_map", "an object of agent id → role") }
+            for (agent, role) in map {
+                guard let role = role.stringValue else { throw bad("role_map.\(agent)", "a role name") }
+                self.roleMap[agent] = role
+            }
+        }
+        if let value = object["orchestrator"] {
+            guard let section = value.objectValue else { throw bad("orchestrator", "an object") }
+            try unknown(section.keys, in: "orchestrator", allowed: Self.orchestratorKeys)
+            self.batchSize = try int(section["batch_size"], "orchestrator.batch_size") ?? self.batchSize
+            self.blockMilliseconds = try int(section["block_ms"], "orchestrator.block_ms") ?? self.blockMilliseconds
+            self.reclaimAfterMilliseconds = try int(section["reclaim_after_ms"], "orchestrator.reclaim_after_ms") ?? self.reclaimAfterMilliseconds
+            self.maxDeliveries = try int(section["max_deliveries"], "orchestrator.max_deliveries") ?? self.maxDeliveries
+            self.statusIntervalMilliseconds = try int(section["status_interval_ms"], "orchestrator.status_interval_ms") ?? self.statusIntervalMilliseconds
+        }
+        if let value = object["engine"] {
+            guard let section = value.objectValue else { throw bad("engine", "an object") }
+            try unknown(section.keys, in: "engine", allowed: Self.engineKeys)
+            if let retries = try int(section["max_retries"], "engine.max_retries", minimum: 0) {
+                for index in self.engine.gates.indices { self.engine.gates[index].maxRetries = retries }
+            }
+            if let base = try int(section["backoff_base_ms"], "engine.backoff_base_ms") { self.engine.backoffBase = .milliseconds(base) }
+            if let cap = try int(section["backoff_cap_ms"], "engine.backoff_cap_ms") { self.engine.backoffCap = .milliseconds(cap) }
+            if let limit = try int(section["parallel_limit"], "engine.parallel_limit") { self.engine.parallelLimit = limit }
+            if let value = section["budget_warning_ratio"] {
+                guard let ratio = value.numberValue, ratio > 0, ratio <= 1 else { throw bad("engine.budget_warning_ratio", "a number in (0, 1]") }
+                self.engine.budgetWarningRatio = ratio
+            }
+        }
+    }
+
+    /// The Redis URL with any password replaced by `***`.
+    var maskedRedis: String? {
+        guard let url = self.redis.value else { return nil }
+        return (try? RedisConfiguration(url: url))?.redactedURL ?? "(invalid URL)"
+    }
+}
+
+/// `wave config show`.
+struct ConfigCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "config",
+        abstract: "The effective configuration (defaults < --config FILE < environment < flags).",
+        subcommands: [ConfigShow.self]
+    )
+}
+
+struct ConfigShow: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "show", abstract: "Print the effective configuration, secrets masked, with where each value came from.")
+
+    @OptionGroup var global: GlobalOptions
+
+    func run() async throws {
+        let settings = try Settings.load(self.global)
+        struct Output: Encodable {
+            var config_file: String?
+            var redis: String?
+            var redis_source: Settings.Source
+            var store: String
+            var store_source: Settings.Source
+            var projects: [String]
+            var projects_source: Settings.Source
+            var consumer: String
+            var consumer_source: Settings.Source
+            var role_map: [String: String]
+            var batch_size: Int
+            var block_ms: Int
+            var reclaim_after_ms: Int
+            var max_deliveries: Int
+            var status_interval_ms: Int
+            var max_retries: [Int]
+            var backoff_base_ms: Int64
+            var backoff_cap_ms: Int64
+            var parallel_limit: Int
+            var budget_warning_ratio: Double
+        }
+        func ms(_ duration: Duration) -> Int64 { duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000 }
+        let output = Output(
+            config_file: settings.file, redis: settings.maskedRedis, redis_source: settings.redis.source, store: settings.store.value,
+            store_source: settings.store.source, projects: settings.projects.value, projects_source: settings.projects.source,
+            consumer: settings.consumer.value, consumer_source: settings.consumer.source, role_map: settings.roleMap,
+            batch_size: settings.batchSize, block_ms: settings.blockMilliseconds, reclaim_after_ms: settings.reclaimAfterMilliseconds,
+            max_deliveries: settings.maxDeliveries, status_interval_ms: settings.statusIntervalMilliseconds,
+            max_retries: settings.engine.gates.map(\.maxRetries), backoff_base_ms: ms(settings.engine.backoffBase), backoff_cap_ms: ms(settings.engine.backoffCap),
+            parallel_limit: settings.engine.parallelLimit, budget_warning_ratio: settings.engine.budgetWarningRatio
+        )
+        if self.global.json {
+            print(try JSONOutput.line(output))
+            return
+        }
+        print("config file: \(settings.file ?? "none (--config FILE or WAVE_CONFIG)")")
+        print("redis: \(output.redis ?? "none (embedded bus)") [\(output.redis_source.rawValue)]")
+        print("store: \(output.store) [\(output.store_source.rawValue)]")
+        print("projects: \(output.projects.isEmpty ? "the store's live sessions" : output.projects.joined(separator: ", ")) [\(output.projects_source.rawValue)]")
+        print("consumer: \(output.consumer) [\(output.consumer_source.rawValue)]")
+        print("role map: \(output.role_map.isEmpty ? "none (the agent id's prefix)" : output.role_map.sorted { $0.key < $1.key }.map { "\($0.key)→\($0.value)" }.joined(separator: ", "))")
+        print("orchestrator: batch \(output.batch_size), block \(output.block_ms) ms, reclaim after \(output.reclaim_after_ms) ms, \(output.max_deliveries) deliveries, status every \(output.status_interval_ms) ms")
+        print("engine: retries per gate \(output.max_retries), backoff \(output.backoff_base_ms) ms … \(output.backoff_cap_ms) ms, \(output.parallel_limit) stories in parallel, budget warning at \(Int(output.budget_warning_ratio * 100)) %")
+    }
+}
