@@ -118,13 +118,22 @@ public struct RedisEventBus: EventBus {
         try await self.client.send(XLenCommand(stream))
     }
 
+    /// Re-claims an entry for its consumer only while it still holds it, in one step on the
+    /// server (a script), so that an entry another consumer has just claimed is never taken back.
+    static let renewScript = """
+        local pending = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)
+        if #pending == 1 and pending[1][2] == ARGV[2] then
+            redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
+            return 1
+        end
+        return 0
+        """
+
     @discardableResult
     public func renew(_ delivery: Delivery) async throws -> Bool {
-        // Only while it is still ours: XPENDING for the one id names its consumer.
-        let pending = try await self.client.send(XPendingCommand(delivery.stream, group: delivery.group, start: delivery.id, end: delivery.id, count: 1))
-        guard pending.first?.consumer == delivery.consumer else { return false }
-        let claimed = try await self.client.send(XClaimCommand(delivery.stream, group: delivery.group, consumer: delivery.consumer, ids: [delivery.id], justID: true))
-        return !claimed.ids.isEmpty
+        let reply = try await self.client.send(EvalCommand(script: Self.renewScript, keys: [delivery.stream],
+                                                           arguments: [delivery.group, delivery.consumer, delivery.id]))
+        return try Int(fromRESP: reply) == 1
     }
 
     public func pendingEntries(stream: String, group: String, count: Int) async throws -> [BusPendingEntry] {

@@ -46,4 +46,31 @@ struct AgentLeaseTests {
         }
         #expect(try h.gateCheckpoints("L-1", session: session).filter { $0.gate == "gate-1" }.count == 1, "completed once")
     }
+
+    @Test("renew keeps an entry that is still the consumer's, and refuses one that is not pending for it any more", arguments: BusKind.available)
+    func renew(kind: BusKind) async throws {
+        let bus = try kind.makeBus()
+        let project = try ProjectName("renew-\(UUID().uuidString.prefix(8).lowercased())")
+        let stream = Channels.tasks(project, "be")
+        let entry = TaskEntry(taskID: "T-1", storyID: "S-1", sessionID: "s", role: "be", action: "develop", gate: try GateID(1),
+                              deadline: WaveTimestamp.now().adding(.seconds(60)), messageID: MessageID.make(), project: project.key)
+        var options = ConsumerOptions(streams: [stream], group: "agents:be", consumer: "BE-1")
+        options.entries = .tasks
+        options.start = .beginning
+        options.blockTime = .milliseconds(100)
+        _ = try await bus.publish(fields: entry.fields, to: stream)
+        let consumer = options
+        let delivery = try await within(.seconds(10), "the task") {
+            try await bus.withConsumer(consumer) { deliveries in
+                for await delivery in deliveries { return delivery }
+                throw HarnessError(description: "no delivery")
+            }
+        }
+        #expect(try await bus.renew(delivery))
+        var other = delivery
+        other.consumer = "BE-2"
+        #expect(try await !bus.renew(other), "not BE-2's entry")
+        try await bus.acknowledge([delivery])
+        #expect(try await !bus.renew(delivery), "acknowledged: nothing to keep")
+    }
 }
