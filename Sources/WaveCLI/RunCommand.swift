@@ -48,7 +48,7 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Simulated agents: milliseconds of work per task.")
     var workMs = 50
 
-    @Flag(help: "Also serve the reference's Python workers (not built yet).")
+    @Flag(help: "Also write every task for the reference's Python workers (wave:tasks:{role} lists, wave:task:{id} hashes) and take their results from wave:results. Needs --redis.")
     var legacyBridge = false
 
     func validate() throws {
@@ -57,8 +57,8 @@ struct RunCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        if self.legacyBridge {
-            throw CLIError.badInput("--legacy-bridge is not built yet (the task-plane issue brings it)")
+        if self.legacyBridge, self.global.redisURL == nil {
+            throw CLIError.badInput("--legacy-bridge needs --redis URL: the reference's workers take their tasks from Redis")
         }
         let logger = Logger(label: "wave.run")
         let settings = try Settings.load(self.global)
@@ -85,6 +85,7 @@ struct RunCommand: AsyncParsableCommand {
         configuration.reclaimAfter = .milliseconds(settings.reclaimAfterMilliseconds)
         configuration.maxDeliveries = settings.maxDeliveries
         configuration.statusInterval = .milliseconds(settings.statusIntervalMilliseconds)
+        configuration.legacyBridge = self.legacyBridge
         if let url = self.global.redisURL {
             let redisConfiguration: RedisConfiguration
             do { redisConfiguration = try RedisConfiguration(url: url) } catch { throw CLIError.badInput(error.message) }

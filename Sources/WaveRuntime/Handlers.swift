@@ -13,6 +13,8 @@ struct OrchestratorCore: Sendable {
     let tasks: TaskDispatcher
     let roster: AgentRoster
     let roleMap: [String: String]
+    /// The legacy task bridge, when on: tasks taken back are withdrawn from the workers' lists too.
+    let legacy: LegacyTaskBridge?
     let logger: Logger
 
     func registerStandardHandlers(in registry: inout HandlerRegistry) {
@@ -194,9 +196,11 @@ struct OrchestratorCore: Sendable {
     }
 
     /// Tells the agents that hold tasks (as their `agent.busy` said) that the tasks are cancelled
-    /// (`task.cancelled` on `wave:agent:{p}:{agent}`, WIRE.md).
+    /// (`task.cancelled` on `wave:agent:{p}:{agent}`, WIRE.md), and withdraws them from the
+    /// reference workers' lists when the legacy bridge is on.
     func tellAgents(_ tasks: [TaskEntry], reason: String) async {
         guard !tasks.isEmpty else { return }
+        await self.legacy?.withdraw(tasks, reason: reason)
         let agents = self.roster.all
         for task in tasks {
             guard let project = try? ProjectName(task.project),

@@ -28,6 +28,9 @@ public struct OrchestratorConfiguration: Sendable {
     public var statusInterval: Duration = .seconds(5)
     /// Delete the instance's own system-stream groups on a clean exit. Default true.
     public var deleteOwnGroupsOnExit = true
+    /// Also write every task for the reference's Python workers and take their results
+    /// (``LegacyTaskBridge``). Needs the Redis bus. Default false.
+    public var legacyBridge = false
     /// Where handlers run: give the event loop of the bus's Redis client (one thread), so that
     /// replies and handlers share a thread; `nil`: Swift's default executor.
     public var executor: (any TaskExecutor)?
@@ -61,6 +64,9 @@ public final class Orchestrator: Service, Sendable {
     /// Waits on task results: every result signal the dispatcher settles is handed to it, so a
     /// supervisor that registers a task before dispatching it can `wait` for its result.
     public let results = ResultWaiter()
+    /// The bridge to the reference's Python workers, when ``OrchestratorConfiguration/legacyBridge``
+    /// is on over Redis.
+    public let legacy: LegacyTaskBridge?
     /// The dispatcher (built at init with the standard handlers and any extra ones).
     public let dispatcher: EventDispatcher
     let logger: Logger
@@ -79,7 +85,16 @@ public final class Orchestrator: Service, Sendable {
         self.logger = logger
         self.tasks = TaskDispatcher(bus: bus, store: store, logger: logger)
         self.roster = AgentRoster()
-        let core = OrchestratorCore(store: store, bus: bus, tasks: self.tasks, roster: self.roster, roleMap: configuration.roleMap, logger: logger)
+        if configuration.legacyBridge, let redis = bus as? RedisEventBus {
+            let bridge = LegacyTaskBridge(client: redis.client, bus: bus, tasks: self.tasks, roleMap: configuration.roleMap, logger: logger)
+            self.tasks.onPublished { entries in await bridge.publish(entries) }
+            self.legacy = bridge
+        } else {
+            if configuration.legacyBridge { logger.error("the legacy task bridge needs the Redis bus; it is off") }
+            self.legacy = nil
+        }
+        let core = OrchestratorCore(store: store, bus: bus, tasks: self.tasks, roster: self.roster, roleMap: configuration.roleMap,
+                                    legacy: self.legacy, logger: logger)
         self.core = core
         self.tasks.onTimeout { task in await core.applyTimeout(task) }
         var registry = HandlerRegistry()
@@ -181,6 +196,12 @@ public final class Orchestrator: Service, Sendable {
                     }
                 }
             }
+            if let legacy = self.legacy {
+                group.addTask {
+                    // The reference workers' results (`wave:results`), re-read after every subscription.
+                    await cancelWhenGracefulShutdown { await legacy.run() }
+                }
+            }
             group.addTask {
                 // Maintenance on a named interval: counters and last-seen for `wave status`.
                 await cancelWhenGracefulShutdown {
@@ -220,6 +241,11 @@ public final class Orchestrator: Service, Sendable {
                 "tasks_timed_out": .number(Double(self.tasks.timeouts)),
                 "halted": .array(self.tasks.haltedScopes.sorted().map { .string($0) }),
                 "trimmed_unread": .number(Double(redis?.counters.trimmedUnreadTotal ?? 0)),
+                "legacy_bridge": self.legacy.map { legacy in
+                    let totals = legacy.totals
+                    return .object(["written": .number(Double(totals.written)), "settled": .number(Double(totals.settled)),
+                                    "ignored": .number(Double(totals.ignored)), "outstanding": .number(Double(legacy.outstandingCount))])
+                } ?? .null,
             ],
             startedAt: self.startedAt, lastSeen: now, stoppedAt: stopped ? now : nil
         ))

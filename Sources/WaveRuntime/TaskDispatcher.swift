@@ -69,6 +69,7 @@ public final class TaskDispatcher: Sendable {
     let logger: Logger
     let state = Mutex(State())
     let timeoutHandler = Mutex<(@Sendable (TaskEntry) async -> Void)?>(nil)
+    let publishedHandler = Mutex<(@Sendable ([TaskEntry]) async -> Void)?>(nil)
 
     /// Creates a dispatcher over a bus and a store.
     public init(bus: any EventBus, store: SQLiteStore, logger: Logger) {
@@ -79,8 +80,6 @@ public final class TaskDispatcher: Sendable {
 
     // MARK: Stops
 
-    /// Halts dispatch for a scope (`global` or a project key): no new task goes out and every
-    /// scheduled retry is cancelled (the store still holds it; a clear dispatches it again).
     /// Halts dispatch for a scope (`global` or a project key): no new task goes out, every
     /// scheduled retry is cancelled, and the tasks out in the scope are withdrawn (returned, so
     /// that their agents can be told): a withdrawn task is not a failure, its late result is
@@ -180,6 +179,7 @@ public final class TaskDispatcher: Sendable {
             _ = try await self.bus.publish(entries: due.map { ($0.stream, $0.entry.fields) })
             self.state.withLock { $0.published += due.count }
             for (key, entry, _) in due { self.arm(key, entry) }
+            if let mirror = self.publishedHandler.withLock({ $0 }) { await mirror(due.map(\.entry)) }
             for (key, entry, _) in due {
                 self.logger.info("task dispatched", metadata: [
                     "wave.story": "\(key.storyID)", "wave.gate": "\(key.gate)", "wave.role": "\(key.role)", "wave.action": "\(entry.action)",
@@ -205,6 +205,18 @@ public final class TaskDispatcher: Sendable {
             return Array(mine.values)
         }
         for timer in timers { timer.cancel() }
+    }
+
+    /// Whether this task (this attempt) is still out: dispatched, not answered, not taken back.
+    public func isOut(_ entry: TaskEntry) -> Bool {
+        let key = Key(sessionID: entry.sessionID, storyID: entry.storyID, gate: entry.gate, role: entry.role)
+        return self.state.withLock { $0.outstanding[StoryKey(sessionID: entry.sessionID, storyID: entry.storyID)]?[key]?.messageID == entry.messageID }
+    }
+
+    /// What else to do with tasks once they are on their streams (the legacy bridge also writes
+    /// them for the reference's workers).
+    public func onPublished(_ handler: @escaping @Sendable ([TaskEntry]) async -> Void) {
+        self.publishedHandler.withLock { $0 = handler }
     }
 
     /// Marks the tasks of a story at a gate as answered (a result for that gate was applied).

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import WaveEngine
 import WaveProtocol
 
 /// An emergency stop as the store keeps it (`WIRE.md`, Emergency stop: the store is the source
@@ -69,9 +70,41 @@ extension SQLiteStore {
             try db.execute(cached: """
                 INSERT INTO wave_emergency_stops (scope, reason, stopped_by, created_at, source, message_id) VALUES (?, ?, ?, ?, ?, ?)
                 """, arguments: [scope, reason, by, Self.format(now), source, messageID])
+            let id = db.lastInsertedRowID
             try self.bump(db, "emergency_stops")
             try self.recordAnnouncement(db, messageID: messageID, eventType: "system.emergency_stop", now: now)
-            return EmergencyStopRecord(id: db.lastInsertedRowID, scope: scope, reason: reason, by: by, since: now, source: source)
+            try self.checkpointStopped(db, scope: scope, stopID: id, reason: reason, by: by, source: source)
+            return EmergencyStopRecord(id: id, scope: scope, reason: reason, by: by, since: now, source: source)
+        }
+    }
+
+    /// The state at the stop, in the same transaction: a `manual` checkpoint (`state.kind` =
+    /// `emergency_stop`) for every story at work in the stop's scope, with its gate, status and
+    /// retries, so that where each story stood when everything halted is on record.
+    func checkpointStopped(_ db: Database, scope: String, stopID: Int64, reason: String, by: String, source: String) throws {
+        var sql = """
+            SELECT s.session_id, s.story_id, s.status, s.current_gate, s.retry_count FROM wave_story_executions s
+            JOIN wave_sessions w ON w.id = s.session_id
+            WHERE w.status = 'in_progress' AND s.status IN ('in_progress', 'review', 'blocked')
+            """
+        var arguments: StatementArguments = []
+        if scope != "global" {
+            sql += " AND lower(trim(w.project_name)) = ?"
+            arguments = [scope]
+        }
+        for row in try Row.fetchAll(db, sql: sql, arguments: arguments) {
+            let storyID: String = row["story_id"]
+            let sessionID: String = row["session_id"]
+            let status: String = row["status"]
+            let retries: Int = row["retry_count"] ?? 0
+            let gateText: String? = row["current_gate"]
+            let state: [String: JSONValue] = [
+                "kind": "emergency_stop", "stop_id": .number(Double(stopID)), "scope": .string(scope), "reason": .string(reason),
+                "by": .string(by), "source": .string(source), "status": .string(status), "retry_count": .number(Double(retries)),
+            ]
+            let draft = CheckpointDraft(type: .manual, name: "Emergency stop (\(scope)): \(storyID)",
+                                        gate: gateText.flatMap { try? GateID(parsing: $0) }, state: state, agentID: nil)
+            try self.appendCheckpoint(db, sessionID: sessionID, storyID: storyID, draft)
         }
     }
 
