@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 import Testing
 import WaveBus
 import WaveEngine
@@ -85,12 +84,12 @@ struct ReferenceWorker: Sendable {
     }
 
     /// Works until cancelled, noting the ids it took.
-    func run(taken: Taken) async throws {
+    func run(taken: Locked<[String]>) async throws {
         while !Task.isCancelled {
             guard let (_, id) = try await self.client.blocking(BRPopCommand(keys: [Channels.Legacy.taskList(domain: self.role)], timeout: .milliseconds(500))) else { continue }
             let hash = Channels.Legacy.taskHash(id)
             guard let text = try await self.client.send(HGetCommand(hash, field: "data")), let data = JSONValue(jsonText: text)?.objectValue else { continue }
-            taken.ids.withLock { $0.append(id) }
+            taken.withLock { $0.append(id) }
             _ = try await self.client.send(HSetCommand(hash, fields: [("status", "in_progress"), ("agent_id", self.agentID)]))
             let (status, own, error) = self.answer(data)
             let result: JSONValue = [
@@ -105,11 +104,6 @@ struct ReferenceWorker: Sendable {
             }
         }
     }
-}
-
-/// The task ids reference workers took.
-final class Taken: Sendable {
-    let ids = Mutex<[String]>([])
 }
 
 @Suite("The legacy bridge: the reference's Python workers keep working (a private redis-server)",
@@ -135,8 +129,8 @@ struct LegacyBridgeTests {
     @Test("a story goes through every gate with reference workers only; completed-but-failed is a failure; each result applies once")
     func roundTrip() async throws {
         try await self.withBridge([NewStory(id: "L-1", title: "Legacy story", domain: "fullstack", agent: "fullstack")]) { h, client, session in
-            let qaAnswers = Mutex(0)
-            let taken = Taken()
+            let qaAnswers = Locked(0)
+            let taken = Locked<[String]>([])
             var workers: [ReferenceWorker] = []
             for role in ["pm", "cto", "fe", "be"] {
                 workers.append(ReferenceWorker(client: client, role: role, answer: { data in
@@ -159,10 +153,10 @@ struct LegacyBridgeTests {
             let expected = 1 + 6 + 1 + 6 + 4
             #expect(checkpoints.count == expected, "one gate checkpoint per applied result, none twice: \(names)")
             let totals = try #require(h.orchestrator.legacy).totals
-            #expect(totals.settled == taken.ids.withLock { $0.count }, "every task a worker took came back once as a result signal")
+            #expect(totals.settled == taken.withLock { $0.count }, "every task a worker took came back once as a result signal")
             #expect(totals.written >= totals.settled)
             // The reference's hash for a task holds what its workers read and wrote.
-            let first = try #require(taken.ids.withLock { $0.first })
+            let first = try #require(taken.withLock { $0.first })
             let data = try #require(try await client.send(HGetCommand(Channels.Legacy.taskHash(first), field: "data")))
             let object = try #require(JSONValue(jsonText: data)?.objectValue)
             #expect(object["story_id"] == "L-1" && object["domain"] == "pm" && object["action"] == "plan")
@@ -174,13 +168,13 @@ struct LegacyBridgeTests {
     @Test("a notification missed while disconnected is not lost: the result keys are re-read on the next subscription")
     func missedNotification() async throws {
         try await self.withBridge([NewStory(id: "L-2", title: "Quiet worker", domain: "backend", agent: "backend")]) { h, client, session in
-            let taken = Taken()
+            let taken = Locked<[String]>([])
             // The PM writes its result but never announces it.
             let pm = ReferenceWorker(client: client, role: "pm", silent: { _ in true }, answer: { _ in ("completed", ["dev_roles": ["be"]], nil) })
             let run = Task { try await pm.run(taken: taken) }
             defer { run.cancel() }
-            try await eventually("the PM took its task") { taken.ids.withLock { !$0.isEmpty } }
-            let id = try #require(taken.ids.withLock { $0.first })
+            try await eventually("the PM took its task") { taken.withLock { !$0.isEmpty } }
+            let id = try #require(taken.withLock { $0.first })
             try await eventually("the PM wrote its result") { try await client.send(GetCommand(Channels.Legacy.result(id))) != nil }
             #expect(try h.story("L-2").state.currentGate.number == 0)
             #expect(h.orchestrator.legacy?.outstandingCount == 1)
