@@ -197,6 +197,15 @@ struct EscalationsCommand: AsyncParsableCommand {
     }
 }
 
+/// `wave store migrate --json`: the migrations pending (`--dry-run`) or just applied, and how
+/// many the store has.
+struct MigrationsJSON: Encodable {
+    var store: String
+    var pending: [String]?
+    var applied: [String]?
+    var total: Int?
+}
+
 /// `wave store migrate [--dry-run]`
 struct StoreCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "store", abstract: "The state store.", subcommands: [Migrate.self])
@@ -214,7 +223,7 @@ struct StoreCommand: AsyncParsableCommand {
             let pending = try storeCall { try SQLiteStore.pendingMigrations(at: location) }
             if self.dryRun {
                 if self.global.json {
-                    print(try JSONOutput.line(["store": location.description, "pending": pending.map(\.id).joined(separator: ",")]))
+                    print(try JSONOutput.line(MigrationsJSON(store: location.description, pending: pending.map(\.id))))
                 } else {
                     print(pending.isEmpty ? "\(location) is up to date" : "\(pending.count) migrations would apply to \(location):")
                     for migration in pending { print("  \(migration.id): \(migration.summary)") }
@@ -224,7 +233,7 @@ struct StoreCommand: AsyncParsableCommand {
             let store = try self.global.openStore()
             let applied = try storeCall { try store.appliedMigrations() }
             if self.global.json {
-                print(try JSONOutput.line(["store": location.description, "applied": pending.map(\.id).joined(separator: ","), "total": "\(applied.count)"]))
+                print(try JSONOutput.line(MigrationsJSON(store: location.description, applied: pending.map(\.id), total: applied.count)))
             } else {
                 print(pending.isEmpty ? "\(location) was already up to date (\(applied.count) migrations)" : "applied \(pending.count) migrations to \(location)")
             }

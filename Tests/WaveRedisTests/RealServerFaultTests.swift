@@ -6,7 +6,7 @@ import Testing
 
 @testable import WaveRedis
 
-@Suite("Real Redis: faults, recovery and RESP2", .serialized, .enabled(if: TestServers.available(TestServers.serverBinary)))
+@Suite("Real Redis: faults, recovery and RESP2", .serialized, .timeLimit(.minutes(3)), .enabled(if: TestServers.available(TestServers.serverBinary)))
 struct RealServerFaultTests {
     @Test("a server killed mid-pipeline fails what is in flight, opens the breaker, and the client recovers by itself")
     func killMidPipeline() async throws {
@@ -31,13 +31,17 @@ struct RealServerFaultTests {
         }
         server.kill()
 
-        for result in [await blocked.result.map { _ in () }, await pipeline.result.map { _ in () }] {
+        // Each must end by itself (failed by the connection loss, or by its deadline): bounded
+        // here, so that a request that never completes fails this test instead of hanging the run.
+        let readResult = try await result(of: blocked, within: .seconds(60), "the blocking read in flight at the kill")
+        let pipelineResult = try await result(of: pipeline, within: .seconds(60), "the pipeline in flight at the kill")
+        for result in [readResult.map { _ in () }, pipelineResult.map { _ in () }] {
             if case .failure(let error) = result {
                 let error = try #require(error as? RedisClientError)
                 #expect(error.isConnectionFailure, "\(error)")
             }
         }
-        guard case .failure = await blocked.result else {
+        guard case .failure = readResult else {
             Issue.record("the blocking read survived the kill")
             return
         }
