@@ -133,7 +133,12 @@ struct TailCommand: AsyncParsableCommand {
                 print(try JSONOutput.line(TailLine(id: entry.id, fields: fields)))
             } else {
                 let value = { (name: String) in entry.fields.first(where: { $0.name == name })?.value ?? "-" }
-                print("\(entry.id)  \(value("event_type"))  source=\(value("source"))  story=\(value("story_id"))  payload=\(value("payload").prefix(120))")
+                if entry.fields.contains(where: { $0.name == "task_id" }) {
+                    // A task entry (wave:tasks:{p}:{role}): what is asked of whom, and until when.
+                    print("\(entry.id)  task \(value("action")) \(value("gate")) for \(value("role")) (attempt \(value("attempt")), \(value("priority")))  story=\(value("story_id"))  deadline=\(value("deadline"))")
+                } else {
+                    print("\(entry.id)  \(value("event_type"))  source=\(value("source"))  story=\(value("story_id"))  payload=\(value("payload").prefix(120))")
+                }
             }
         }
         if !self.global.json, entries.isEmpty { print("(\(key) is empty)") }

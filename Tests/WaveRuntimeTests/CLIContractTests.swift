@@ -8,7 +8,7 @@ import WaveTesting
 @Suite("The wave command: a pass over every subcommand")
 struct CLIContractTests {
     static let commands: [[String]] = [
-        ["demo"], ["run"], ["status"], ["stop"], ["stop", "clear"], ["dlq", "list"], ["dlq", "replay"], ["dlq", "purge"], ["agents"],
+        ["demo"], ["run"], ["status"], ["stop", "set"], ["stop", "clear"], ["dlq", "list"], ["dlq", "replay"], ["dlq", "purge"], ["agents"],
         ["config", "show"], ["session", "create"], ["session", "list"], ["session", "show"], ["session", "pause"], ["session", "resume"],
         ["session", "cancel"], ["story", "show"], ["story", "unblock"], ["story", "recover"], ["approve"], ["approvals"],
         ["escalations", "list"], ["escalations", "ack"], ["signal"], ["tail"], ["store", "migrate"],
@@ -91,6 +91,18 @@ struct CLIContractTests {
         let object = try #require(try JSONSerialization.jsonObject(with: Data(output.stdout.utf8)) as? [String: Any], "\(what)")
         for key in keys { #expect(object.keys.contains(key), "\(what): \(key)") }
         return object
+    }
+
+    @Test("README's tour: the example stories load as a session of two, WAVE-2 after WAVE-1")
+    func tourStories() throws {
+        let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let stories = repository.appendingPathComponent("examples/stories").path
+        let folder = try Self.folder()
+        let created = try Self.object(try WaveBinary.run(["session", "create", "--project", "shop", "--wave", "1", "--stories", stories, "--json"], in: folder),
+                                      ["id", "story_count"], "session create")
+        #expect(created["story_count"] as? Int == 2)
+        let second = try Self.object(try WaveBinary.run(["story", "show", "WAVE-2", "--json"], in: folder), ["story_id", "status"], "story show")
+        #expect(second["dependencies"] as? [String] == ["WAVE-1"])
     }
 
     @Test("every --json output is one object on one line with the keys SYSTEM.md lists", .enabled(if: TestServers.available(TestServers.plain)))
