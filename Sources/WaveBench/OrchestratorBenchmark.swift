@@ -538,11 +538,11 @@ public struct StopBenchmark: Sendable {
     /// The figures of one run.
     public struct Result: Sendable, Codable {
         /// Publish → stop settled, p50.
-        public var stop_p50_ms: Double
+        public var halt_p50_ms: Double
         /// Publish → stop settled, p99 (bar ≤ 10 ms).
-        public var stop_p99_ms: Double
+        public var halt_p99_ms: Double
         /// Publish → stop settled, worst.
-        public var stop_max_ms: Double
+        public var halt_max_ms: Double
         /// Tasks withdrawn per stop, on average.
         public var tasks_withdrawn_per_stop: Double
         /// redis-benchmark's PING p50, same server, same run.
@@ -596,8 +596,8 @@ public struct StopBenchmark: Sendable {
             return (samples, withdrawn)
         }
         return Result(
-            stop_p50_ms: rounded(samples.percentileMilliseconds(50), places: 4), stop_p99_ms: rounded(samples.percentileMilliseconds(99), places: 4),
-            stop_max_ms: rounded(samples.maxMilliseconds), tasks_withdrawn_per_stop: rounded(Double(withdrawn) / Double(max(1, self.stops)), places: 1),
+            halt_p50_ms: rounded(samples.percentileMilliseconds(50), places: 4), halt_p99_ms: rounded(samples.percentileMilliseconds(99), places: 4),
+            halt_max_ms: rounded(samples.maxMilliseconds), tasks_withdrawn_per_stop: rounded(Double(withdrawn) / Double(max(1, self.stops)), places: 1),
             ping_p50_ms: ping, stories: self.stories, stops: self.stops
         )
     }

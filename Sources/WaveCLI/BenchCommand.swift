@@ -332,9 +332,9 @@ struct StopBench: AsyncParsableCommand {
             return
         }
         print(BenchTable.render(title: "wave bench stop (\(configuration.redactedURL), \(result.stories) live stories, \(result.stops) stops)", rows: [
-            .init("stop p50 (ms)", wave: result.stop_p50_ms, raw: result.ping_p50_ms, ratio: nil, bar: "", meets: nil),
-            .init("stop p99 (ms)", wave: result.stop_p99_ms, raw: result.ping_p50_ms, ratio: nil, bar: "≤ 10 ms", meets: result.stop_p99_ms <= 10),
-            .init("stop max (ms)", wave: result.stop_max_ms, raw: nil, ratio: nil, bar: "", meets: nil),
+            .init("halt p50 (ms)", wave: result.halt_p50_ms, raw: result.ping_p50_ms, ratio: nil, bar: "", meets: nil),
+            .init("halt p99 (ms)", wave: result.halt_p99_ms, raw: result.ping_p50_ms, ratio: nil, bar: "≤ 10 ms", meets: result.halt_p99_ms <= 10),
+            .init("halt max (ms)", wave: result.halt_max_ms, raw: nil, ratio: nil, bar: "", meets: nil),
             .init("tasks withdrawn per stop", wave: result.tasks_withdrawn_per_stop, raw: nil, ratio: nil, bar: "", meets: nil),
         ]))
     }
