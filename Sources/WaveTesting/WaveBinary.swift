@@ -14,10 +14,11 @@ public enum WaveBinary {
     }
 
     /// Runs `wave` with `arguments`; Redis variables of the test environment are removed unless
-    /// `environment` sets them.
+    /// `environment` sets them. The wait for the child happens on a thread of its own, never on
+    /// Swift's cooperative pool (two threads here), so that concurrent tests keep running.
     /// - Parameter directory: the working directory (default: the current one).
-    public static func run(_ arguments: [String], environment: [String: String] = [:], in directory: URL? = nil, filePath: String = #filePath) throws -> Output {
-        try start(arguments, environment: environment, in: directory, filePath: filePath).wait()
+    public static func run(_ arguments: [String], environment: [String: String] = [:], in directory: URL? = nil, filePath: String = #filePath) async throws -> Output {
+        try await start(arguments, environment: environment, in: directory, filePath: filePath).wait()
     }
 
     /// Starts `wave` in the background (`wave run`); stop it with ``Running/terminate()`` and
@@ -68,8 +69,15 @@ public enum WaveBinary {
         public func terminate() { self.process.terminate() }
 
         /// Waits for it to exit and returns what it wrote; after `limit` it is killed (a hung
-        /// command fails its test instead of hanging the suite).
-        public func wait(limit: Duration = .seconds(180)) -> Output {
+        /// command fails its test instead of hanging the suite). The blocking wait runs on a
+        /// thread of its own.
+        public func wait(limit: Duration = .seconds(180)) async -> Output {
+            await withCheckedContinuation { continuation in
+                Thread { continuation.resume(returning: self.blockingWait(limit: limit)) }.start()
+            }
+        }
+
+        func blockingWait(limit: Duration) -> Output {
             let process = self.process
             let pid = process.processIdentifier
             let killer = DispatchWorkItem { if process.isRunning { kill(pid, SIGKILL) } }

@@ -28,8 +28,8 @@ struct BenchAndCLITests {
     }
 
     /// Runs the built `wave` binary.
-    static func wave(_ arguments: [String], environment: [String: String] = [:]) throws -> (status: Int32, stdout: String, stderr: String) {
-        let output = try WaveBinary.run(arguments, environment: environment)
+    static func wave(_ arguments: [String], environment: [String: String] = [:]) async throws -> (status: Int32, stdout: String, stderr: String) {
+        let output = try await WaveBinary.run(arguments, environment: environment)
         return (output.status, output.stdout, output.stderr)
     }
 
@@ -40,8 +40,8 @@ struct BenchAndCLITests {
         ["bench", "nosuch"],
         ["--no-such-flag"],
     ])
-    func badInput(arguments: [String]) throws {
-        let result = try Self.wave(arguments)
+    func badInput(arguments: [String]) async throws {
+        let result = try await Self.wave(arguments)
         #expect(result.status == 2, "\(arguments): \(result.stderr)")
         #expect(result.stdout.isEmpty)
         #expect(result.stderr.split(whereSeparator: \.isNewline).count == 1, "\(result.stderr)")
@@ -49,17 +49,17 @@ struct BenchAndCLITests {
     }
 
     @Test("an unreachable Redis exits 3 with a hint")
-    func unreachable() throws {
+    func unreachable() async throws {
         let port = try RedisServerProcess.freePort()
-        let result = try Self.wave(["bench", "redis", "--redis", "redis://127.0.0.1:\(port)", "--pings", "1", "--xadds", "1"],
+        let result = try await Self.wave(["bench", "redis", "--redis", "redis://127.0.0.1:\(port)", "--pings", "1", "--xadds", "1"],
                                    environment: ["WAVE_LOG_LEVEL": "critical"])
         #expect(result.status == 3, "\(result.stderr)")
         #expect(result.stderr.contains("hint:"))
     }
 
     @Test("`wave demo` as README.md shows it: finishes with every story complete and a summary, leaving no store behind")
-    func demoAsInTheReadme() throws {
-        let result = try Self.wave(["demo"])
+    func demoAsInTheReadme() async throws {
+        let result = try await Self.wave(["demo"])
         #expect(result.status == 0, "\(result.stderr.suffix(2_000))")
         #expect(result.stdout.contains("6 complete, 0 failed; 48 gates passed"))
         #expect(result.stdout.contains("signal → handler latency"))
@@ -67,10 +67,10 @@ struct BenchAndCLITests {
     }
 
     @Test("--help works for the root and for bench redis")
-    func help() throws {
-        let root = try Self.wave(["--help"])
+    func help() async throws {
+        let root = try await Self.wave(["--help"])
         #expect(root.status == 0 && root.stdout.contains("bench"))
-        let bench = try Self.wave(["bench", "redis", "--help"])
+        let bench = try await Self.wave(["bench", "redis", "--help"])
         #expect(bench.status == 0 && bench.stdout.contains("--redis"))
     }
 }
@@ -78,10 +78,10 @@ struct BenchAndCLITests {
 @Suite("wave signal and wave tail", .enabled(if: TestServers.available(TestServers.plain)))
 struct SignalTailCLITests {
     @Test("signal publishes and prints id, message_id and stream; tail shows it without consuming")
-    func roundTrip() throws {
+    func roundTrip() async throws {
         let url = try TestServers.require(TestServers.plain, "WAVE_TEST_REDIS_URL")
         let project = "cli-\(UUID().uuidString.prefix(8).lowercased())"
-        let published = try BenchAndCLITests.wave(
+        let published = try await BenchAndCLITests.wave(
             ["signal", "gate.passed", "--project", project.uppercased(), "--story", "S-9", "--seq", "4",
              "--payload", #"{"gate_id":"gate-2","result":"pass"}"#, "--redis", url, "--json"]
         )
@@ -92,7 +92,7 @@ struct SignalTailCLITests {
         let messageID = try #require(line["message_id"] as? String)
         #expect(published.stdout.split(whereSeparator: \.isNewline).count == 1)
 
-        let tail = try BenchAndCLITests.wave(["tail", "--project", project, "--count", "5", "--redis", url, "--json"])
+        let tail = try await BenchAndCLITests.wave(["tail", "--project", project, "--count", "5", "--redis", url, "--json"])
         #expect(tail.status == 0, "\(tail.stderr)")
         let rows = tail.stdout.split(whereSeparator: \.isNewline)
         #expect(rows.count == 1)
@@ -101,7 +101,7 @@ struct SignalTailCLITests {
         let fields = try #require(row["fields"] as? [String: String])
         #expect(fields["message_id"] == messageID && fields["story_id"] == "S-9" && fields["seq"] == "4" && fields["project"] == project.uppercased())
         // Extension types go to the system stream, never to signals.
-        let resumed = try BenchAndCLITests.wave(["signal", "session.resumed", "--project", project, "--redis", url, "--json"])
+        let resumed = try await BenchAndCLITests.wave(["signal", "session.resumed", "--project", project, "--redis", url, "--json"])
         #expect(resumed.stdout.contains("wave:system:\(project)"))
     }
 
@@ -116,13 +116,13 @@ struct SignalTailCLITests {
         ["tail", "--project", "p", "--stream", "nowhere"],
         ["tail", "--project", "p"],
     ])
-    func badInput(arguments: [String]) throws {
+    func badInput(arguments: [String]) async throws {
         var args = arguments
         // Every case but the two without --redis gets a reachable server, so only the input is wrong.
         if !(arguments == ["signal", "gate.passed", "--project", "p"] || arguments == ["tail", "--project", "p"]) {
             args += ["--redis", try TestServers.require(TestServers.plain, "WAVE_TEST_REDIS_URL")]
         }
-        let result = try BenchAndCLITests.wave(args)
+        let result = try await BenchAndCLITests.wave(args)
         #expect(result.status == 2, "\(args): \(result.stderr)")
         #expect(result.stderr.split(whereSeparator: \.isNewline).count == 1, "\(result.stderr)")
     }

@@ -16,8 +16,8 @@ struct CLIContractTests {
     ]
 
     @Test("every subcommand explains itself with --help and takes the global options", arguments: Self.commands)
-    func help(command: [String]) throws {
-        let output = try WaveBinary.run(command + ["--help"])
+    func help(command: [String]) async throws {
+        let output = try await WaveBinary.run(command + ["--help"])
         #expect(output.status == 0, "\(output.stderr)")
         #expect(output.stdout.contains("OVERVIEW: "), "an abstract")
         #expect(output.stdout.contains("USAGE: wave \(command.joined(separator: " "))"))
@@ -27,10 +27,10 @@ struct CLIContractTests {
     }
 
     /// A folder with a store already migrated, so that no migration line reaches stderr.
-    static func folder() throws -> URL {
+    static func folder() async throws -> URL {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("wave-contract-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        let migrated = try WaveBinary.run(["store", "migrate"], in: folder)
+        let migrated = try await WaveBinary.run(["store", "migrate"], in: folder)
         #expect(migrated.status == 0, "\(migrated.stderr)")
         return folder
     }
@@ -49,8 +49,8 @@ struct CLIContractTests {
         (["run", "--project", "p", "--legacy-bridge"], "--legacy-bridge needs --redis"),
         (["status", "--store", "postgres://db/wave"], "not supported yet"),
     ])
-    func badInput(arguments: [String], message: String) throws {
-        let output = try WaveBinary.run(arguments, in: try Self.folder())
+    func badInput(arguments: [String], message: String) async throws {
+        let output = try await WaveBinary.run(arguments, in: try Self.folder())
         #expect(output.status == 2, "\(arguments): \(output.stderr)")
         let lines = Self.lines(output.stderr)
         #expect(lines.count == 1, "one line: \(output.stderr)")
@@ -60,13 +60,13 @@ struct CLIContractTests {
 
     @Test("bad signals exit 2 naming the problem: an unknown event type (the declared ones listed), a payload that is not a JSON object",
           .enabled(if: TestServers.available(TestServers.plain)))
-    func badSignals() throws {
+    func badSignals() async throws {
         let url = try TestServers.require(TestServers.plain, "WAVE_TEST_REDIS_URL")
-        let unknown = try WaveBinary.run(["signal", "gate.bogus", "--project", "p", "--redis", url])
+        let unknown = try await WaveBinary.run(["signal", "gate.bogus", "--project", "p", "--redis", url])
         #expect(unknown.status == 2)
         #expect(unknown.stderr.contains("unknown event type \"gate.bogus\"") && unknown.stderr.contains("gate.passed"), "the hint lists the declared types")
         for payload in ["{bad", "[1, 2]"] {
-            let bad = try WaveBinary.run(["signal", "gate.passed", "--project", "p", "--payload", payload, "--redis", url])
+            let bad = try await WaveBinary.run(["signal", "gate.passed", "--project", "p", "--payload", payload, "--redis", url])
             #expect(bad.status == 2, "\(payload)")
             #expect(Self.lines(bad.stderr).count == 1 && bad.stderr.contains("--payload"), "\(bad.stderr)")
         }
@@ -76,16 +76,16 @@ struct CLIContractTests {
         ["status"], ["signal", "gate.passed", "--project", "p"], ["tail", "--project", "p"], ["agents", "--project", "p"],
         ["dlq", "list", "--project", "p"], ["stop", "--project", "p", "--reason", "x"], ["run", "--project", "p"],
     ])
-    func unreachable(arguments: [String]) throws {
+    func unreachable(arguments: [String]) async throws {
         let port = try RedisServerProcess.freePort()
-        let output = try WaveBinary.run(arguments + ["--redis", "redis://127.0.0.1:\(port)"], in: try Self.folder())
+        let output = try await WaveBinary.run(arguments + ["--redis", "redis://127.0.0.1:\(port)"], in: try Self.folder())
         #expect(output.status == 3, "\(arguments): \(output.stderr)")
         #expect(output.stderr.contains("redis-server"), "a hint: \(output.stderr)")
         #expect(output.stdout.isEmpty)
     }
 
     /// Parses stdout as exactly one JSON object on one line and checks its keys.
-    static func object(_ output: WaveBinary.Output, _ keys: [String], _ what: String) throws -> [String: Any] {
+    static func object(_ output: WaveBinary.Output, _ keys: [String], _ what: String) async throws -> [String: Any] {
         #expect(output.status == 0, "\(what): \(output.stderr)")
         #expect(Self.lines(output.stdout).count == 1, "\(what): one line of JSON: \(output.stdout)")
         let object = try #require(try JSONSerialization.jsonObject(with: Data(output.stdout.utf8)) as? [String: Any], "\(what)")
@@ -94,62 +94,62 @@ struct CLIContractTests {
     }
 
     @Test("README's tour: the example stories load as a session of two, WAVE-2 after WAVE-1")
-    func tourStories() throws {
+    func tourStories() async throws {
         let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let stories = repository.appendingPathComponent("examples/stories").path
-        let folder = try Self.folder()
-        let created = try Self.object(try WaveBinary.run(["session", "create", "--project", "shop", "--wave", "1", "--stories", stories, "--json"], in: folder),
+        let folder = try await Self.folder()
+        let created = try await Self.object(try await WaveBinary.run(["session", "create", "--project", "shop", "--wave", "1", "--stories", stories, "--json"], in: folder),
                                       ["id", "story_count"], "session create")
         #expect(created["story_count"] as? Int == 2)
-        let second = try Self.object(try WaveBinary.run(["story", "show", "WAVE-2", "--json"], in: folder), ["story_id", "status"], "story show")
+        let second = try await Self.object(try await WaveBinary.run(["story", "show", "WAVE-2", "--json"], in: folder), ["story_id", "status"], "story show")
         #expect(second["dependencies"] as? [String] == ["WAVE-1"])
     }
 
     @Test("every --json output is one object on one line with the keys SYSTEM.md lists", .enabled(if: TestServers.available(TestServers.plain)))
-    func jsonShapes() throws {
+    func jsonShapes() async throws {
         let url = try TestServers.require(TestServers.plain, "WAVE_TEST_REDIS_URL")
-        let folder = try Self.folder()
+        let folder = try await Self.folder()
         let project = "contract-\(UUID().uuidString.prefix(8).lowercased())"
         let redis = ["--redis", url]
         let stories = folder.appendingPathComponent("stories.json")
         try Data(#"[{"id": "K-1", "title": "One", "domain": "backend", "priority": "P1", "dependencies": []}]"#.utf8).write(to: stories)
-        func run(_ arguments: [String]) throws -> WaveBinary.Output { try WaveBinary.run(arguments + ["--json"], in: folder) }
+        func run(_ arguments: [String]) async throws -> WaveBinary.Output { try await WaveBinary.run(arguments + ["--json"], in: folder) }
 
         let sessionKeys = ["id", "project", "wave", "status", "paused", "story_count", "stories_completed", "stories_failed", "budget_usd", "actual_cost_usd"]
-        let created = try Self.object(try run(["session", "create", "--project", project, "--wave", "1", "--stories", stories.path] + redis), sessionKeys, "session create")
+        let created = try await Self.object(try run(["session", "create", "--project", project, "--wave", "1", "--stories", stories.path] + redis), sessionKeys, "session create")
         let id = try #require(created["id"] as? String)
-        _ = try Self.object(try run(["session", "show", id]), sessionKeys, "session show")
-        _ = try Self.object(try run(["session", "pause", id] + redis), sessionKeys, "session pause")
-        _ = try Self.object(try run(["session", "resume", id] + redis), sessionKeys, "session resume")
-        let list = try Self.object(try run(["session", "list"]), ["sessions"], "session list")
+        _ = try await Self.object(try run(["session", "show", id]), sessionKeys, "session show")
+        _ = try await Self.object(try run(["session", "pause", id] + redis), sessionKeys, "session pause")
+        _ = try await Self.object(try run(["session", "resume", id] + redis), sessionKeys, "session resume")
+        let list = try await Self.object(try run(["session", "list"]), ["sessions"], "session list")
         #expect((list["sessions"] as? [[String: Any]])?.count == 1)
-        _ = try Self.object(try run(["story", "show", "K-1"]), [
+        _ = try await Self.object(try run(["story", "show", "K-1"]), [
             "story_id", "session_id", "status", "current_gate", "retry_count", "acceptance_criteria_passed", "acceptance_criteria_total", "blocked_reason",
         ], "story show")
-        _ = try Self.object(try run(["approvals"]), ["approvals"], "approvals")
-        _ = try Self.object(try run(["escalations", "list"]), ["escalations"], "escalations list")
-        let signal = try Self.object(try run(["signal", "gate.passed", "--project", project, "--story", "K-1", "--payload", #"{"gate_id": "gate-0"}"#] + redis),
+        _ = try await Self.object(try run(["approvals"]), ["approvals"], "approvals")
+        _ = try await Self.object(try run(["escalations", "list"]), ["escalations"], "escalations list")
+        let signal = try await Self.object(try run(["signal", "gate.passed", "--project", project, "--story", "K-1", "--payload", #"{"gate_id": "gate-0"}"#] + redis),
                                      ["id", "message_id", "stream"], "signal")
         #expect(signal["stream"] as? String == "wave:signals:\(project)")
-        let tail = try WaveBinary.run(["tail", "--project", project, "--count", "5", "--json"] + redis, in: folder)
+        let tail = try await WaveBinary.run(["tail", "--project", project, "--count", "5", "--json"] + redis, in: folder)
         #expect(tail.status == 0)
         for line in Self.lines(tail.stdout) {
             let entry = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
             #expect(entry["id"] is String && entry["fields"] is [String: String], "tail: id and fields (strings)")
         }
-        let stop = try Self.object(try run(["stop", "--project", project, "--reason", "contract", "--by", "ci"] + redis), ["scope", "reason", "by", "since"], "stop")
+        let stop = try await Self.object(try run(["stop", "--project", project, "--reason", "contract", "--by", "ci"] + redis), ["scope", "reason", "by", "since"], "stop")
         #expect(stop["scope"] as? String == project)
-        let status = try Self.object(try run(["status"] + redis), [
+        let status = try await Self.object(try run(["status"] + redis), [
             "bus", "circuit", "groups", "dlq", "stops", "sessions", "unhandled_events", "trimmed_unread", "orchestrators",
         ], "status")
         #expect((status["stops"] as? [[String: Any]])?.first.map { ["scope", "reason", "by", "since"].allSatisfy($0.keys.contains) } == true)
         #expect(status["unhandled_events"] is NSNumber && status["trimmed_unread"] is NSNumber, "numbers as JSON numbers")
-        _ = try Self.object(try run(["stop", "clear", "--project", project, "--reason", "done", "--by", "ci"] + redis), ["scope", "cleared_by"], "stop clear")
-        _ = try Self.object(try run(["agents", "--project", project] + redis), ["agents", "project"], "agents")
-        _ = try Self.object(try run(["dlq", "list", "--project", project] + redis), ["entries", "size", "stream"], "dlq list")
-        _ = try Self.object(try run(["config", "show"]), ["store", "batch_size", "max_deliveries"], "config show")
-        let migrate = try Self.object(try run(["store", "migrate", "--dry-run"]), ["store", "pending"], "store migrate --dry-run")
+        _ = try await Self.object(try run(["stop", "clear", "--project", project, "--reason", "done", "--by", "ci"] + redis), ["scope", "cleared_by"], "stop clear")
+        _ = try await Self.object(try run(["agents", "--project", project] + redis), ["agents", "project"], "agents")
+        _ = try await Self.object(try run(["dlq", "list", "--project", project] + redis), ["entries", "size", "stream"], "dlq list")
+        _ = try await Self.object(try run(["config", "show"]), ["store", "batch_size", "max_deliveries"], "config show")
+        let migrate = try await Self.object(try run(["store", "migrate", "--dry-run"]), ["store", "pending"], "store migrate --dry-run")
         #expect((migrate["pending"] as? [String])?.isEmpty == true, "a list, empty once migrated")
-        _ = try Self.object(try run(["session", "cancel", id, "--reason", "contract over"] + redis), sessionKeys, "session cancel")
+        _ = try await Self.object(try run(["session", "cancel", id, "--reason", "contract over"] + redis), sessionKeys, "session cancel")
     }
 }

@@ -7,13 +7,13 @@ import WaveTesting
 @Suite("wave demo")
 struct DemoTests {
     @Test("the demo runs to completion (small, seeded) and its summary agrees with the store")
-    func demoAgreesWithStore() throws {
+    func demoAgreesWithStore() async throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("wave-demo-test-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         let path = folder.appendingPathComponent("demo.sqlite").path
-        let run = try WaveBinary.run(["demo", "--count", "4", "--seed", "7", "--work-ms", "20", "--json", "--store", "sqlite:\(path)"])
+        let run = try await WaveBinary.run(["demo", "--count", "4", "--seed", "7", "--work-ms", "20", "--json", "--store", "sqlite:\(path)"])
         #expect(run.status == 0, "\(run.stderr.suffix(2_000))")
-        let summary = try json(run.stdout)
+        let summary = try await json(run.stdout)
         for key in ["session_id", "status", "stories", "complete", "failed", "gates_passed", "retries", "escalations", "wall_seconds", "signals", "latency_p50_ms", "latency_p99_ms"] {
             #expect(summary[key] != nil, "summary: \(key)")
         }
@@ -37,16 +37,16 @@ struct DemoTests {
     }
 
     @Test("the demo runs over Redis too", .enabled(if: TestServers.available(TestServers.plain)))
-    func demoOverRedis() throws {
+    func demoOverRedis() async throws {
         let url = try TestServers.require(TestServers.plain, "WAVE_TEST_REDIS_URL")
-        let run = try WaveBinary.run(["demo", "--count", "2", "--work-ms", "10", "--json", "--redis", url])
+        let run = try await WaveBinary.run(["demo", "--count", "2", "--work-ms", "10", "--json", "--redis", url])
         #expect(run.status == 0, "\(run.stderr.suffix(2_000))")
-        #expect(try json(run.stdout)["complete"] as? Int == 2)
+        await #expect(try json(run.stdout)["complete"] as? Int == 2)
     }
 
     @Test("bad demo arguments exit 2 with one line")
-    func badArguments() throws {
-        let run = try WaveBinary.run(["demo", "--count", "0"])
+    func badArguments() async throws {
+        let run = try await WaveBinary.run(["demo", "--count", "0"])
         #expect(run.status == 2)
         #expect(run.stderr.split(whereSeparator: \.isNewline).count == 1)
     }

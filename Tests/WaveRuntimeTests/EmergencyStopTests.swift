@@ -18,7 +18,7 @@ struct EmergencyStopTests {
         _ = try h.session([backend("E-1")])
         try await h.running {
             try await h.passGateZero("E-1")
-            let stopped = try WaveBinary.run(["stop", "--project", h.project.key, "--reason", "bad deploy", "--by", "ops"] + store)
+            let stopped = try await WaveBinary.run(["stop", "--project", h.project.key, "--reason", "bad deploy", "--by", "ops"] + store)
             #expect(stopped.status == 0, "\(stopped.stderr)")
             // The orchestrator received the announcement (already applied: a duplicate for the ledger).
             try await eventually("the orchestrator halted") { h.orchestrator.tasks.isHalted(project: h.project.key) }
@@ -35,7 +35,7 @@ struct EmergencyStopTests {
         #expect(restarted.tasks.isHalted(project: h.project.key))
         #expect(try await redis.client.send(GetCommand(key))?.contains("bad deploy") == true)
         #expect(try await h.tasks("be").map(\.gate.number) == [1], "the restart dispatched nothing under the stop")
-        let cleared = try WaveBinary.run(["stop", "clear", "--project", h.project.key, "--reason", "rolled back", "--by", "ops"] + store)
+        let cleared = try await WaveBinary.run(["stop", "clear", "--project", h.project.key, "--reason", "rolled back", "--by", "ops"] + store)
         #expect(cleared.status == 0, "\(cleared.stderr)")
         #expect(try await redis.client.send(GetCommand(key)) == nil)
         let again = Orchestrator(bus: h.bus, store: h.store, configuration: h.orchestrator.configuration, logger: TestServers.logger)

@@ -25,25 +25,25 @@ struct RunCLITests {
             try await bus.groups(of: Channels.system(name)).contains { $0.group == "orchestrator:\(consumer)" }
         }
 
-        let created = try WaveBinary.run(["session", "create", "--project", project, "--wave", "1", "--stories", "stories.json"] + common, in: folder)
+        let created = try await WaveBinary.run(["session", "create", "--project", project, "--wave", "1", "--stories", "stories.json"] + common, in: folder)
         #expect(created.status == 0, "\(created.stderr)")
         // session.created reaches the orchestrator, which starts the session and asks the PM for a plan.
         let plan = try await nextTask(bus, project: name, role: "pm")
         #expect(plan.storyID == "RUN-1" && plan.action == "plan")
 
         for (source, payload) in [("PM-1", #"{"gate_id":"gate-0","result":"pass","dev_roles":["be"]}"#), ("CTO-1", #"{"gate_id":"gate-0","result":"pass"}"#)] {
-            let sent = try WaveBinary.run(["signal", "gate.passed", "--project", project, "--story", "RUN-1", "--source", source, "--payload", payload] + common, in: folder)
+            let sent = try await WaveBinary.run(["signal", "gate.passed", "--project", project, "--story", "RUN-1", "--source", source, "--payload", payload] + common, in: folder)
             #expect(sent.status == 0, "\(sent.stderr)")
         }
         let develop = try await nextTask(bus, project: name, role: "be")
         #expect(develop.gate.number == 1 && develop.action == "develop")
 
-        let story = try WaveBinary.run(["story", "show", "RUN-1", "--json"] + common, in: folder)
-        #expect(try json(story.stdout)["current_gate"] as? String == "gate-1")
+        let story = try await WaveBinary.run(["story", "show", "RUN-1", "--json"] + common, in: folder)
+        await #expect(try json(story.stdout)["current_gate"] as? String == "gate-1")
 
-        let status = try WaveBinary.run(["status", "--json"] + common, in: folder)
+        let status = try await WaveBinary.run(["status", "--json"] + common, in: folder)
         #expect(status.status == 0, "\(status.stderr)")
-        let report = try json(status.stdout)
+        let report = try await json(status.stdout)
         for key in ["bus", "circuit", "groups", "dlq", "stops", "sessions", "unhandled_events", "trimmed_unread", "orchestrators"] {
             #expect(report[key] != nil, "status: \(key)")
         }
@@ -58,7 +58,7 @@ struct RunCLITests {
         #expect(instances.contains { $0["consumer"] as? String == consumer && $0["last_seen"] != nil && $0["circuit"] as? String == "closed" })
 
         orchestrator.terminate()
-        let output = orchestrator.wait()
+        let output = await orchestrator.wait()
         #expect(output.status == 0, "\(output.stderr.suffix(2_000))")
         #expect(output.stderr.contains("story RUN-1: gate-0: passed"), "one line per transition")
         #expect(try await !bus.groups(of: Channels.system(name)).contains { $0.group == "orchestrator:\(consumer)" })
@@ -66,19 +66,19 @@ struct RunCLITests {
     }
 
     @Test("wave run: bad input exits 2, an unreachable Redis exits 3 with a hint")
-    func runErrors() throws {
+    func runErrors() async throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("wave-run-errors-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        let noProject = try WaveBinary.run(["run"], in: folder)
+        let noProject = try await WaveBinary.run(["run"], in: folder)
         #expect(noProject.status == 2)
         #expect(noProject.stderr.contains("no project to serve"))
-        let badProject = try WaveBinary.run(["run", "--project", "global"], in: folder)
+        let badProject = try await WaveBinary.run(["run", "--project", "global"], in: folder)
         #expect(badProject.status == 2)
-        let bridgeWithoutRedis = try WaveBinary.run(["run", "--project", "p", "--legacy-bridge"], in: folder)
+        let bridgeWithoutRedis = try await WaveBinary.run(["run", "--project", "p", "--legacy-bridge"], in: folder)
         #expect(bridgeWithoutRedis.status == 2)
         #expect(bridgeWithoutRedis.stderr.contains("--legacy-bridge needs --redis"))
         let port = try RedisServerProcess.freePort()
-        let unreachable = try WaveBinary.run(["run", "--project", "p", "--redis", "redis://127.0.0.1:\(port)"], in: folder)
+        let unreachable = try await WaveBinary.run(["run", "--project", "p", "--redis", "redis://127.0.0.1:\(port)"], in: folder)
         #expect(unreachable.status == 3)
         #expect(unreachable.stderr.contains("is redis-server running?"))
     }
@@ -109,7 +109,7 @@ func nextTask(_ bus: any EventBus, project: ProjectName, role: String) async thr
     }
 }
 
-func json(_ text: String) throws -> [String: Any] {
+func json(_ text: String) async throws -> [String: Any] {
     let lines = text.split(whereSeparator: \.isNewline)
     #expect(lines.count == 1, "--json prints exactly one line: \(text)")
     return try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
