@@ -184,8 +184,16 @@ public struct RedisEventBus: EventBus {
         _ body: (Deliveries) async throws -> Result
     ) async throws -> Result {
         for stream in options.streams {
-            try await self.createGroup(options.group, on: stream, start: options.start)
-            try await self.accountTrimming(stream: stream, group: options.group)
+            do {
+                try await self.createGroup(options.group, on: stream, start: options.start)
+                try await self.accountTrimming(stream: stream, group: options.group)
+            } catch let error as RedisClientError where error.isConnectionFailure || error.code == .connectionFailed || error.code == .circuitOpen {
+                // Redis is away: the read loop reconnects with backoff and creates the group
+                // when its read says it is missing (NOGROUP), so consuming starts when Redis is back.
+                self.logger.warning("Redis unreachable while joining the group; consuming starts when it is back", metadata: [
+                    "wave.stream": "\(stream)", "wave.group": "\(options.group)", "wave.error": "\(error)",
+                ])
+            }
         }
         let (ownPendingReadOnce, ownPendingRead) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         let result = try await runConsumerLoops(

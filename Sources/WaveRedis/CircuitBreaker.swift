@@ -36,11 +36,11 @@ public final class CircuitBreaker: Sendable {
         /// Consecutive connection failures that open the breaker. Default 3.
         public var failureThreshold: Int
         /// How long the breaker stays open before a probe, growing with each failed probe.
-        /// Default 100 ms doubling to 5 s, full jitter.
+        /// Default 100 ms doubling to 1 s, full jitter.
         public var openBackoff: Backoff
 
         /// Creates settings.
-        public init(failureThreshold: Int = 3, openBackoff: Backoff = Backoff()) {
+        public init(failureThreshold: Int = 3, openBackoff: Backoff = Backoff(base: .milliseconds(100), cap: .seconds(1))) {
             self.failureThreshold = failureThreshold
             self.openBackoff = openBackoff
         }

@@ -76,8 +76,10 @@ public struct RedisConfiguration: Sendable {
     public var commandTimeout: Duration = .seconds(5)
     /// Pool settings.
     public var pool = Pool()
-    /// Backoff between reconnection attempts: 100 ms doubling to a 5 s cap, full jitter.
-    public var reconnectBackoff = Backoff()
+    /// Backoff between reconnection attempts: 100 ms doubling to a 1 s cap, full jitter, so that
+    /// work resumes within about a second of the server coming back (QUALITY.md: within 2 s of a
+    /// fault clearing); one attempt a second costs the server nothing.
+    public var reconnectBackoff = Backoff(base: .milliseconds(100), cap: .seconds(1))
     /// Circuit breaker settings.
     public var circuitBreaker = CircuitBreaker.Configuration()
     /// Bounds on what the server may send.

@@ -104,14 +104,20 @@ public final class EventDispatcher: Service, Sendable {
 
     /// Consumes every configured group until graceful shutdown or cancellation.
     public func run() async throws {
-        try await withTaskExecutorPreference(self.executor) {
-            try await cancelWhenGracefulShutdown {
-                try await withThrowingDiscardingTaskGroup { group in
-                    for options in self.consumers {
-                        group.addTask { try await self.consume(options) }
+        do {
+            try await withTaskExecutorPreference(self.executor) {
+                try await cancelWhenGracefulShutdown {
+                    try await withThrowingDiscardingTaskGroup { group in
+                        for options in self.consumers {
+                            group.addTask { try await self.consume(options) }
+                        }
                     }
                 }
             }
+        } catch where Task.isShuttingDownGracefully {
+            // The shutdown cancelled a request in flight (a group being created, a read being
+            // issued): that is the stop asked for, not a failure.
+            self.logger.debug("consumers stopped by the graceful shutdown", metadata: ["wave.error": "\(error)"])
         }
     }
 

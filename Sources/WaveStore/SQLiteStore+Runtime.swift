@@ -205,6 +205,19 @@ extension SQLiteStore {
         }
     }
 
+    /// Messages in the processed-message ledger of a session, by outcome (`applied`,
+    /// `ignored:{reason}`, …): how many signals a session's stories took.
+    public func processedMessages(session id: String) throws -> [String: Int] {
+        try self.pool.read { db in
+            var counts: [String: Int] = [:]
+            for row in try Row.fetchAll(cached: db, sql: "SELECT outcome, COUNT(*) FROM wave_processed_messages WHERE session_id = ? GROUP BY outcome",
+                                        arguments: [StoreIDs.normalize(id)]) {
+                counts[row[0]] = row[1]
+            }
+            return counts
+        }
+    }
+
     /// Counters whose name starts with `prefix`.
     public func counters(prefix: String) throws -> [String: Int] {
         try self.pool.read { db in

@@ -50,16 +50,24 @@ public enum WaveBinary {
         return Running(process: process, out: out, err: err)
     }
 
-    /// A `wave` process running in the background.
+    /// A `wave` process running in the background. Its stdout and stderr are read from the
+    /// start, each by a thread of its own, so that a child that logs a lot never blocks on a full
+    /// pipe.
     public final class Running: @unchecked Sendable {
         let process: Process
-        let out: Pipe
-        let err: Pipe
+        let stdout = LockedData()
+        let stderr = LockedData()
+        let drained = DispatchGroup()
 
         init(process: Process, out: Pipe, err: Pipe) {
             self.process = process
-            self.out = out
-            self.err = err
+            for (pipe, sink) in [(out, self.stdout), (err, self.stderr)] {
+                self.drained.enter()
+                Thread { [drained] in
+                    sink.set(pipe.fileHandleForReading.readDataToEndOfFile())
+                    drained.leave()
+                }.start()
+            }
         }
 
         /// Its process id.
@@ -83,25 +91,15 @@ public enum WaveBinary {
             let killer = DispatchWorkItem { if process.isRunning { kill(pid, SIGKILL) } }
             DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(Int(limit.components.seconds * 1000)), execute: killer)
             defer { killer.cancel() }
-            let out = self.out
-            let err = self.err
-            // Read both pipes concurrently so that a full stderr pipe cannot stall the child.
-            let errorData = LockedData()
-            let finished = DispatchSemaphore(value: 0)
-            let reader = Thread {
-                errorData.set(err.fileHandleForReading.readDataToEndOfFile())
-                finished.signal()
-            }
-            reader.start()
-            let stdout = out.fileHandleForReading.readDataToEndOfFile()
             process.waitUntilExit()
-            finished.wait()
-            return Output(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self), stderr: String(decoding: errorData.value, as: UTF8.self))
+            self.drained.wait()
+            return Output(status: process.terminationStatus, stdout: String(decoding: self.stdout.value, as: UTF8.self),
+                          stderr: String(decoding: self.stderr.value, as: UTF8.self))
         }
     }
 }
 
-private final class LockedData: @unchecked Sendable {
+final class LockedData: @unchecked Sendable {
     private let lock = NSLock()
     private var data: Data?
     func set(_ data: Data) { self.lock.withLock { self.data = data } }

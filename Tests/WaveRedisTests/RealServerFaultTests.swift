@@ -21,14 +21,21 @@ struct RealServerFaultTests {
         let key = TestServers.key()
         _ = try await client.send(XGroupCreateCommand(key, group: "g", startID: "$"))
 
-        // In flight at the moment of the kill: a blocking read and a large pipeline.
+        // In flight at the moment of the kill: a blocking read and a large pipeline (to another
+        // stream, so that its entries cannot answer the read).
         let blocked = Task { try await client.send(XReadGroupCommand(group: "g", consumer: "c", streams: [(key, ">")], block: .seconds(30))) }
-        let pipeline = Task {
-            try await client.pipeline(batch: (0..<200_000).map { XAddCommand(key, fields: [("n", "\($0)")]) })
-        }
+        let deadline = ContinuousClock.now + .seconds(10)
         while try await client.send(InfoCommand(section: "clients")).value(for: "blocked_clients") != "1" {
+            guard ContinuousClock.now < deadline else {
+                Issue.record("the blocking read never blocked")
+                return
+            }
             try await Task.sleep(for: .milliseconds(10))
         }
+        let pipeline = Task {
+            try await client.pipeline(batch: (0..<200_000).map { XAddCommand("\(key):other", fields: [("n", "\($0)")]) })
+        }
+        try await Task.sleep(for: .milliseconds(20))
         server.kill()
 
         // Each must end by itself (failed by the connection loss, or by its deadline): bounded
