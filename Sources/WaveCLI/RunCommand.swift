@@ -51,7 +51,11 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(help: "Also write every task for the reference's Python workers (wave:tasks:{role} lists, wave:task:{id} hashes) and take their results from wave:results. Needs --redis.")
     var legacyBridge = false
 
+    @Option(help: "Seconds to wait at start for an unreachable Redis (it is tried again with backoff; 0: exit 3 at once). Default: wait until it answers.")
+    var waitForRedis: Double?
+
     func validate() throws {
+        if let wait = self.waitForRedis, wait < 0 { throw ValidationError("--wait-for-redis is a number of seconds, 0 or more") }
         guard self.agentsPerRole > 0, self.workMs >= 0 else { throw ValidationError("--agents-per-role must be positive and --work-ms not negative") }
         guard (0...1).contains(self.failureRate), (0...1).contains(self.errorRate) else { throw ValidationError("--failure-rate and --error-rate are probabilities (0…1)") }
     }
@@ -94,12 +98,7 @@ struct RunCommand: AsyncParsableCommand {
             let loopGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
             let client = try RedisClient(configuration: redisConfiguration, eventLoopGroup: loopGroup, logger: Logger(label: "wave.redis"))
             configuration.executor = EventLoopTaskExecutor(loopGroup.next())
-            do {
-                _ = try await client.serverInfo()
-            } catch {
-                await client.shutdown()
-                throw CLIError(exitCode: 3, message: "cannot reach Redis at \(redisConfiguration.host):\(redisConfiguration.port): \(error) (is redis-server running? check --redis or WAVE_REDIS_URL)")
-            }
+            try await Self.awaitRedis(client, redisConfiguration, limit: self.waitForRedis.map { .milliseconds(Int64($0 * 1000)) }, logger: logger)
             services.append(client)
             bus = RedisEventBus(client: client, logger: Logger(label: "wave.bus"))
             configuration.busKind = "redis"
@@ -133,6 +132,35 @@ struct RunCommand: AsyncParsableCommand {
             logger: logger
         ))
         try await group.run()
+    }
+}
+
+extension RunCommand {
+    /// Waits until Redis answers (QUALITY.md, fault 3: Redis absent when the orchestrator starts),
+    /// trying again with the reconnect backoff and saying so once; after `limit` (if any) exits 3.
+    static func awaitRedis(_ client: RedisClient, _ configuration: RedisConfiguration, limit: Duration?, logger: Logger) async throws {
+        let deadline = limit.map { ContinuousClock.now + $0 }
+        var attempt = 0
+        while true {
+            do {
+                _ = try await client.serverInfo()
+                if attempt > 0 { logger.info("Redis at \(configuration.host):\(configuration.port) answers; starting") }
+                return
+            } catch {
+                if let deadline, ContinuousClock.now >= deadline {
+                    await client.shutdown()
+                    throw CLIError(exitCode: 3, message: "cannot reach Redis at \(configuration.host):\(configuration.port): \(error) (is redis-server running? check --redis or WAVE_REDIS_URL)")
+                }
+                if attempt == 0 {
+                    logger.warning("Redis at \(configuration.host):\(configuration.port) is not reachable (\(error)); waiting for it, the orchestrator starts when it answers (--wait-for-redis limits the wait)")
+                }
+            }
+            // Reconnect backoff (a wait between attempts, capped at the configured ceiling).
+            let delay = configuration.reconnectBackoff.delay(attempt: attempt)
+            attempt += 1
+            // sleep: backoff
+            try await Task.sleep(for: delay)
+        }
     }
 }
 

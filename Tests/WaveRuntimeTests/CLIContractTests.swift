@@ -74,7 +74,7 @@ struct CLIContractTests {
 
     @Test("an unreachable Redis exits 3 with a hint, for every command that needs it", arguments: [
         ["status"], ["signal", "gate.passed", "--project", "p"], ["tail", "--project", "p"], ["agents", "--project", "p"],
-        ["dlq", "list", "--project", "p"], ["stop", "--project", "p", "--reason", "x"], ["run", "--project", "p"],
+        ["dlq", "list", "--project", "p"], ["stop", "--project", "p", "--reason", "x"], ["run", "--project", "p", "--wait-for-redis", "0"],
     ])
     func unreachable(arguments: [String]) async throws {
         let port = try RedisServerProcess.freePort()

@@ -26,9 +26,9 @@ struct FaultWorld: Sendable {
 
     /// A private redis-server (with `arguments`), a store with one session of 1 250 backend
     /// stories (the orchestrator starts them), a configuration file letting them all run at once.
-    static func make(_ name: String = #function, serverArguments: [String] = []) async throws -> FaultWorld {
+    static func make(_ name: String = #function, serverArguments: [String] = [], startServer: Bool = true) async throws -> FaultWorld {
         let server = try RedisServerProcess(arguments: serverArguments)
-        try await server.start()
+        if startServer { try await server.start() }
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("wave-fault-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         var engine = EngineConfiguration.standard
@@ -153,16 +153,7 @@ struct FaultTests {
         let cleared = ContinuousClock.now
         let before = try world.applied()
         async let rest: Void = world.publish(5_000..<FaultWorld.signals)
-        let recovered: Duration
-        do {
-            recovered = try await world.recovery(since: cleared, beyond: before)
-        } catch {
-            orchestrator.terminate()
-            let out = await orchestrator.wait(limit: .seconds(20))
-            print("DEBUG1", try world.applied(), try await world.bus.groups(of: Channels.signals(world.project)), try await world.bus.length(of: Channels.signals(world.project)))
-            print("DEBUG1", out.stderr.split(separator: "\n").filter { !$0.contains("task dispatched") && !$0.contains("] story S-") }.suffix(40).joined(separator: "\n"))
-            throw error
-        }
+        let recovered = try await world.recovery(since: cleared, beyond: before)
         try await rest
         try await world.awaitApplied(FaultWorld.signals)
         orchestrator.terminate()
@@ -192,6 +183,26 @@ struct FaultTests {
         let exit = await second.wait(limit: .seconds(30))
         #expect(exit.status == 0, "\(exit.stderr.suffix(2_000))")
         try world.report("2 orchestrator SIGKILL, restart", recovered: recovered)
+        await world.close()
+    }
+
+    @Test("fault 3: Redis absent when the orchestrator starts; it appears 5 s later")
+    func redisAbsentAtStart() async throws {
+        let world = try await FaultWorld.make(startServer: false)
+        let orchestrator = try await world.orchestrator()
+        try await Task.sleep(for: .seconds(5))
+        #expect(try world.store.session(id: world.sessionID).status == .pending, "nothing started without Redis")
+        try await world.server.start()
+        let cleared = ContinuousClock.now
+        async let load: Void = world.publish(0..<FaultWorld.signals)
+        let recovered = try await world.recovery(since: cleared, beyond: 0)
+        try await load
+        try await world.awaitApplied(FaultWorld.signals)
+        orchestrator.terminate()
+        let exit = await orchestrator.wait(limit: .seconds(30))
+        #expect(exit.status == 0, "\(exit.stderr.suffix(2_000))")
+        #expect(exit.stderr.contains("is not reachable") && exit.stderr.contains("waiting for it"), "it said once that it waits")
+        try world.report("3 Redis absent at start, appears after 5 s", recovered: recovered)
         await world.close()
     }
 

@@ -78,7 +78,7 @@ struct RunCLITests {
         #expect(bridgeWithoutRedis.status == 2)
         #expect(bridgeWithoutRedis.stderr.contains("--legacy-bridge needs --redis"))
         let port = try RedisServerProcess.freePort()
-        let unreachable = try await WaveBinary.run(["run", "--project", "p", "--redis", "redis://127.0.0.1:\(port)"], in: folder)
+        let unreachable = try await WaveBinary.run(["run", "--project", "p", "--redis", "redis://127.0.0.1:\(port)", "--wait-for-redis", "0"], in: folder)
         #expect(unreachable.status == 3)
         #expect(unreachable.stderr.contains("is redis-server running?"))
     }
