@@ -63,7 +63,7 @@ struct StatusCommand: AsyncParsableCommand {
         print("unhandled events: \(report.unhandled_events); trimmed unread: \(report.trimmed_unread)")
         if report.orchestrators.isEmpty { print("orchestrators: none recorded") }
         for instance in report.orchestrators {
-            print("orchestrator \(instance.consumer): \(instance.running ? "running" : "stopped"), \(instance.bus), circuit \(instance.circuit), last seen \(instance.last_seen), handled \(instance.handled), projects \(instance.projects.joined(separator: ","))")
+            print("orchestrator \(instance.consumer): \(instance.running ? "running" : "stopped"), \(instance.bus), circuit \(instance.circuit), last seen \(instance.last_seen), handled \(instance.handled), projects \(instance.projects.joined(separator: ","))\(instance.outbox > 0 ? ", \(instance.outbox) entries in the outbox (Redis unavailable)" : "")")
         }
     }
 }

@@ -13,6 +13,8 @@ public enum JSONValue: Hashable, Sendable {
     public var objectValue: [String: JSONValue]? { if case .object(let o) = self { o } else { nil } }
     /// The text, if this is a string.
     public var stringValue: String? { if case .string(let s) = self { s } else { nil } }
+    /// The elements, if this is an array.
+    public var arrayValue: [JSONValue]? { if case .array(let a) = self { a } else { nil } }
     /// The number, if this is a number (or a string holding one, as some agents send).
     public var numberValue: Double? {
         switch self {

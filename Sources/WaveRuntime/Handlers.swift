@@ -302,7 +302,7 @@ struct OrchestratorCore: Sendable {
     func publishNotice(_ envelope: Envelope, project: ProjectName? = nil, to stream: String? = nil) async throws {
         guard let stream = stream ?? project.map(Channels.system) else { return }
         do {
-            _ = try await self.bus.publish(envelope, to: stream)
+            try await self.tasks.publisher.publish(entries: [(stream, envelope.fields)])
         } catch {
             self.logger.error("notice not published", metadata: ["wave.event": "\(envelope.eventType.rawValue)", "wave.error": "\(error)"])
         }

@@ -203,6 +203,10 @@ public final class Orchestrator: Service, Sendable {
                 }
             }
             group.addTask {
+                // The outbox: flushed in order whenever Redis answers again.
+                await cancelWhenGracefulShutdown { await self.tasks.publisher.run() }
+            }
+            group.addTask {
                 // Maintenance on a named interval: counters and last-seen for `wave status`.
                 await cancelWhenGracefulShutdown {
                     while !Task.isCancelled {
@@ -214,6 +218,8 @@ public final class Orchestrator: Service, Sendable {
             }
         }
         self.tasks.cancelTimers()
+        // A graceful stop sends what waits in the outbox, if Redis answers.
+        await self.tasks.publisher.flush()
         if self.configuration.deleteOwnGroupsOnExit {
             let own = Channels.orchestratorGroup(consumer: self.configuration.consumer)
             for (stream, group) in self.groups where group == own {
@@ -239,6 +245,7 @@ public final class Orchestrator: Service, Sendable {
                 "tasks_published": .number(Double(totals.published)), "tasks_held": .number(Double(totals.held)),
                 "tasks_outstanding": .number(Double(self.tasks.outstandingCount)),
                 "tasks_timed_out": .number(Double(self.tasks.timeouts)),
+                "outbox": .number(Double((try? self.store.outboxCount()) ?? 0)),
                 "halted": .array(self.tasks.haltedScopes.sorted().map { .string($0) }),
                 "trimmed_unread": .number(Double(redis?.counters.trimmedUnreadTotal ?? 0)),
                 "legacy_bridge": self.legacy.map { legacy in

@@ -68,6 +68,8 @@ public struct StatusReport: Sendable, Codable, Hashable {
         public var dead_lettered: Int
         /// Tasks it has out.
         public var tasks_outstanding: Int
+        /// Entries waiting in the store's outbox for Redis to come back.
+        public var outbox: Int
     }
 
     /// `redis` or `embedded`.
@@ -125,7 +127,7 @@ public struct StatusReport: Sendable, Codable, Hashable {
             orchestrators: instances.map {
                 Instance(consumer: $0.consumer, circuit: $0.circuit, last_seen: $0.lastSeen.description, bus: $0.bus, projects: $0.projects,
                          running: $0.stoppedAt == nil, handled: number($0, "handled"), dead_lettered: number($0, "dead_lettered"),
-                         tasks_outstanding: number($0, "tasks_outstanding"))
+                         tasks_outstanding: number($0, "tasks_outstanding"), outbox: number($0, "outbox"))
             }
         )
     }

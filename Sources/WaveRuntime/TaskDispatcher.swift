@@ -67,6 +67,8 @@ public final class TaskDispatcher: Sendable {
     let bus: any EventBus
     let store: SQLiteStore
     let logger: Logger
+    /// Publishes tasks, keeping them in the store's outbox while Redis is away.
+    public let publisher: DurablePublisher
     let state = Mutex(State())
     let timeoutHandler = Mutex<(@Sendable (TaskEntry) async -> Void)?>(nil)
     let publishedHandler = Mutex<(@Sendable ([TaskEntry]) async -> Void)?>(nil)
@@ -76,6 +78,7 @@ public final class TaskDispatcher: Sendable {
         self.bus = bus
         self.store = store
         self.logger = logger
+        self.publisher = DurablePublisher(bus: bus, store: store, logger: logger)
     }
 
     // MARK: Stops
@@ -176,18 +179,21 @@ public final class TaskDispatcher: Sendable {
         }
         guard !due.isEmpty else { return }
         do {
-            _ = try await self.bus.publish(entries: due.map { ($0.stream, $0.entry.fields) })
+            // On their streams now, or kept in the outbox until Redis is back: out either way
+            // (their deadlines run from now).
+            let sent = try await self.publisher.publish(entries: due.map { ($0.stream, $0.entry.fields) })
             self.state.withLock { $0.published += due.count }
             for (key, entry, _) in due { self.arm(key, entry) }
-            if let mirror = self.publishedHandler.withLock({ $0 }) { await mirror(due.map(\.entry)) }
+            if sent, let mirror = self.publishedHandler.withLock({ $0 }) { await mirror(due.map(\.entry)) }
             for (key, entry, _) in due {
-                self.logger.info("task dispatched", metadata: [
+                self.logger.info(sent ? "task dispatched" : "task kept in the outbox", metadata: [
                     "wave.story": "\(key.storyID)", "wave.gate": "\(key.gate)", "wave.role": "\(key.role)", "wave.action": "\(entry.action)",
                     "wave.attempt": "\(entry.attempt)", "wave.task_id": "\(entry.taskID)",
                 ])
             }
         } catch {
-            // Not out: the next in-flight scan (restart, clear, resume) dispatches them again.
+            // Neither on the bus nor in the outbox (the store failed): not out; the next in-flight
+            // scan (restart, clear, resume) dispatches them again.
             self.state.withLock { state in
                 for (key, _, _) in due { _ = state.outstanding[StoryKey(sessionID: key.sessionID, storyID: key.storyID)]?.removeValue(forKey: key) }
             }
