@@ -159,7 +159,7 @@ let package = Package(
         ),
         .testTarget(
             name: "WaveStoreTests",
-            dependencies: ["WaveStore", "WaveEngine", "WaveProtocol", "WaveTesting", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log")],
+            dependencies: ["WaveStore", "WaveEngine", "WaveProtocol", "WaveTesting", "WaveRedis", .product(name: "GRDB", package: "GRDB.swift"), .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         .testTarget(

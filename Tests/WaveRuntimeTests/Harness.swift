@@ -70,19 +70,6 @@ struct HarnessError: Error, CustomStringConvertible {
     let description: String
 }
 
-/// Runs `body` with a deadline; throws when the deadline passes first.
-func within<T: Sendable>(_ deadline: Duration, _ what: String, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-    try await withThrowingTaskGroup(of: T?.self) { group in
-        group.addTask { try await body() }
-        group.addTask {
-            try await Task.sleep(for: deadline)
-            return nil
-        }
-        defer { group.cancelAll() }
-        guard let first = try await group.next(), let value = first else { throw HarnessError(description: "timed out after \(deadline): \(what)") }
-        return value
-    }
-}
 
 /// An orchestrator over a real bus (in-memory or Redis) and a fresh SQLite store.
 struct Harness: Sendable {

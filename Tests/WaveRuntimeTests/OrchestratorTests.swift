@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import Testing
+import WaveTesting
 import WaveBus
 import WaveEngine
 import WaveProtocol

@@ -84,13 +84,6 @@ struct RunCLITests {
     }
 }
 
-/// Waits until `condition` holds, looking again every 50 ms (test scaffolding, not product code).
-func eventually(_ what: String, deadline: Duration = .seconds(15), _ condition: @escaping @Sendable () async throws -> Bool) async throws {
-    _ = try await within(deadline, what) {
-        while try await !condition() { try await Task.sleep(for: .milliseconds(50)) }
-        return true
-    }
-}
 
 /// The next task on a role's stream, read by a watcher group from the beginning.
 func nextTask(_ bus: any EventBus, project: ProjectName, role: String) async throws -> TaskEntry {
