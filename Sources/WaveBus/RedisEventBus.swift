@@ -1,4 +1,5 @@
 import Logging
+import Synchronization
 import RESP
 import WaveProtocol
 import WaveRedis
@@ -214,6 +215,8 @@ public struct RedisEventBus: EventBus {
 
     private func readLoop(_ options: ConsumerOptions, _ sink: DeliverySink, ownPendingRead: AsyncStream<Void>.Continuation) async {
         defer { ownPendingRead.finish() }
+        // The newest entry read per stream: where a group that Redis lost is created again.
+        let lastSeen = Mutex<[String: String]>([:])
         var attempt = 0
         while !Task.isCancelled {
             do {
@@ -233,6 +236,7 @@ public struct RedisEventBus: EventBus {
                         ))
                         var batch: [Delivery] = []
                         for (stream, entries) in reply {
+                            if let last = entries.last { lastSeen.withLock { $0[stream] = last.id } }
                             batch.reserveCapacity(batch.count + entries.count)
                             for entry in entries {
                                 if let delivery = try await self.judge(stream: stream, entry: entry, deliveries: 1, options) { batch.append(delivery) }
@@ -245,8 +249,16 @@ public struct RedisEventBus: EventBus {
             } catch {
                 if Task.isCancelled { return }
                 if let error = error as? RedisClientError, error.serverErrorPrefix == "NOGROUP" {
-                    self.logger.warning("consumer group missing (Redis lost it?); recreating", metadata: ["wave.group": "\(options.group)"])
-                    for stream in options.streams { try? await self.createGroup(options.group, on: stream, start: options.start) }
+                    // Created again after the newest entry this consumer read: a stream that
+                    // Redis lost with it holds only entries added since (their ids come later),
+                    // all of them read; a stream that kept its entries is read on from where we were.
+                    // Never `$`, which would skip what was published while the group was missing.
+                    let seen = lastSeen.withLock { $0 }
+                    self.logger.warning("consumer group missing (Redis restarted empty or the group was deleted); creating it again after the last entry read",
+                                        metadata: ["wave.group": "\(options.group)", "wave.last_read": "\(seen)"])
+                    for stream in options.streams {
+                        try? await self.createGroup(options.group, on: stream, start: seen[stream].map { .after($0) } ?? .beginning)
+                    }
                 } else {
                     self.logger.debug("consumer read failed; reconnecting", metadata: ["wave.error": "\(error)"])
                 }

@@ -206,6 +206,30 @@ struct FaultTests {
         await world.close()
     }
 
+    @Test("fault 4: Redis restarted empty (no persistence): groups recreated; nothing lost among signals read before it or published after it")
+    func redisRestartedEmpty() async throws {
+        let world = try await FaultWorld.make()
+        let orchestrator = try await world.orchestrator()
+        try await eventually("the session started") { try world.store.session(id: world.sessionID).status == .inProgress }
+        try await world.publish(0..<5_000)
+        try await world.awaitApplied(5_000)
+        world.server.kill()
+        try await world.server.start()
+        let cleared = ContinuousClock.now
+        #expect(try await world.bus.length(of: Channels.signals(world.project)) == 0, "the new server is empty")
+        async let rest: Void = world.publish(5_000..<FaultWorld.signals)
+        let recovered = try await world.recovery(since: cleared, beyond: 5_000)
+        try await rest
+        try await world.awaitApplied(FaultWorld.signals)
+        #expect(try await world.bus.groups(of: Channels.signals(world.project)).map(\.group) == ["orchestrator"], "the group was created again")
+        orchestrator.terminate()
+        let exit = await orchestrator.wait(limit: .seconds(30))
+        #expect(exit.status == 0, "\(exit.stderr.suffix(2_000))")
+        #expect(exit.stderr.contains("consumer group missing"), "the loss of the group is logged")
+        try world.report("4 Redis restarted empty (0 unread at the restart)", recovered: recovered)
+        await world.close()
+    }
+
     @Test("fault 5: SIGTERM under load: a clean exit (0), then a restart finishes the work")
     func sigtermUnderLoad() async throws {
         let world = try await FaultWorld.make()
