@@ -9,7 +9,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks; each prints Wave's figures beside the raw limit of the same run.",
-        subcommands: [RedisBench.self, BusBench.self, StoreBench.self, LatencyBench.self, ThroughputBench.self, StopBench.self]
+        subcommands: [RedisBench.self, BusBench.self, StoreBench.self, LatencyBench.self, ThroughputBench.self, StopBench.self, SoakBench.self]
     )
 }
 
@@ -336,6 +336,51 @@ struct StopBench: AsyncParsableCommand {
             .init("halt p99 (ms)", wave: result.halt_p99_ms, raw: result.ping_p50_ms, ratio: nil, bar: "≤ 10 ms", meets: result.halt_p99_ms <= 10),
             .init("halt max (ms)", wave: result.halt_max_ms, raw: nil, ratio: nil, bar: "", meets: nil),
             .init("tasks withdrawn per stop", wave: result.tasks_withdrawn_per_stop, raw: nil, ratio: nil, bar: "", meets: nil),
+        ]))
+    }
+}
+
+/// `wave bench soak`.
+struct SoakBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "soak",
+        abstract: "Memory over a long run: signals at a steady rate through real handlers, resident memory after the warm-up and at the end.",
+        discussion: "Bar (QUALITY.md): RSS at the end ≤ RSS after 2 minutes + 10 %, with 10 000 signals/s for 10 minutes. Every signal published is accounted for: settled, still waiting in the group (backlog), or lost."
+    )
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(help: "How long to publish: 90s, 10m, 1h.")
+    var duration = "10m"
+
+    @Option(help: "Signals per second.")
+    var rate = 10_000.0
+
+    func validate() throws {
+        guard let milliseconds = DlqPurge.duration(self.duration), milliseconds >= 1_000 else {
+            throw ValidationError("--duration takes a number and a unit (s, m, h), at least 1s, like 10m, not \"\(self.duration)\"")
+        }
+        guard self.rate > 0 else { throw ValidationError("--rate must be positive") }
+    }
+
+    func run() async throws {
+        let configuration = try self.global.requireRedis(for: "wave bench soak")
+        var benchmark = SoakBenchmark()
+        benchmark.duration = .milliseconds(DlqPurge.duration(self.duration) ?? 600_000)
+        benchmark.rate = self.rate
+        let result = try await runBenchmark(configuration) { try await benchmark.run(client: $0, logger: $1) }
+        if self.global.json {
+            print(try JSONOutput.line(result))
+            return
+        }
+        print(BenchTable.render(title: "wave bench soak (\(configuration.redactedURL), \(result.duration_s) s at \(Int(result.target_per_s))/s, \(result.rounds) rounds)", rows: [
+            .init("RSS after warm-up (MiB)", wave: result.rss_start_mb, raw: nil, ratio: nil, bar: "", meets: nil),
+            .init("RSS at the end (MiB)", wave: result.rss_end_mb, raw: nil, ratio: nil, bar: "", meets: nil),
+            .init("RSS growth (%)", wave: result.rss_growth_pct, raw: nil, ratio: nil, bar: "≤ 10", meets: result.rss_growth_pct <= 10),
+            .init("published /s", wave: result.published_per_s, raw: nil, ratio: nil, bar: "", meets: nil),
+            .init("settled /s", wave: result.settled_per_s, raw: nil, ratio: nil, bar: "", meets: nil),
+            .init("backlog at the end", wave: Double(result.backlog), raw: nil, ratio: nil, bar: "", meets: nil),
+            .init("lost", wave: Double(result.lost), raw: nil, ratio: nil, bar: "0", meets: result.lost == 0),
         ]))
     }
 }
