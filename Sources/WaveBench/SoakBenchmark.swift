@@ -19,12 +19,16 @@ public struct SoakBenchmark: Sendable {
         public var rss_end_mb: Double
         /// `(rss_end_mb - rss_start_mb) / rss_start_mb × 100` (bar ≤ 10).
         public var rss_growth_pct: Double
-        /// Signals published and neither settled by the dispatcher nor still waiting in the
-        /// group (pending or unread) at the end.
+        /// Signals published and found nowhere at the end: not in the store's ledger (applied or
+        /// acknowledged with no effect), not dead-lettered, not still waiting in the group.
         public var lost: Int
+        /// Signals dead-lettered (each with its reason, on the project's DLQ stream).
+        public var dead_lettered: Int
+        /// Seconds the handlers needed after publishing ended to catch up (at most 60).
+        public var drain_s: Double
         /// Signals published.
         public var published: Int
-        /// Signals the dispatcher settled (applied, or acknowledged with no effect).
+        /// Signals in the store's ledger (applied, or taken with no effect).
         public var settled: Int
         /// Signals still waiting in the group at the end (the handlers' backlog).
         public var backlog: Int
@@ -57,11 +61,11 @@ public struct SoakBenchmark: Sendable {
     /// Runs it in its own project and a fresh store, both removed at the end.
     public func run(client: RedisClient, logger: Logger) async throws -> Result {
         let world = try BenchWorld.make(stories: self.storiesPerRound, logger: logger)
-        let settled = CountDown(target: Int.max)
+        let acknowledged = CountDown(target: Int.max)
         let warmup = self.warmup ?? min(.seconds(120), self.duration / 5)
         logger.info("wave: signals at \(Int(self.rate))/s for \(self.duration) through real handlers; memory after \(warmup) and at the end")
         return try await world.withOrchestrator(client.configuration, consumer: "bench-soak", logger: logger, hooks: EventDispatcher.Hooks(
-            settled: { _, _ in settled.add(1) }
+            acknowledged: { acknowledged.add($0.count) }
         )) { _, bus in
             let perRound = self.storiesPerRound * 8
             let interval = Duration.seconds(Double(self.batch) / self.rate)
@@ -92,17 +96,25 @@ public struct SoakBenchmark: Sendable {
             }
             let elapsed = seconds(ContinuousClock.now - start)
             let rssEnd = Self.residentMegabytes()
-            // What the handlers have not reached yet is still in the group: a backlog, not a loss.
+            // Let the handlers catch up (resumed by the acknowledgements), for at most a minute.
+            let published_ = published
+            let drainStart = ContinuousClock.now
+            acknowledged.retarget(published_)
+            _ = try? await within(.seconds(60)) { _ = await acknowledged.wait() }
+            let drained = seconds(ContinuousClock.now - drainStart)
+            // Every signal published is somewhere: in the ledger, on the DLQ, or still in the group.
             let info = try await bus.groups(of: Channels.signals(world.project)).first { $0.group == Channels.orchestratorGroup }
             let backlog = (info?.lag ?? 0) + (info?.pending ?? 0)
-            let done = settled.count
+            let ledger = try world.store.processedMessages(project: world.project.key).values.reduce(0, +)
+            let dead = try await bus.length(of: Channels.deadLetters(world.project))
             let begin = rssStart ?? rssEnd
             return Result(
                 rss_start_mb: rounded(begin, places: 1), rss_end_mb: rounded(rssEnd, places: 1),
                 rss_growth_pct: rounded((rssEnd - begin) / max(begin, 1) * 100, places: 2),
-                lost: max(0, published - done - backlog), published: published, settled: done, backlog: backlog,
+                lost: max(0, published - ledger - dead - backlog), dead_lettered: dead, drain_s: rounded(drained, places: 1),
+                published: published, settled: ledger, backlog: backlog,
                 duration_s: rounded(elapsed, places: 1), target_per_s: self.rate,
-                published_per_s: (Double(published) / elapsed).rounded(), settled_per_s: (Double(done) / elapsed).rounded(), rounds: round + 1
+                published_per_s: (Double(published) / elapsed).rounded(), settled_per_s: (Double(ledger) / (elapsed + drained)).rounded(), rounds: round + 1
             )
         }
     }

@@ -65,30 +65,37 @@ struct OrchestratorCore: Sendable {
                 results[position] = .success(refusal.outcome)
             }
         }
-        let applied: [Result<ApplyResult, any Error>]
-        do {
-            applied = try self.store.apply(batch: batch)
-        } catch {
-            // The transaction rolled back (SQLite's error): nothing applied; every entry is retried.
-            for position in positions { results[position] = .failure(error) }
-            return results.map { $0! }
-        }
         var work: [(story: StoryRecord, drafts: [TaskDraft])] = []
-        for (position, (incoming, result)) in zip(positions, zip(batch, applied)) {
-            switch result {
-            case .success(let applied):
-                do {
-                    results[position] = .success(try await self.react(to: applied, incoming: incoming, signal: items[position].0, dispatch: &work))
-                } catch {
+        var offset = 0
+        while offset < batch.count {
+            // One transaction up to a message that changes what its session does next (a story
+            // finished and others may start, or the session ended); the reactions to it run
+            // before the rest is applied, as they would between signals applied one by one.
+            let applied: [Result<ApplyResult, any Error>]
+            do {
+                applied = try self.store.apply(batch: Array(batch[offset...]), stopAtSessionChange: true)
+            } catch {
+                // The transaction rolled back (SQLite's error): nothing of it applied; those entries are retried.
+                for position in positions[offset...] { results[position] = .failure(error) }
+                break
+            }
+            for (position, (incoming, result)) in zip(positions[offset...], zip(batch[offset...], applied)) {
+                switch result {
+                case .success(let applied):
+                    do {
+                        results[position] = .success(try await self.react(to: applied, incoming: incoming, signal: items[position].0, dispatch: &work))
+                    } catch {
+                        results[position] = .failure(error)
+                    }
+                case .failure(let error as StoreError) where error.code == .notFound:
+                    results[position] = .success(.deadLetter("unknown_story: \(error.message)"))
+                case .failure(let error as StoreError) where error.code == .ambiguous:
+                    results[position] = .success(.deadLetter("ambiguous_story: \(error.message)"))
+                case .failure(let error):
                     results[position] = .failure(error)
                 }
-            case .failure(let error as StoreError) where error.code == .notFound:
-                results[position] = .success(.deadLetter("unknown_story: \(error.message)"))
-            case .failure(let error as StoreError) where error.code == .ambiguous:
-                results[position] = .success(.deadLetter("ambiguous_story: \(error.message)"))
-            case .failure(let error):
-                results[position] = .failure(error)
             }
+            offset += max(applied.count, 1)
         }
         await self.tasks.dispatch(work)
         return results.map { $0! }

@@ -87,10 +87,15 @@ extension SQLiteStore {
     /// nothing, since those are found before anything is written; any other error (SQLite's)
     /// rolls the whole batch back and is thrown, and the caller may apply the messages one by one.
     /// - Parameter jitter: the backoff jitter for every message (tests); by default a random one each.
-    public func apply(batch: [IncomingEvent], now: WaveTimestamp = .now(), jitter: Double? = nil) throws -> [Result<ApplyResult, any Error>] {
+    /// - Parameter stopAtSessionChange: stop after a message that finished its story and so
+    ///   changed what its session does next (the session ended, or it has stories waiting that
+    ///   may start now): the results returned are then a prefix of `batch`, and the caller starts
+    ///   what is ready before applying the rest, so that each message sees what applying the
+    ///   messages one by one, with the orchestrator's reactions between them, would show it.
+    public func apply(batch: [IncomingEvent], now: WaveTimestamp = .now(), jitter: Double? = nil, stopAtSessionChange: Bool = false) throws -> [Result<ApplyResult, any Error>] {
         try self.immediateWrite { db in
             var writer = BatchWriter(store: self, db: db, now: now)
-            return try writer.apply(batch, jitter: jitter)
+            return try writer.apply(batch, jitter: jitter, stopAtSessionChange: stopAtSessionChange)
         }
     }
 

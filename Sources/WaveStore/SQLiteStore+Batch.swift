@@ -38,14 +38,16 @@ struct BatchWriter {
         self.now = now
     }
 
-    mutating func apply(_ batch: [IncomingEvent], jitter: Double?) throws -> [Result<ApplyResult, any Error>] {
+    mutating func apply(_ batch: [IncomingEvent], jitter: Double?, stopAtSessionChange: Bool = false) throws -> [Result<ApplyResult, any Error>] {
         let jitters = batch.map { _ in jitter ?? Double.random(in: 0..<1) }
         try self.loadLedger(batch.map(\.messageID))
         var results: [Result<ApplyResult, any Error>] = []
         results.reserveCapacity(batch.count)
         for (incoming, jitter) in zip(batch, jitters) {
             do {
-                results.append(.success(try self.applyOne(incoming, jitter: jitter)))
+                let result = try self.applyOne(incoming, jitter: jitter)
+                results.append(.success(result))
+                if stopAtSessionChange, try self.changesSession(result) { break }
             } catch let error as EngineRejection {
                 results.append(.failure(error))
             } catch let error as StoreError where error.code == .notFound || error.code == .ambiguous {
@@ -54,6 +56,15 @@ struct BatchWriter {
         }
         try self.flush()
         return results
+    }
+
+    /// Whether a result finished its story and so changed what the session does next: the
+    /// session's status changed, or stories wait in it that may start now.
+    func changesSession(_ result: ApplyResult) throws -> Bool {
+        guard case .applied(let record, _, let session) = result, record.state.status.isFinished else { return false }
+        if session.statusChange != nil { return true }
+        return try Bool.fetchOne(cached: self.db, sql: "SELECT EXISTS (SELECT 1 FROM wave_story_executions WHERE session_id = ? AND status = 'pending')",
+                                 arguments: [record.state.sessionID]) ?? false
     }
 
     mutating func loadLedger(_ ids: [String]) throws {

@@ -218,6 +218,21 @@ extension SQLiteStore {
         }
     }
 
+    /// Messages in the processed-message ledger of a project's sessions, by outcome.
+    public func processedMessages(project: String) throws -> [String: Int] {
+        let key = project.trimmingCharacters(in: .whitespaces).lowercased()
+        return try self.pool.read { db in
+            var counts: [String: Int] = [:]
+            for row in try Row.fetchAll(cached: db, sql: """
+                SELECT m.outcome, COUNT(*) FROM wave_processed_messages m JOIN wave_sessions s ON s.id = m.session_id
+                WHERE lower(trim(s.project_name)) = ? GROUP BY m.outcome
+                """, arguments: [key]) {
+                counts[row[0]] = row[1]
+            }
+            return counts
+        }
+    }
+
     /// Counters whose name starts with `prefix`.
     public func counters(prefix: String) throws -> [String: Int] {
         try self.pool.read { db in

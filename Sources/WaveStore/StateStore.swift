@@ -38,8 +38,9 @@ public protocol StateStore: Sendable {
     // Applying messages
     /// Applies one message in one transaction.
     func apply(_ incoming: IncomingEvent, now: WaveTimestamp, jitter: Double) throws -> ApplyResult
-    /// Applies several messages in one transaction.
-    func apply(batch: [IncomingEvent], now: WaveTimestamp, jitter: Double?) throws -> [Result<ApplyResult, any Error>]
+    /// Applies several messages in one transaction (with `stopAtSessionChange`, up to one that
+    /// changes what its session does next: a prefix of the results).
+    func apply(batch: [IncomingEvent], now: WaveTimestamp, jitter: Double?, stopAtSessionChange: Bool) throws -> [Result<ApplyResult, any Error>]
 
     // Operators
     /// Recovers a story.

@@ -27,6 +27,25 @@ struct BenchAndCLITests {
         await client.shutdown()
     }
 
+    @Test("the soak benchmark runs rounds of fresh stories through real handlers, accounts for every signal and reports memory",
+          .enabled(if: TestServers.available(TestServers.plain)))
+    func soakSmoke() async throws {
+        let client = try TestServers.client(try TestServers.require(TestServers.plain, "WAVE_TEST_REDIS_URL"))
+        var benchmark = SoakBenchmark()
+        benchmark.duration = .seconds(3)
+        benchmark.rate = 1_000
+        benchmark.storiesPerRound = 50
+        benchmark.warmup = .seconds(1)
+        let result = try await benchmark.run(client: client, logger: TestServers.logger)
+        #expect(result.published > 0 && result.rounds >= 2, "\(result)")
+        #expect(result.settled == result.published && result.backlog == 0, "every signal in the ledger after the drain: \(result)")
+        #expect(result.lost == 0 && result.dead_lettered == 0, "\(result)")
+        #expect(result.rss_start_mb > 0 && result.rss_end_mb > 0)
+        let json = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(result)) as? [String: Any]
+        for key in ["rss_start_mb", "rss_end_mb", "rss_growth_pct", "lost"] { #expect(json?[key] != nil, "\(key)") }
+        await client.shutdown()
+    }
+
     /// Runs the built `wave` binary.
     static func wave(_ arguments: [String], environment: [String: String] = [:]) async throws -> (status: Int32, stdout: String, stderr: String) {
         let output = try await WaveBinary.run(arguments, environment: environment)

@@ -12,7 +12,7 @@ struct CLIContractTests {
         ["config", "show"], ["session", "create"], ["session", "list"], ["session", "show"], ["session", "pause"], ["session", "resume"],
         ["session", "cancel"], ["story", "show"], ["story", "unblock"], ["story", "recover"], ["approve"], ["approvals"],
         ["escalations", "list"], ["escalations", "ack"], ["signal"], ["tail"], ["store", "migrate"],
-        ["bench", "redis"], ["bench", "bus"], ["bench", "store"], ["bench", "latency"], ["bench", "throughput"], ["bench", "stop"],
+        ["bench", "redis"], ["bench", "bus"], ["bench", "store"], ["bench", "latency"], ["bench", "throughput"], ["bench", "stop"], ["bench", "soak"],
     ]
 
     @Test("every subcommand explains itself with --help and takes the global options", arguments: Self.commands)
