@@ -280,6 +280,8 @@ final class CountDown: Sendable {
         var target = Int.max
         var reachedAt: ContinuousClock.Instant?
         var continuation: CheckedContinuation<ContinuousClock.Instant, Never>?
+        /// A bounded wait's deadline passed.
+        var expired = false
     }
     let state = Mutex(State())
 
@@ -310,12 +312,32 @@ final class CountDown: Sendable {
         await withCheckedContinuation { continuation in
             let reached = self.state.withLock { state -> ContinuousClock.Instant? in
                 if let at = state.reachedAt { return at }
+                if state.expired { return .now }
                 state.continuation = continuation
                 return nil
             }
             if let reached { continuation.resume(returning: reached) }
         }
     }
+
+    /// Waits until the target is reached or `limit` has passed (a deadline that resumes the
+    /// wait; the waiter itself ignores cancellation). Returns whether the target was reached.
+    func wait(atMost limit: Duration) async -> Bool {
+        let timer = Task {
+            // sleep: deadline
+            guard (try? await Task.sleep(for: limit)) != nil else { return }
+            let waiter = self.state.withLock { state -> CheckedContinuation<ContinuousClock.Instant, Never>? in
+                state.expired = true
+                defer { state.continuation = nil }
+                return state.continuation
+            }
+            waiter?.resume(returning: .now)
+        }
+        _ = await self.wait()
+        timer.cancel()
+        return self.state.withLock { $0.count >= $0.target }
+    }
+
 }
 
 /// A handler that does nothing (phase A's dispatch-and-ack measure).
@@ -509,7 +531,7 @@ public struct ThroughputBenchmark: Sendable {
             // Publishing is over, so no more trimming: what the group will not read is known now.
             let trimmed = try await bus.accountTrimming(stream: stream, group: Channels.orchestratorGroup)
             done.retarget(self.signals - trimmed)
-            _ = try? await within(.seconds(60)) { _ = await done.wait() }
+            _ = await done.wait(atMost: .seconds(60))
             let handled = done.count
             return (publishRate, max(0, self.signals - handled - trimmed), trimmed, handled)
         }

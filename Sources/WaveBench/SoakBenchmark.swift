@@ -100,7 +100,7 @@ public struct SoakBenchmark: Sendable {
             let published_ = published
             let drainStart = ContinuousClock.now
             acknowledged.retarget(published_)
-            _ = try? await within(.seconds(60)) { _ = await acknowledged.wait() }
+            _ = await acknowledged.wait(atMost: .seconds(60))
             let drained = seconds(ContinuousClock.now - drainStart)
             // Every signal published is somewhere: in the ledger, on the DLQ, or still in the group.
             let info = try await bus.groups(of: Channels.signals(world.project)).first { $0.group == Channels.orchestratorGroup }

@@ -165,13 +165,21 @@ struct FaultTests {
 
     @Test("fault 2: the orchestrator SIGKILLed in the middle of 10 000 signals and restarted")
     func orchestratorKilled() async throws {
-        let world = try await FaultWorld.make()
+        try await Self.restartDuringLoad("2 orchestrator SIGKILL, restart") { first in
+            kill(first.pid, SIGKILL)
+            _ = await first.wait(limit: .seconds(10))
+        }
+    }
+
+    /// Stops the orchestrator (`stop`) after 1 000 of the first 5 000 signals applied, publishes
+    /// 2 500 more while it is down, starts it again and times the resumption, then the rest.
+    static func restartDuringLoad(_ fault: String, stop: (WaveBinary.Running) async throws -> Void) async throws {
+        let world = try await FaultWorld.make(String(fault.lowercased().filter { $0.isLetter || $0.isNumber }))
         let first = try await world.orchestrator()
         try await eventually("the session started") { try world.store.session(id: world.sessionID).status == .inProgress }
         try await world.publish(0..<5_000)
         try await world.awaitApplied(1_000)
-        kill(first.pid, SIGKILL)
-        _ = await first.wait(limit: .seconds(10))
+        try await stop(first)
         let before = try world.applied()
         try await world.publish(5_000..<7_500)
         let cleared = ContinuousClock.now
@@ -182,7 +190,7 @@ struct FaultTests {
         second.terminate()
         let exit = await second.wait(limit: .seconds(30))
         #expect(exit.status == 0, "\(exit.stderr.suffix(2_000))")
-        try world.report("2 orchestrator SIGKILL, restart", recovered: recovered)
+        try world.report(fault, recovered: recovered)
         await world.close()
     }
 
@@ -232,26 +240,12 @@ struct FaultTests {
 
     @Test("fault 5: SIGTERM under load: a clean exit (0), then a restart finishes the work")
     func sigtermUnderLoad() async throws {
-        let world = try await FaultWorld.make()
-        let first = try await world.orchestrator()
-        try await eventually("the session started") { try world.store.session(id: world.sessionID).status == .inProgress }
-        try await world.publish(0..<5_000)
-        try await world.awaitApplied(1_000)
-        first.terminate()
-        let exit = await first.wait(limit: .seconds(30))
-        #expect(exit.status == 0, "a graceful stop exits 0: \(exit.stderr.suffix(1_500))")
-        #expect(exit.stderr.contains("orchestrator stopped"))
-        let before = try world.applied()
-        try await world.publish(5_000..<7_500)
-        let cleared = ContinuousClock.now
-        let second = try await world.orchestrator()
-        let recovered = try await world.recovery(since: cleared, beyond: before)
-        try await world.publish(7_500..<FaultWorld.signals)
-        try await world.awaitApplied(FaultWorld.signals)
-        second.terminate()
-        _ = await second.wait(limit: .seconds(30))
-        try world.report("5 SIGTERM under load, restart", recovered: recovered)
-        await world.close()
+        try await Self.restartDuringLoad("5 SIGTERM under load, restart") { first in
+            first.terminate()
+            let exit = await first.wait(limit: .seconds(30))
+            #expect(exit.status == 0, "a graceful stop exits 0: \(exit.stderr.suffix(1_500))")
+            #expect(exit.stderr.contains("orchestrator stopped"))
+        }
     }
 
     @Test("fault 6: poison and malformed messages mixed into the load are dead-lettered with their reason; the stream keeps flowing")
