@@ -153,6 +153,9 @@ public protocol EventBus: Sendable {
     func length(of stream: String) async throws -> Int
     /// A group's pending entries (delivered, not acknowledged), oldest first, at most `count`.
     func pendingEntries(stream: String, group: String, count: Int) async throws -> [BusPendingEntry]
+    /// Entries the group has not acknowledged: pending ones and those not yet delivered, oldest
+    /// first, at most `count` (what is still to be done by the group's consumers).
+    func unacknowledged(stream: String, group: String, count: Int) async throws -> [BusEntry]
 }
 
 /// One pending entry of a group.

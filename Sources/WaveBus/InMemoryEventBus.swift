@@ -134,6 +134,12 @@ public actor InMemoryEventBus: EventBus {
         }
     }
 
+    public func unacknowledged(stream: String, group: String, count: Int) async throws -> [BusEntry] {
+        guard let state = self.streams[stream], let info = state.groups[group] else { return [] }
+        return state.entries.filter { info.pending[$0.id] != nil || info.lastDelivered < $0.id }.prefix(max(0, count))
+            .map { BusEntry(id: $0.id.text, fields: $0.fields) }
+    }
+
     // MARK: Acknowledging and dead letters
 
     public func acknowledge(_ deliveries: [Delivery]) async throws {

@@ -115,6 +115,33 @@ public struct RedisEventBus: EventBus {
         return newest.reversed().map { BusEntry(id: $0.id, fields: $0.fields.map { StreamField($0.name, $0.value) }) }
     }
 
+    public func unacknowledged(stream: String, group: String, count: Int) async throws -> [BusEntry] {
+        let info: StreamGroupInfo
+        do {
+            guard let found = try await self.client.send(XInfoGroupsCommand(stream)).first(where: { $0.name == group }) else { return [] }
+            info = found
+        } catch let error as RedisClientError where error.serverMessage?.contains("no such key") == true {
+            return []
+        }
+        let pending = info.pending > 0
+            ? Set(try await self.client.send(XPendingCommand(stream, group: group, count: max(count, info.pending))).map(\.id))
+            : []
+        // From the oldest pending entry (or just after the last delivered one) to the end.
+        let start = pending.min(by: { Self.idLess($0, $1) }) ?? "(\(info.lastDeliveredID)"
+        let entries = try await self.client.send(XRangeCommand(stream, start: start, count: count + pending.count))
+        return entries.filter { pending.contains($0.id) || Self.idLess(info.lastDeliveredID, $0.id) }.prefix(count)
+            .map { BusEntry(id: $0.id, fields: $0.fields.map { StreamField($0.name, $0.value) }) }
+    }
+
+    /// Stream id order (`ms-seq`, numerically).
+    static func idLess(_ a: String, _ b: String) -> Bool {
+        func parts(_ id: String) -> (UInt64, UInt64) {
+            let pieces = id.split(separator: "-")
+            return (UInt64(pieces.first ?? "") ?? 0, pieces.count > 1 ? UInt64(pieces[1]) ?? 0 : 0)
+        }
+        return parts(a) < parts(b)
+    }
+
     public func length(of stream: String) async throws -> Int {
         try await self.client.send(XLenCommand(stream))
     }

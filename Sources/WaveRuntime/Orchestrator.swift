@@ -168,7 +168,19 @@ public final class Orchestrator: Service, Sendable {
         }
         let inFlight = try self.store.inFlightStories()
         if !inFlight.isEmpty {
-            self.logger.info("recovery: dispatching again the tasks of working stories", metadata: ["wave.stories": "\(inFlight.count)"])
+            // Tasks still in the agents' streams (held by an agent, or not read yet) are out
+            // already: a restart must not hand out second copies.
+            var waiting: [TaskEntry] = []
+            for project in self.configuration.projects {
+                for role in Self.roles(self.store.engine.configuration) {
+                    let entries = try await self.bus.unacknowledged(stream: Channels.tasks(project, role), group: Channels.agentsGroup(role: role), count: 100_000)
+                    waiting.append(contentsOf: entries.compactMap { try? TaskEntry(decoding: $0.fields) })
+                }
+            }
+            let adopted = self.tasks.adopt(waiting, needed: inFlight)
+            self.logger.info("recovery: dispatching again the tasks of working stories that are not still waiting in the agents' streams", metadata: [
+                "wave.stories": "\(inFlight.count)", "wave.tasks_still_out": "\(adopted)",
+            ])
         }
         try await self.tasks.redispatch()
         try self.recordState()

@@ -312,6 +312,36 @@ public final class TaskDispatcher: Sendable {
         }
     }
 
+    /// Takes as out the tasks still waiting in the agents' streams (pending with an agent, or not
+    /// yet read) that working stories need now (same story, gate, role and attempt): at start, so
+    /// that a restart does not hand an agent a second copy of a task it holds or will read. A
+    /// task whose agent died is reclaimed by another agent of the role after the lease; its
+    /// deadline runs from when it was first dispatched.
+    /// - Returns: how many tasks were adopted.
+    @discardableResult
+    public func adopt(_ entries: [TaskEntry], needed: [InFlightStory]) -> Int {
+        var wanted: [Key: Int] = [:]
+        for item in needed {
+            for draft in item.tasks {
+                let key = Key(sessionID: item.story.state.sessionID, storyID: item.story.state.storyID, gate: draft.gate, role: draft.role)
+                wanted[key] = item.story.state.gateFailures[draft.gate.number] + 1
+            }
+        }
+        var adopted: [(Key, TaskEntry)] = []
+        self.state.withLock { state in
+            for entry in entries {
+                let key = Key(sessionID: entry.sessionID, storyID: entry.storyID, gate: entry.gate, role: entry.role)
+                guard wanted[key] == entry.attempt else { continue }
+                let story = StoryKey(sessionID: key.sessionID, storyID: key.storyID)
+                if let existing = state.outstanding[story]?[key], existing.attempt >= entry.attempt { continue }
+                state.outstanding[story, default: [:]][key] = entry
+                adopted.append((key, entry))
+            }
+        }
+        for (key, entry) in adopted { self.arm(key, entry) }
+        return adopted.count
+    }
+
     /// Dispatches again, from the store, every task that working stories need and that is not
     /// out: at start (recovery), when a stop is cleared and when a session resumes.
     /// - Parameter sessionID: only this session's stories; `nil`: all.

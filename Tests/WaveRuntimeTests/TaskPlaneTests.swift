@@ -109,6 +109,42 @@ struct TaskPlaneTests {
         })
     }
 
+    @Test("a restart hands out no second copy of a task still in the agents' stream (unread or held); one acknowledged without a result goes out again", arguments: BusKind.available)
+    func restartAdoptsWaitingTasks(kind: BusKind) async throws {
+        let h = try Harness.make(kind)
+        _ = try h.session([backend("A-1")])
+        try await h.orchestrator.prepare()
+        #expect(try await h.tasks("pm").count == 1, "the plan task went out")
+        func restart() async throws -> Orchestrator {
+            let again = Orchestrator(bus: h.bus, store: h.store, configuration: h.orchestrator.configuration, logger: TestServers.logger)
+            try await again.prepare()
+            return again
+        }
+        // Not read yet: still out.
+        let second = try await restart()
+        #expect(try await h.tasks("pm").count == 1, "no second copy of an unread task")
+        #expect(second.tasks.outstandingCount == 1, "adopted, with its deadline")
+        // Read by an agent that holds it (pending): still out.
+        var options = ConsumerOptions(streams: [Channels.tasks(h.project, "pm")], group: Channels.agentsGroup(role: "pm"), consumer: "PM-1")
+        options.entries = .tasks
+        options.start = .beginning
+        options.blockTime = .milliseconds(100)
+        let consumer = options
+        let held: Delivery? = try await within(.seconds(10), "the agent reads its task") {
+            try await h.bus.withConsumer(consumer) { deliveries -> Delivery? in
+                for await delivery in deliveries { return delivery }
+                return nil
+            }
+        }
+        let delivery = try #require(held)
+        _ = try await restart()
+        #expect(try await h.tasks("pm").count == 1, "no second copy of a task an agent holds")
+        // Acknowledged with no result (the agent lost it): it goes out again.
+        try await h.bus.acknowledge([delivery])
+        _ = try await restart()
+        #expect(try await h.tasks("pm").count == 2, "a task no agent will do goes out again")
+    }
+
     @Test("Redis restarted empty during a stop does not lift it: the key is written again and dispatch stays halted",
           .enabled(if: TestServers.serverBinary != nil || TestServers.isCI))
     func stopOutlivesRedis() async throws {
