@@ -155,8 +155,11 @@ extension RunCommand {
                     logger.warning("Redis at \(configuration.host):\(configuration.port) is not reachable (\(error)); waiting for it, the orchestrator starts when it answers (--wait-for-redis limits the wait)")
                 }
             }
-            // Reconnect backoff (a wait between attempts, capped at the configured ceiling).
-            let delay = configuration.reconnectBackoff.delay(attempt: attempt)
+            // A backoff between attempts, capped at a quarter second (or the configured reconnect
+            // ceiling, if lower): one local connection attempt is cheap, and the orchestrator
+            // should start as soon as Redis answers (QUALITY.md: within 2 s).
+            let cap = min(configuration.reconnectBackoff.cap, .milliseconds(250))
+            let delay = Backoff(base: min(configuration.reconnectBackoff.base, cap), cap: cap).delay(attempt: attempt)
             attempt += 1
             // sleep: backoff
             try await Task.sleep(for: delay)
