@@ -127,19 +127,10 @@ public struct RedisEventBus: EventBus {
             ? Set(try await self.client.send(XPendingCommand(stream, group: group, count: max(count, info.pending))).map(\.id))
             : []
         // From the oldest pending entry (or just after the last delivered one) to the end.
-        let start = pending.min(by: { Self.idLess($0, $1) }) ?? "(\(info.lastDeliveredID)"
+        let start = pending.min(by: { StreamPosition($0) < StreamPosition($1) }) ?? "(\(info.lastDeliveredID)"
         let entries = try await self.client.send(XRangeCommand(stream, start: start, count: count + pending.count))
-        return entries.filter { pending.contains($0.id) || Self.idLess(info.lastDeliveredID, $0.id) }.prefix(count)
+        return entries.filter { pending.contains($0.id) || StreamPosition(info.lastDeliveredID) < StreamPosition($0.id) }.prefix(count)
             .map { BusEntry(id: $0.id, fields: $0.fields.map { StreamField($0.name, $0.value) }) }
-    }
-
-    /// Stream id order (`ms-seq`, numerically).
-    static func idLess(_ a: String, _ b: String) -> Bool {
-        func parts(_ id: String) -> (UInt64, UInt64) {
-            let pieces = id.split(separator: "-")
-            return (UInt64(pieces.first ?? "") ?? 0, pieces.count > 1 ? UInt64(pieces[1]) ?? 0 : 0)
-        }
-        return parts(a) < parts(b)
     }
 
     public func length(of stream: String) async throws -> Int {
