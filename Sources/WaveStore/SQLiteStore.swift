@@ -113,7 +113,15 @@ public final class SQLiteStore: Sendable {
         let migrator = Schema.migrator()
         let applied = try self.pool.read { db in try migrator.appliedIdentifiers(db) }
         for migration in Schema.migrations where !applied.contains(migration.id) {
-            try migrator.migrate(self.pool, upTo: migration.id)
+            do {
+                try migrator.migrate(self.pool, upTo: migration.id)
+            } catch {
+                // Two processes opening a store that needs migrating at the same moment (an
+                // orchestrator and a CLI command): the other one may have applied it meanwhile,
+                // and this attempt, rolled back, found its changes already there.
+                guard try self.pool.read({ db in try migrator.appliedIdentifiers(db) }).contains(migration.id) else { throw error }
+                continue
+            }
             self.logger.info("store migration applied: \(migration.id): \(migration.summary)", metadata: ["wave.store": "\(self.location)"])
         }
     }

@@ -39,7 +39,13 @@ struct BackwardCompatibilityTests {
         let client = try TestServers.client(server.url)
         // The orchestrator adopted the database and resumed: S-1 at gate-3 (the gate after its
         // newest passed checkpoint), S-2 started.
-        try await eventually("S-2 started") { try await Self.story("S-2", store, folder)["status"] as? String == "in_progress" }
+        do {
+            try await eventually("S-2 started") { try await Self.story("S-2", store, folder)["status"] as? String == "in_progress" }
+        } catch {
+            orchestrator.terminate()
+            Issue.record("the orchestrator said: \(await orchestrator.wait(limit: .seconds(10)).stderr.suffix(2_000))")
+            throw error
+        }
         #expect(try await Self.story("S-1", store, folder)["current_gate"] as? String == "gate-3")
 
         _ = try await client.send(Self.referenceSignal(story: "S-1", source: "BE-1", gate: 3, result: "pass", extra: #", "tests_passing": true, "coverage": 88"#))
