@@ -92,6 +92,14 @@ public final class RedisServerProcess: @unchecked Sendable {
         let deadline = ContinuousClock.now + .seconds(5)
         var attempt = 0
         while !Self.accepts(port: self.port) {
+            if let pid = self.pid {
+                var status: Int32 = 0
+                if waitpid(pid, &status, WNOHANG) == pid {
+                    self.pid = nil
+                    let log = (try? String(contentsOf: self.directory.appendingPathComponent("redis.log"), encoding: .utf8)) ?? ""
+                    throw TestEnvironmentError(message: "redis-server on port \(self.port) exited at start: \(log.suffix(500))")
+                }
+            }
             guard ContinuousClock.now < deadline else {
                 throw TestEnvironmentError(message: "redis-server on port \(self.port) did not start within 5 s")
             }
@@ -150,7 +158,31 @@ public final class RedisServerProcess: @unchecked Sendable {
         try? FileManager.default.removeItem(at: self.directory)
     }
 
+    /// A port below the kernel's ephemeral range (32768 and up on Linux), free now: a port from
+    /// that range may be taken meanwhile as the local end of some client's connection, and the
+    /// server would then fail to bind it.
     public static func freePort() throws -> Int {
+        for _ in 0..<64 {
+            let candidate = Int.random(in: 20_000..<32_000)
+            if Self.canBind(port: candidate) { return candidate }
+        }
+        return try Self.anyFreePort()
+    }
+
+    static func canBind(port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = UInt16(port).bigEndian
+        let length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+        } == 0
+    }
+
+    static func anyFreePort() throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var address = sockaddr_in()
