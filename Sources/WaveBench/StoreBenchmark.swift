@@ -74,7 +74,7 @@ public struct StoreBenchmark: Sendable {
                     guard messages.count < self.transitions else { return messages }
                     let role = owners[gate]
                     messages.append(IncomingEvent(
-                        messageID: MessageID.make(), eventType: "gate.passed", source: "\(role.uppercased())-1", sessionID: session.id, storyID: story,
+                        messageID: MessageID.makeTimeOrdered(), eventType: "gate.passed", source: "\(role.uppercased())-1", sessionID: session.id, storyID: story,
                         event: .gateResult(GateResultInput(gate: try GateID(gate), payload: ["result": "pass"], senderRole: role, agentID: "\(role.uppercased())-1"))
                     ))
                 }

@@ -143,7 +143,7 @@ func operateOnSession(
     _ change: (SQLiteStore, String) throws -> SessionRecord
 ) async throws {
     let store = try global.openStore()
-    let messageID = MessageID.make()
+    let messageID = MessageID.makeTimeOrdered()
     let session = try storeCall { try change(store, messageID) }
     let envelope = Envelope(eventType: event, payload: ["reason": .string(reason), "by": .string(by ?? defaultOperator())],
                             source: "wave-cli", project: session.project, messageID: messageID, sessionID: session.displayID)

@@ -62,7 +62,7 @@ struct SetStop: AsyncParsableCommand {
         let (scope, stream, project) = try self.scope.resolve()
         let store = try self.global.openStore()
         let by = self.by ?? defaultOperator()
-        let messageID = MessageID.make()
+        let messageID = MessageID.makeTimeOrdered()
         let stop = try storeCall { try store.recordStop(scope: scope, reason: self.reason, by: by, messageID: self.global.redisURL == nil ? nil : messageID) }
         try await withRedis(self.global) { client in
             try await EmergencyKeys.write(stop, client: client)
@@ -95,7 +95,7 @@ struct ClearStop: AsyncParsableCommand {
         let (scope, stream, project) = try self.scope.resolve()
         let store = try self.global.openStore()
         let by = self.by ?? defaultOperator()
-        let messageID = MessageID.make()
+        let messageID = MessageID.makeTimeOrdered()
         guard let cleared = try storeCall({ try store.clearStop(scope: scope, by: by, reason: self.reason, messageID: self.global.redisURL == nil ? nil : messageID) }) else {
             throw CLIError.badInput("no emergency stop is active for \(scope)")
         }

@@ -48,7 +48,7 @@ struct StoryCommand: AsyncParsableCommand {
         func run() async throws {
             let store = try self.global.openStore()
             let by = self.by ?? defaultOperator()
-            let messageID = MessageID.make()
+            let messageID = MessageID.makeTimeOrdered()
             let record = try storeCall { try store.story(self.story, session: self.session) }
             let result = try storeCall {
                 try store.apply(IncomingEvent(messageID: messageID, eventType: EventType.storyUnblocked.rawValue, source: by, sessionID: record.state.sessionID,
@@ -86,7 +86,7 @@ struct StoryCommand: AsyncParsableCommand {
             }
             let store = try self.global.openStore()
             let by = self.by ?? defaultOperator()
-            let messageID = MessageID.make()
+            let messageID = MessageID.makeTimeOrdered()
             let outcome = try storeCall { try store.recover(story: self.story, session: self.session, strategy: strategy, gate: target, by: by, messageID: messageID) }
             let project = try storeCall { try store.session(id: outcome.story.state.sessionID).project }
             try await self.global.announce(Envelope(
@@ -119,7 +119,7 @@ struct ApproveCommand: AsyncParsableCommand {
         do { gate = try GateID(parsing: self.gate) } catch { throw CLIError.badInput(error.message) }
         let store = try self.global.openStore()
         let by = self.by ?? defaultOperator()
-        let messageID = MessageID.make()
+        let messageID = MessageID.makeTimeOrdered()
         let result = try storeCall { try store.approve(story: self.story, session: self.session, gate: gate, by: by, messageID: messageID) }
         let record: StoryRecord
         switch result {

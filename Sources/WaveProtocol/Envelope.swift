@@ -53,14 +53,14 @@ public struct Envelope: Hashable, Sendable {
     /// The schema version Wave writes.
     public static let currentSchemaVersion = 2
 
-    /// Creates an envelope as Wave publishes it: a new message id, the current time, schema 2.
+    /// Creates an envelope as Wave publishes it: a new time-ordered message id, the current time, schema 2.
     public init(
         eventType: EventType,
         payload: [String: JSONValue] = [:],
         source: String,
         project: String,
         priority: Priority = .normal,
-        messageID: String = MessageID.make(),
+        messageID: String = MessageID.makeTimeOrdered(),
         timestamp: WaveTimestamp? = .now(),
         sessionID: String? = nil,
         storyID: String? = nil,

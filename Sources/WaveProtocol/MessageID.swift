@@ -1,6 +1,8 @@
 import Synchronization
 
-/// Random UUID-shaped message ids (version 4, RFC 4122 variant), lower-case.
+/// UUID-shaped message ids, lower-case: random (version 4) or time-ordered (version 7). Wave's
+/// own envelopes carry time-ordered ones, so that the processed-message ledger, keyed by them,
+/// appends to its index instead of writing a random page of it per message.
 ///
 /// Drawn from a xoshiro256** generator seeded once from the system's random source: a system
 /// call per id (what `UUID()` costs on Linux) was a measurable part of publishing.
@@ -23,6 +25,11 @@ public enum MessageID {
         let a = (UInt64(truncatingIfNeeded: millisecondsSinceEpoch) << 16) | 0x7000 | (high & 0x0FFF)
         let b = (low & 0x3FFF_FFFF_FFFF_FFFF) | 0x8000_0000_0000_0000
         return Self.format(a, b)
+    }
+
+    /// A new time-ordered id (version 7) for now.
+    public static func makeTimeOrdered() -> String {
+        self.makeTimeOrdered(millisecondsSinceEpoch: WaveTimestamp.now().millisecondsSinceEpoch)
     }
 
     /// Formats 128 bits as `8-4-4-4-12` lower-case hex.

@@ -45,7 +45,7 @@ struct OrchestratorCore: Sendable {
             messageID: envelope.messageID, eventType: envelope.eventType.rawValue, source: envelope.agentID, seq: envelope.seq,
             sessionID: envelope.sessionID ?? envelope.payload["session_id"]?.stringValue, storyID: storyID, event: event,
             costUSD: envelope.payload["cost_usd"]?.numberValue, tokens: envelope.payload["tokens"]?.numberValue.map { Int(clamping: Int64($0)) },
-            project: signal.project?.key
+            project: signal.project?.key, correlationID: envelope.correlationID
         ))
     }
 
@@ -73,7 +73,9 @@ struct OrchestratorCore: Sendable {
             // before the rest is applied, as they would between signals applied one by one.
             let applied: [Result<ApplyResult, any Error>]
             do {
-                applied = try self.store.apply(batch: Array(batch[offset...]), stopAtSessionChange: true)
+                applied = try self.store.apply(batch: Array(batch[offset...]), stopAtSessionChange: true) { [tasks = self.tasks] incoming in
+                    tasks.timedOut(correlationID: incoming.correlationID)
+                }
             } catch {
                 // The transaction rolled back (SQLite's error): nothing of it applied; those entries are retried.
                 for position in positions[offset...] { results[position] = .failure(error) }
@@ -91,6 +93,10 @@ struct OrchestratorCore: Sendable {
                     results[position] = .success(.deadLetter("unknown_story: \(error.message)"))
                 case .failure(let error as StoreError) where error.code == .ambiguous:
                     results[position] = .success(.deadLetter("ambiguous_story: \(error.message)"))
+                case .failure(let error as StoreError) where error.code == .withdrawn:
+                    // Taken back by a stop or its deadline while the result waited: late, as below.
+                    try? self.store.bump("late_results")
+                    results[position] = .success(.ignored("late_result"))
                 case .failure(let error):
                     results[position] = .failure(error)
                 }
@@ -131,7 +137,10 @@ struct OrchestratorCore: Sendable {
             }
             if state.status.isFinished {
                 self.tasks.forget(storyID: state.storyID, sessionID: state.sessionID)
-                try await self.advanceSession(state.sessionID)
+                // A session that goes on with nothing waiting to start has no step to take.
+                if try sessionEffects.statusChange != nil || !sessionEffects.cancelledDependents.isEmpty || self.store.sessionHasNextStep(state.sessionID) {
+                    try await self.advanceSession(state.sessionID)
+                }
             } else if !effects.dispatches.isEmpty {
                 dispatch.append((record, effects.dispatches))
             }

@@ -109,10 +109,11 @@ public final class LegacyTaskBridge: Sendable {
     /// The legacy tasks out now.
     public var outstandingCount: Int { self.state.withLock { $0.out.count } }
 
-    /// The reference's task id for a task: `{domain}-{story_id}-{8 hex}`, the hex taken from the
-    /// task's message id, so that one attempt always has one id.
+    /// The reference's task id for a task: `{domain}-{story_id}-{8 hex}`, the hex being the last
+    /// eight of the task's message id (its random part; the first ones of a time-ordered id are
+    /// the clock), so that one attempt always has one id and two attempts two.
     public static func legacyID(of entry: TaskEntry) -> String {
-        "\(entry.role)-\(entry.storyID)-\(entry.messageID.filter(\.isHexDigit).prefix(8).lowercased())"
+        "\(entry.role)-\(entry.storyID)-\(entry.messageID.filter(\.isHexDigit).suffix(8).lowercased())"
     }
 
     /// The reference's `AgentTask` JSON for a task (hash field `data`).

@@ -368,11 +368,17 @@ public final class TaskDispatcher: Sendable {
         ]
         if let feedback = draft.feedback { payload["feedback"] = .string(feedback) }
         let entry = TaskEntry(
-            taskID: MessageID.make(), storyID: story.state.storyID, sessionID: story.state.sessionID, role: draft.role, action: draft.action,
+            taskID: MessageID.makeTimeOrdered(), storyID: story.state.storyID, sessionID: story.state.sessionID, role: draft.role, action: draft.action,
             gate: draft.gate, payload: payload, priority: Self.priority(of: story), attempt: attempt, deadline: now.adding(timeout),
-            messageID: MessageID.make(), timestamp: now, project: session.project
+            messageID: MessageID.makeTimeOrdered(), timestamp: now, project: session.project
         )
         return self.state.withLock { state -> TaskEntry? in
+            // Checked again where the entry goes in: a stop that came since the first look took its
+            // snapshot of the tasks out without this one, so this one must not go out.
+            if state.halted.contains("global") || state.halted.contains(project.key) {
+                state.held += 1
+                return nil
+            }
             if let existing = state.outstanding[storyKey]?[key], existing.attempt == attempt { return nil }
             state.outstanding[storyKey, default: [:]][key] = entry
             return entry

@@ -27,9 +27,12 @@ public struct IncomingEvent: Sendable, Hashable {
     /// The project of the stream it arrived on: a story found without a session is looked up
     /// among that project's sessions only (`WIRE.md`).
     public var project: String?
+    /// The task this message answers (the envelope's `correlation_id`), if it says.
+    public var correlationID: String?
 
     /// Creates an incoming event.
-    public init(messageID: String, eventType: String, source: String? = nil, seq: UInt64? = nil, sessionID: String? = nil, storyID: String, event: StoryEvent, costUSD: Double? = nil, tokens: Int? = nil, project: String? = nil) {
+    public init(messageID: String, eventType: String, source: String? = nil, seq: UInt64? = nil, sessionID: String? = nil, storyID: String, event: StoryEvent, costUSD: Double? = nil, tokens: Int? = nil, project: String? = nil, correlationID: String? = nil) {
+        self.correlationID = correlationID
         self.messageID = messageID
         self.eventType = eventType
         self.source = source
@@ -93,9 +96,19 @@ extension SQLiteStore {
     ///   what is ready before applying the rest, so that each message sees what applying the
     ///   messages one by one, with the orchestrator's reactions between them, would show it.
     public func apply(batch: [IncomingEvent], now: WaveTimestamp = .now(), jitter: Double? = nil, stopAtSessionChange: Bool = false) throws -> [Result<ApplyResult, any Error>] {
+        try self.apply(batch: batch, now: now, jitter: jitter, stopAtSessionChange: stopAtSessionChange, withdrawn: nil)
+    }
+
+    /// Applies several messages in one transaction, as ``apply(batch:now:jitter:stopAtSessionChange:)``,
+    /// asking `withdrawn` about each message inside the transaction (the write lock held): a
+    /// message it names gets ``StoreError/Code/withdrawn`` in its slot and changes nothing. The
+    /// orchestrator asks whether the task a result answers was taken back, so that a stop that
+    /// lands between reading a result and applying it still keeps the result out.
+    public func apply(batch: [IncomingEvent], now: WaveTimestamp = .now(), jitter: Double? = nil, stopAtSessionChange: Bool = false,
+                      withdrawn: ((IncomingEvent) -> Bool)?) throws -> [Result<ApplyResult, any Error>] {
         try self.immediateWrite { db in
             var writer = BatchWriter(store: self, db: db, now: now)
-            return try writer.apply(batch, jitter: jitter, stopAtSessionChange: stopAtSessionChange)
+            return try writer.apply(batch, jitter: jitter, stopAtSessionChange: stopAtSessionChange, withdrawn: withdrawn)
         }
     }
 
@@ -130,7 +143,7 @@ extension SQLiteStore {
             effects.dispatches.insert(contentsOf: startEffects.dispatches, at: 0)
             effects.transitions.insert(contentsOf: startEffects.transitions, at: 0)
             record.state = state
-            try self.writeStory(db, &record, expectedVersion: before.state.version, now: now)
+            try self.writeStory(db, &record, expectedVersion: before.state.version, now: now, storedStatus: before.state.status)
             try self.writeEffects(db, sessionID: sessionID, storyID: record.state.storyID, effects, messageID: incoming.messageID, now: now)
             var sessionEffects = SessionEffects()
             if record.state.status == .failed, before.state.status != .failed {
@@ -143,7 +156,7 @@ extension SQLiteStore {
             return .applied(record, effects, sessionEffects)
         case .ignored(let reason, let effects):
             if record.state != before.state || !startEffects.checkpoints.isEmpty {
-                try self.writeStory(db, &record, expectedVersion: before.state.version, now: now)
+                try self.writeStory(db, &record, expectedVersion: before.state.version, now: now, storedStatus: before.state.status)
                 try self.writeEffects(db, sessionID: sessionID, storyID: record.state.storyID, startEffects, messageID: incoming.messageID, now: now)
                 var sessionEffects = SessionEffects()
                 try self.updateSession(db, sessionID: sessionID, from: before.state, to: record.state, now: now, into: &sessionEffects)
@@ -212,20 +225,32 @@ extension SQLiteStore {
     /// Writes the story row if its version is still `expectedVersion`; bumps the version.
     /// - Parameter changes: how many changes this write carries (a batch writes several at once);
     ///   the version moves by that many, as if they had been written one by one.
-    func writeStory(_ db: Database, _ record: inout StoryRecord, expectedVersion: Int, now: WaveTimestamp, changes: Int = 1) throws {
+    /// - Parameter storedStatus: the status the row has now, if known: when the status does not
+    ///   change it is left out of the `SET` list, since SQLite rewrites the entries of the two
+    ///   indexes holding `status` for a column that is assigned, even to the same value.
+    func writeStory(_ db: Database, _ record: inout StoryRecord, expectedVersion: Int, now: WaveTimestamp, changes: Int = 1, storedStatus: StoryStatus? = nil) throws {
         let state = record.state
         record.state.version = expectedVersion + changes
-        try db.execute(cached: """
-            UPDATE wave_story_executions SET status = ?, current_gate = ?, version = ?, retry_count = ?, blocked_reason = ?,
-                acceptance_criteria_passed = ?, acceptance_criteria_total = ?, cost_usd = ?, token_count = ?,
-                started_at = ?, completed_at = ?, failed_at = ?, error_message = ?, metadata = ?, updated_at = ?
-            WHERE id = ? AND version = ?
-            """, arguments: [
-                state.status.rawValue, state.currentGate.description, expectedVersion + changes, state.retryCount, state.blockedReason,
-                state.acceptanceCriteriaPassed, state.acceptanceCriteriaTotal, (state.costUSD * 10_000).rounded() / 10_000, state.tokens,
-                state.startedAt.map(Self.format), state.completedAt.map(Self.format), state.failedAt.map(Self.format), state.errorMessage,
-                Self.metadataText(record), Self.format(now), record.rowID, expectedVersion,
-            ])
+        let setStatus = storedStatus != state.status
+        try db.executeDirect(cached: setStatus ? Self.storyUpdate : Self.storyUpdateKeepingStatus) { bind in
+            if setStatus { bind.text(state.status.rawValue) }
+            bind.text(state.currentGate.description)
+            bind.int(expectedVersion + changes)
+            bind.int(state.retryCount)
+            bind.text(state.blockedReason)
+            bind.int(state.acceptanceCriteriaPassed)
+            bind.int(state.acceptanceCriteriaTotal)
+            bind.double((state.costUSD * 10_000).rounded() / 10_000)
+            bind.int(state.tokens)
+            bind.text(state.startedAt.map(Self.format))
+            bind.text(state.completedAt.map(Self.format))
+            bind.text(state.failedAt.map(Self.format))
+            bind.text(state.errorMessage)
+            bind.text(Self.metadataText(record))
+            bind.text(Self.format(now))
+            bind.text(record.rowID)
+            bind.int(expectedVersion)
+        }
         guard db.changesCount == 1 else {
             throw StoreError(.conflict, "story \(state.storyID) was changed by another writer (version \(expectedVersion) is stale); retry")
         }
@@ -233,6 +258,14 @@ extension SQLiteStore {
         // (one version ahead) is simply not used.
         self.remember(record)
     }
+
+    static let storyUpdateKeepingStatus = """
+        UPDATE wave_story_executions SET current_gate = ?, version = ?, retry_count = ?, blocked_reason = ?,
+            acceptance_criteria_passed = ?, acceptance_criteria_total = ?, cost_usd = ?, token_count = ?,
+            started_at = ?, completed_at = ?, failed_at = ?, error_message = ?, metadata = ?, updated_at = ?
+        WHERE id = ? AND version = ?
+        """
+    static let storyUpdate = storyUpdateKeepingStatus.replacingOccurrences(of: "SET current_gate = ?", with: "SET status = ?, current_gate = ?")
 
     func writeEffects(_ db: Database, sessionID: String, storyID: String, _ effects: StoryEffects, messageID: String?, now: WaveTimestamp) throws {
         for checkpoint in effects.checkpoints {
@@ -255,9 +288,21 @@ extension SQLiteStore {
                 ON CONFLICT (session_id, story_id, source) DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq)
                 """, arguments: [sessionID, incoming.storyID, source, Int64(clamping: seq)])
         }
-        try db.execute(cached: """
+        try Self.insertLedger(db, incoming, sessionID: sessionID, outcome: outcome, applied: Self.format(now))
+    }
+
+    /// One ledger entry.
+    static func insertLedger(_ db: Database, _ incoming: IncomingEvent, sessionID: String?, outcome: String, applied: String) throws {
+        try db.executeDirect(cached: """
             INSERT INTO wave_processed_messages (message_id, session_id, story_id, event_type, outcome, applied_at) VALUES (?, ?, ?, ?, ?, ?)
-            """, arguments: [incoming.messageID, sessionID, incoming.storyID, incoming.eventType, outcome, Self.format(now)])
+            """) { bind in
+                bind.text(incoming.messageID)
+                bind.text(sessionID)
+                bind.text(incoming.storyID)
+                bind.text(incoming.eventType)
+                bind.text(outcome)
+                bind.text(applied)
+            }
     }
 
     func bump(_ db: Database, _ name: String, by amount: Int = 1) throws {

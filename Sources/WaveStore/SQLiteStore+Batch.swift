@@ -4,11 +4,14 @@ import WaveProtocol
 
 /// Applies a batch of messages in one transaction, doing once per batch what ``SQLiteStore/apply(_:now:jitter:)``
 /// does once per message: one ledger query for the batch, each story read once and written once (its version
-/// bumped once), checkpoints and ledger entries inserted many rows per statement with their `seq` and parent
-/// links computed here. The outcome is the same as applying the messages one by one at the same time (a property
-/// test compares the rows): a message whose effects reach beyond its story (it finishes the story, starts a
-/// pending one, carries a cost that the budget rules weigh, carries a `seq`, names no known session) first
-/// flushes what is pending and then goes through the one-message path.
+/// bumped once), checkpoints and ledger entries written with their `seq` and parent links computed here. The
+/// outcome is the same as applying the messages one by one at the same time (a property test compares the
+/// rows). A sender's `seq` is checked against the last one applied (read once per story, source and batch)
+/// and the newest written once per batch; a message that names no known session finds its story by id within
+/// its project, as the one-message path does; a story completed in a session that certainly has unfinished
+/// stories left moves the session's counter once per batch. A message whose effects reach beyond its story
+/// (it fails the story, may finish the session, starts a pending story, carries a cost that the budget rules
+/// weigh) first flushes what is pending and then goes through the one-message path.
 struct BatchWriter {
     let store: SQLiteStore
     let db: Database
@@ -19,6 +22,8 @@ struct BatchWriter {
         var record: StoryRecord
         /// The version in the database.
         var storedVersion: Int
+        /// The status in the database.
+        var storedStatus: StoryStatus
         /// Changes not written yet.
         var changes = 0
     }
@@ -31,6 +36,31 @@ struct BatchWriter {
     var counters: [String: Int] = [:]
     var tokens: [String: Int] = [:]            // by session
     var outcomes: [String: String] = [:]       // message id → outcome, this batch
+    var located: [String: String] = [:]        // "project\0story" → key in `stories`, for messages without a known session
+    var sequences: [String: SequenceMark] = [:] // "session\0story\0source"
+    var tallies: [String: SessionTally] = [:]  // by session
+
+    /// A session's stories left to finish, as this batch has them.
+    struct SessionTally {
+        /// Stories neither complete nor failed (cancelled ones included).
+        var unfinished: Int
+        /// Stories cancelled.
+        var cancelled: Int
+        /// Whether the session is finished already.
+        var terminal: Bool
+        /// Stories completed in this batch, not written yet.
+        var completed = 0
+    }
+
+    /// The last `seq` applied from one source for one story.
+    struct SequenceMark {
+        var sessionID: String
+        var storyID: String
+        var source: String
+        var last: UInt64?
+        /// Moved in this batch, not written yet.
+        var dirty = false
+    }
 
     init(store: SQLiteStore, db: Database, now: WaveTimestamp) {
         self.store = store
@@ -38,12 +68,17 @@ struct BatchWriter {
         self.now = now
     }
 
-    mutating func apply(_ batch: [IncomingEvent], jitter: Double?, stopAtSessionChange: Bool = false) throws -> [Result<ApplyResult, any Error>] {
+    mutating func apply(_ batch: [IncomingEvent], jitter: Double?, stopAtSessionChange: Bool = false,
+                        withdrawn: ((IncomingEvent) -> Bool)? = nil) throws -> [Result<ApplyResult, any Error>] {
         let jitters = batch.map { _ in jitter ?? Double.random(in: 0..<1) }
         try self.loadLedger(batch.map(\.messageID))
         var results: [Result<ApplyResult, any Error>] = []
         results.reserveCapacity(batch.count)
         for (incoming, jitter) in zip(batch, jitters) {
+            if let withdrawn, withdrawn(incoming) {
+                results.append(.failure(StoreError(.withdrawn, "the task \(incoming.correlationID ?? "?") was taken back before its result applied")))
+                continue
+            }
             do {
                 let result = try self.applyOne(incoming, jitter: jitter)
                 results.append(.success(result))
@@ -85,6 +120,9 @@ struct BatchWriter {
         try self.flush()
         self.stories.removeAll(keepingCapacity: true)
         self.order.removeAll(keepingCapacity: true)
+        self.located.removeAll(keepingCapacity: true)
+        self.sequences.removeAll(keepingCapacity: true)
+        self.tallies.removeAll(keepingCapacity: true)
         let result = try self.store.apply(self.db, incoming, now: self.now, jitter: jitter)
         self.outcomes[incoming.messageID] = Self.outcome(of: result)
         return result
@@ -101,17 +139,19 @@ struct BatchWriter {
 
     mutating func applyOne(_ incoming: IncomingEvent, jitter: Double) throws -> ApplyResult {
         if let outcome = self.outcomes[incoming.messageID] { return .duplicate(outcome: outcome) }
-        guard incoming.seq == nil, (incoming.costUSD ?? 0) <= 0,
-              let sessionID = try self.store.knownSession(self.db, incoming.sessionID) else {
-            return try self.slow(incoming, jitter: jitter)
-        }
-        let key = "\(sessionID)\u{0}\(incoming.storyID)"
-        var work: Work
-        if let existing = self.stories[key] {
-            work = existing
-        } else {
-            let record = try self.store.findStory(self.db, storyID: incoming.storyID, session: sessionID, project: incoming.project)
-            work = Work(record: record, storedVersion: record.state.version)
+        guard (incoming.costUSD ?? 0) <= 0 else { return try self.slow(incoming, jitter: jitter) }
+        let (key, located) = try self.locate(incoming)
+        var work = located
+        let sessionID = work.record.state.sessionID
+        var sequenceKey: String?
+        if let seq = incoming.seq, let source = incoming.source {
+            let mark = try self.sequence(sessionID: sessionID, storyID: incoming.storyID, source: source)
+            if let last = mark.last, seq <= last {
+                self.ledger.append((incoming, sessionID, "stale_seq"))
+                self.outcomes[incoming.messageID] = "stale_seq"
+                return .staleSequence(last: last)
+            }
+            sequenceKey = mark.key
         }
         let before = work.record.state
         if before.status == .pending, case .gateResult = incoming.event { return try self.slow(incoming, jitter: jitter) }
@@ -121,7 +161,14 @@ struct BatchWriter {
         let result: ApplyResult
         switch decision {
         case .applied(let after, let effects):
-            if after.status.isFinished { return try self.slow(incoming, jitter: jitter) }
+            if after.status.isFinished {
+                // Only a completion that certainly leaves the session unfinished stays here.
+                guard after.status == .complete, !before.status.isFinished, try self.completionLeavesWork(sessionID) else {
+                    return try self.slow(incoming, jitter: jitter)
+                }
+                self.tallies[sessionID]!.unfinished -= 1
+                self.tallies[sessionID]!.completed += 1
+            }
             work.record.state = after
             work.changes += 1
             for draft in effects.checkpoints { self.checkpoints.append((sessionID, after.storyID, draft)) }
@@ -139,10 +186,56 @@ struct BatchWriter {
             result = .ignored(reason, work.record, effects)
         }
         if let added = incoming.tokens, added > 0 { self.tokens[sessionID, default: 0] += added }
+        if let sequenceKey, let seq = incoming.seq {
+            self.sequences[sequenceKey]!.last = max(self.sequences[sequenceKey]!.last ?? 0, seq)
+            self.sequences[sequenceKey]!.dirty = true
+        }
         if self.stories[key] == nil { self.order.append(key) }
         self.stories[key] = work
         self.outcomes[incoming.messageID] = Self.outcome(of: result)
         return result
+    }
+
+    /// The story a message is for, as this batch has it (with changes not written yet) or as the
+    /// database has it: by the message's session if that session exists, else by story id
+    /// within the message's project (one live story, or `ambiguous`).
+    mutating func locate(_ incoming: IncomingEvent) throws -> (key: String, work: Work) {
+        let known = try self.store.knownSession(self.db, incoming.sessionID)
+        let projectKey = known == nil ? "\(incoming.project ?? "")\u{0}\(incoming.storyID)" : nil
+        if let projectKey, let key = self.located[projectKey], let work = self.stories[key] { return (key, work) }
+        if let known, let work = self.stories["\(known)\u{0}\(incoming.storyID)"] { return ("\(known)\u{0}\(incoming.storyID)", work) }
+        let record = try self.store.findStory(self.db, storyID: incoming.storyID, session: known, project: incoming.project)
+        let key = "\(record.state.sessionID)\u{0}\(incoming.storyID)"
+        if let projectKey { self.located[projectKey] = key }
+        return (key, self.stories[key] ?? Work(record: record, storedVersion: record.state.version, storedStatus: record.state.status))
+    }
+
+    /// Whether completing one more story of the session leaves stories that are neither
+    /// finished nor cancelled (so the session does not end with it).
+    mutating func completionLeavesWork(_ sessionID: String) throws -> Bool {
+        if self.tallies[sessionID] == nil {
+            guard let row = try Row.fetchOne(cached: self.db, sql: """
+                SELECT status, story_count - stories_completed - stories_failed,
+                    (SELECT COUNT(*) FROM wave_story_executions WHERE session_id = wave_sessions.id AND status = 'cancelled')
+                FROM wave_sessions WHERE id = ?
+                """, arguments: [sessionID]) else { return false }
+            let status: String = row[0]
+            self.tallies[sessionID] = SessionTally(unfinished: row[1] ?? 0, cancelled: row[2] ?? 0,
+                                                   terminal: SessionStatus(rawValue: status)?.isTerminal ?? true)
+        }
+        let tally = self.tallies[sessionID]!
+        return !tally.terminal && tally.unfinished - 1 > tally.cancelled
+    }
+
+    /// The last `seq` applied from `source` to a story: this batch's, else the database's.
+    mutating func sequence(sessionID: String, storyID: String, source: String) throws -> (key: String, last: UInt64?) {
+        let key = "\(sessionID)\u{0}\(storyID)\u{0}\(source)"
+        if let mark = self.sequences[key] { return (key, mark.last) }
+        let stored = try Int64.fetchOne(cached: self.db, sql: "SELECT last_seq FROM wave_source_seq WHERE session_id = ? AND story_id = ? AND source = ?",
+                                        arguments: [sessionID, storyID, source])
+        let last = stored.map { UInt64(clamping: $0) }
+        self.sequences[key] = SequenceMark(sessionID: sessionID, storyID: storyID, source: source, last: last)
+        return (key, last)
     }
 
     /// Writes what is pending: each changed story once, then checkpoints, escalations, ledger
@@ -150,8 +243,9 @@ struct BatchWriter {
     mutating func flush() throws {
         for key in self.order {
             guard var work = self.stories[key], work.changes > 0 else { continue }
-            try self.store.writeStory(self.db, &work.record, expectedVersion: work.storedVersion, now: self.now, changes: work.changes)
+            try self.store.writeStory(self.db, &work.record, expectedVersion: work.storedVersion, now: self.now, changes: work.changes, storedStatus: work.storedStatus)
             work.storedVersion = work.record.state.version
+            work.storedStatus = work.record.state.status
             work.changes = 0
             self.stories[key] = work
         }
@@ -165,8 +259,14 @@ struct BatchWriter {
         }
         self.escalations.removeAll(keepingCapacity: true)
         try self.insertLedger()
+        try self.writeSequences()
         for (name, amount) in self.counters { try self.store.bump(self.db, name, by: amount) }
         self.counters.removeAll(keepingCapacity: true)
+        for (sessionID, tally) in self.tallies where tally.completed > 0 {
+            try self.db.execute(cached: "UPDATE wave_sessions SET stories_completed = stories_completed + ?, updated_at = ? WHERE id = ?",
+                                arguments: [tally.completed, SQLiteStore.format(self.now), sessionID])
+            self.tallies[sessionID]!.completed = 0
+        }
         for (sessionID, amount) in self.tokens {
             try self.db.execute(cached: "UPDATE wave_sessions SET token_count = token_count + ?, updated_at = ? WHERE id = ?",
                                 arguments: [amount, SQLiteStore.format(self.now), sessionID])
@@ -179,43 +279,49 @@ struct BatchWriter {
         var seq = (try Int.fetchOne(cached: self.db, sql: "SELECT MAX(seq) FROM wave_checkpoints") ?? 0)
         var parents: [String: String?] = [:]
         let created = SQLiteStore.format(.now())
-        var rows: [[(any DatabaseValueConvertible)?]] = []
-        rows.reserveCapacity(self.checkpoints.count)
         for (sessionID, storyID, draft) in self.checkpoints {
             let key = "\(sessionID)\u{0}\(storyID)"
             if parents[key] == nil {
-                parents[key] = .some(try String.fetchOne(cached: self.db, sql: "SELECT id FROM wave_checkpoints WHERE session_id = ? AND story_id = ? ORDER BY seq DESC LIMIT 1",
-                                                         arguments: [sessionID, storyID]))
+                parents[key] = .some(try self.db.fetchOneDirect(cached: "SELECT id FROM wave_checkpoints WHERE session_id = ? AND story_id = ? ORDER BY seq DESC LIMIT 1", { bind in
+                    bind.text(sessionID)
+                    bind.text(storyID)
+                }, { $0.text(0) }) ?? nil)
             }
             let id = StoreIDs.make()
             seq += 1
-            rows.append([id, sessionID, draft.type.rawValue, String(draft.name.prefix(255)), storyID, draft.gate?.description,
-                         JSONValue.object(draft.state).jsonText, draft.agentID.map { String($0.prefix(100)) }, parents[key] ?? nil, created, seq])
+            try SQLiteStore.insertCheckpoint(self.db, id: id, sessionID: sessionID, storyID: storyID, draft, parent: parents[key] ?? nil, created: created, seq: seq)
             parents[key] = .some(id)
         }
-        try self.insertRows(
-            "INSERT INTO wave_checkpoints (id, session_id, checkpoint_type, checkpoint_name, story_id, gate, state, agent_id, parent_checkpoint_id, created_at, seq, superseded) VALUES ",
-            rowTemplate: "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)", rows: rows)
         self.checkpoints.removeAll(keepingCapacity: true)
     }
 
     mutating func insertLedger() throws {
         guard !self.ledger.isEmpty else { return }
         let applied = SQLiteStore.format(self.now)
-        let rows: [[(any DatabaseValueConvertible)?]] = self.ledger.map {
-            [$0.incoming.messageID, $0.sessionID, $0.incoming.storyID, $0.incoming.eventType, $0.outcome, applied]
+        for (incoming, sessionID, outcome) in self.ledger {
+            try SQLiteStore.insertLedger(self.db, incoming, sessionID: sessionID, outcome: outcome, applied: applied)
         }
-        try self.insertRows("INSERT INTO wave_processed_messages (message_id, session_id, story_id, event_type, outcome, applied_at) VALUES ",
-                            rowTemplate: "(?, ?, ?, ?, ?, ?)", rows: rows)
         self.ledger.removeAll(keepingCapacity: true)
     }
 
+    /// The newest `seq` of each (story, source) moved in this batch, one upsert.
+    mutating func writeSequences() throws {
+        var rows: [[(any DatabaseValueConvertible)?]] = []
+        for (key, mark) in self.sequences where mark.dirty {
+            rows.append([mark.sessionID, mark.storyID, mark.source, Int64(clamping: mark.last ?? 0)])
+            self.sequences[key]!.dirty = false
+        }
+        guard !rows.isEmpty else { return }
+        try self.insertRows("INSERT INTO wave_source_seq (session_id, story_id, source, last_seq) VALUES ", rowTemplate: "(?, ?, ?, ?)", rows: rows,
+                            tail: " ON CONFLICT (session_id, story_id, source) DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq)")
+    }
+
     /// Multi-row INSERTs, up to 64 rows a statement.
-    func insertRows(_ head: String, rowTemplate: String, rows: [[(any DatabaseValueConvertible)?]]) throws {
+    func insertRows(_ head: String, rowTemplate: String, rows: [[(any DatabaseValueConvertible)?]], tail: String = "") throws {
         var start = 0
         while start < rows.count {
             let chunk = rows[start..<min(start + 64, rows.count)]
-            let sql = head + Array(repeating: rowTemplate, count: chunk.count).joined(separator: ", ")
+            let sql = head + Array(repeating: rowTemplate, count: chunk.count).joined(separator: ", ") + tail
             var values: [(any DatabaseValueConvertible)?] = []
             for row in chunk { values.append(contentsOf: row) }
             try self.db.cachedStatement(sql: sql).execute(arguments: StatementArguments(values))

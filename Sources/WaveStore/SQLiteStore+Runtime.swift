@@ -220,7 +220,7 @@ extension SQLiteStore {
 
     /// Messages in the processed-message ledger of a project's sessions, by outcome.
     public func processedMessages(project: String) throws -> [String: Int] {
-        let key = project.trimmingCharacters(in: .whitespaces).lowercased()
+        let key = Self.projectKey(project)
         return try self.pool.read { db in
             var counts: [String: Int] = [:]
             for row in try Row.fetchAll(cached: db, sql: """
@@ -259,7 +259,7 @@ extension SQLiteStore {
     /// When the oldest session of `project` that is not terminal was created (where a new
     /// `orchestrator` group starts reading, WIRE.md); `nil` if there is none.
     public func oldestLiveSessionCreatedAt(project: String) throws -> WaveTimestamp? {
-        let key = project.trimmingCharacters(in: .whitespaces).lowercased()
+        let key = Self.projectKey(project)
         return try self.pool.read { db in
             let text = try String.fetchOne(cached: db, sql: """
                 SELECT MIN(created_at) FROM wave_sessions WHERE status IN ('pending', 'in_progress') AND lower(trim(project_name)) = ?
@@ -270,7 +270,7 @@ extension SQLiteStore {
 
     /// The in-progress sessions of a project.
     public func sessionsInProgress(project: String) throws -> [SessionRecord] {
-        let key = project.trimmingCharacters(in: .whitespaces).lowercased()
+        let key = Self.projectKey(project)
         return try self.pool.read { db in
             try Row.fetchAll(cached: db, sql: "SELECT * FROM wave_sessions WHERE status = 'in_progress' AND lower(trim(project_name)) = ? ORDER BY created_at, rowid",
                              arguments: [key]).map(Self.session)

@@ -79,9 +79,27 @@ public final class SQLiteStore: Sendable {
         self.logger = logger
         let folder = URL(fileURLWithPath: location.path).deletingLastPathComponent()
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        self.pool = try DatabasePool(path: location.path, configuration: Self.configuration(synchronous))
+        self.pool = try Self.open(location.path, Self.configuration(synchronous))
         try self.migrate()
         try self.adoptReferenceRows()
+    }
+
+    /// Opens the pool. Switching a new file to WAL takes an exclusive lock that SQLite does not
+    /// wait for: two processes creating the same store at the same moment (an orchestrator and a
+    /// CLI command) see `SQLITE_BUSY` there, so the open is tried again with a backoff (10 ms
+    /// doubling to 200 ms) within the busy timeout.
+    static func open(_ path: String, _ configuration: Configuration) throws -> DatabasePool {
+        let deadline = ContinuousClock.now + .seconds(5)
+        var attempt = 0
+        while true {
+            do {
+                return try DatabasePool(path: path, configuration: configuration)
+            } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY && ContinuousClock.now < deadline {
+                // sleep: backoff
+                Thread.sleep(forTimeInterval: Double(min(10 << min(attempt, 5), 200)) / 1_000)
+                attempt += 1
+            }
+        }
     }
 
     static func configuration(_ synchronous: SynchronousMode) -> Configuration {
@@ -111,17 +129,25 @@ public final class SQLiteStore: Sendable {
 
     private func migrate() throws {
         let migrator = Schema.migrator()
-        let applied = try self.pool.read { db in try migrator.appliedIdentifiers(db) }
-        for migration in Schema.migrations where !applied.contains(migration.id) {
+        let before = Set(try self.pool.read { db in try migrator.appliedIdentifiers(db) })
+        var seen = before
+        // Always to the newest: a step-by-step target would trap (GRDB's precondition) if another
+        // process (an orchestrator and a CLI command opening a new store at the same moment)
+        // migrated beyond it meanwhile. A migration that fails because the other process applied
+        // it first is tried again from what is applied now, as long as that moves.
+        while true {
             do {
-                try migrator.migrate(self.pool, upTo: migration.id)
+                try migrator.migrate(self.pool)
+                break
             } catch {
-                // Two processes opening a store that needs migrating at the same moment (an
-                // orchestrator and a CLI command): the other one may have applied it meanwhile,
-                // and this attempt, rolled back, found its changes already there.
-                guard try self.pool.read({ db in try migrator.appliedIdentifiers(db) }).contains(migration.id) else { throw error }
-                continue
+                let now = Set(try self.pool.read { db in try migrator.appliedIdentifiers(db) })
+                if Schema.migrations.allSatisfy({ now.contains($0.id) }) { break }
+                guard now != seen else { throw error }
+                seen = now
             }
+        }
+        let after = Set(try self.pool.read { db in try migrator.appliedIdentifiers(db) })
+        for migration in Schema.migrations where !before.contains(migration.id) && after.contains(migration.id) {
             self.logger.info("store migration applied: \(migration.id): \(migration.summary)", metadata: ["wave.store": "\(self.location)"])
         }
     }
@@ -251,6 +277,18 @@ public final class SQLiteStore: Sendable {
         return Self.session(session)
     }
 
+    /// Whether a session has a next step to take after one of its stories finished: it is
+    /// finished itself, or stories of it wait to start.
+    public func sessionHasNextStep(_ id: String) throws -> Bool {
+        try self.pool.read { db in
+            try Bool.fetchOne(cached: db, sql: """
+                SELECT status IN ('completed', 'failed', 'cancelled')
+                    OR EXISTS (SELECT 1 FROM wave_story_executions WHERE session_id = wave_sessions.id AND status = 'pending')
+                FROM wave_sessions WHERE id = ?
+                """, arguments: [id]) ?? true
+        }
+    }
+
     /// Sessions, newest first, optionally of one project.
     public func sessions(project: String? = nil) throws -> [SessionRecord] {
         try self.pool.read { db in
@@ -323,40 +361,56 @@ public final class SQLiteStore: Sendable {
     // MARK: Helpers shared with the apply path
 
     func findStory(_ db: Database, storyID: String, session: String?, project: String? = nil) throws -> StoryRecord {
+        // The row id and version first (from the indexes); the row is decoded only when the
+        // cached copy is not that version.
         if let session {
             let forms = StoreIDs.storedForms(session)
-            // The row id and version first (from the index); decode the row only when the cached
-            // copy is not that version.
-            guard let key = try Row.fetchOne(cached: db, sql: "SELECT id, version FROM wave_story_executions WHERE session_id IN (?, ?) AND story_id = ?",
-                                             arguments: [forms.0, forms.1, storyID]) else {
-                throw StoreError(.notFound, "no story \(storyID) in session \(StoreIDs.display(session))")
-            }
-            let rowID: String = key[0]
-            let version: Int = key[1] ?? 0
-            if let cached = self.storyCache.withLock({ $0[rowID] }), cached.state.version == version { return cached }
-            guard let row = try Row.fetchOne(cached: db, sql: "SELECT \(Self.storyColumns) FROM wave_story_executions WHERE id = ?", arguments: [rowID]) else {
-                throw StoreError(.notFound, "no story \(storyID) in session \(StoreIDs.display(session))")
-            }
-            let record = Self.story(row)
-            self.remember(record)
-            return record
+            let key = try db.fetchOneDirect(cached: "SELECT id, version FROM wave_story_executions WHERE session_id IN (?, ?) AND story_id = ?", { bind in
+                bind.text(forms.0)
+                bind.text(forms.1)
+                bind.text(storyID)
+            }, { row in (row.text(0) ?? "", row.int(1) ?? 0) })
+            guard let key else { throw StoreError(.notFound, "no story \(storyID) in session \(StoreIDs.display(session))") }
+            return try self.story(db, rowID: key.0, version: key.1)
         }
         // Project names compare trimmed and case-insensitively (WIRE.md, Names).
-        let projectKey = project.map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
-        let rows = try Row.fetchAll(cached: db, sql: """
-            SELECT \(Self.storyColumnsPrefixed) FROM wave_story_executions s JOIN wave_sessions w ON w.id = s.session_id
+        let projectKey = project.map(Self.projectKey)
+        let rows = try db.fetchAllDirect(cached: """
+            SELECT s.id, s.version, s.status FROM wave_story_executions s JOIN wave_sessions w ON w.id = s.session_id
             WHERE s.story_id = ? AND (? IS NULL OR lower(trim(w.project_name)) = ?)
             ORDER BY (w.status IN ('pending', 'in_progress')) DESC, w.created_at DESC, w.rowid DESC
-            """, arguments: [storyID, projectKey, projectKey])
+            """, { bind in
+                bind.text(storyID)
+                bind.text(projectKey)
+                bind.text(projectKey)
+            }, { row in (rowID: row.text(0) ?? "", version: row.int(1) ?? 0, status: StoryStatus(rawValue: row.text(2) ?? "")) })
         guard let first = rows.first else { throw StoreError(.notFound, "no story \(storyID)\(project.map { " in project \($0)" } ?? "")") }
-        let live = rows.filter { row in
-            let status: String = row["status"]
-            return !(StoryStatus(rawValue: status)?.isTerminal ?? false)
-        }
+        let live = rows.filter { !($0.status?.isTerminal ?? false) }
         if live.count > 1 {
             throw StoreError(.ambiguous, "story \(storyID) is in \(live.count) sessions; give --session")
         }
-        return Self.story(live.first ?? first)
+        let chosen = live.first ?? first
+        return try self.story(db, rowID: chosen.rowID, version: chosen.version)
+    }
+
+    /// A project name as names compare: trimmed, lower-cased (a name already in that form, as
+    /// the runtime passes them, is returned as it is).
+    static func projectKey(_ name: String) -> String {
+        let utf8 = name.utf8
+        let plain = utf8.first != UInt8(ascii: " ") && utf8.last != UInt8(ascii: " ")
+            && !utf8.contains { ($0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z")) || $0 >= 0x80 || $0 == UInt8(ascii: "\t") }
+        return plain ? name : name.trimmingCharacters(in: .whitespaces).lowercased()
+    }
+
+    /// The story in row `rowID`: the cached copy if it is `version`, else the row, decoded and cached.
+    func story(_ db: Database, rowID: String, version: Int) throws -> StoryRecord {
+        if let cached = self.storyCache.withLock({ $0[rowID] }), cached.state.version == version { return cached }
+        guard let row = try Row.fetchOne(cached: db, sql: "SELECT \(Self.storyColumns) FROM wave_story_executions WHERE id = ?", arguments: [rowID]) else {
+            throw StoreError(.notFound, "story row \(rowID) vanished")
+        }
+        let record = Self.story(row)
+        self.remember(record)
+        return record
     }
 
     /// Keeps a decoded story for the next read of the same version (bounded: cleared when full).
@@ -377,6 +431,26 @@ public final class SQLiteStore: Sendable {
             """, arguments: [StoreIDs.make(), sessionID, draft.type.rawValue, String(draft.name.prefix(255)), storyID, draft.gate?.description,
                              JSONValue.object(draft.state).jsonText, draft.agentID.map { String($0.prefix(100)) }, sessionID, storyID,
                              Self.format(.now())])
+    }
+
+    /// One checkpoint row, its `seq` and parent given.
+    static func insertCheckpoint(_ db: Database, id: String, sessionID: String, storyID: String?, _ draft: CheckpointDraft, parent: String?, created: String, seq: Int) throws {
+        try db.executeDirect(cached: """
+            INSERT INTO wave_checkpoints (id, session_id, checkpoint_type, checkpoint_name, story_id, gate, state, agent_id, parent_checkpoint_id, created_at, seq, superseded)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)
+            """) { bind in
+                bind.text(id)
+                bind.text(sessionID)
+                bind.text(draft.type.rawValue)
+                bind.text(String(draft.name.prefix(255)))
+                bind.text(storyID)
+                bind.text(draft.gate?.description)
+                bind.text(JSONValue.object(draft.state).jsonText)
+                bind.text(draft.agentID.map { String($0.prefix(100)) })
+                bind.text(parent)
+                bind.text(created)
+                bind.int(seq)
+            }
     }
 
     // MARK: Row mapping

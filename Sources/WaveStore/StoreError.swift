@@ -16,6 +16,9 @@ public struct StoreError: Error, Sendable, Hashable, CustomStringConvertible {
         case conflict
         /// The change is not allowed in the current state.
         case notAllowed = "not_allowed"
+        /// A result for a task that was taken back (timed out, withdrawn by a stop) while the
+        /// result waited to be applied: nothing was applied or recorded.
+        case withdrawn
     }
 
     /// What kind of failure.

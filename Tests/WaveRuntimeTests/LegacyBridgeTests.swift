@@ -58,6 +58,13 @@ struct LegacyResultMappingTests {
         #expect(LegacyTaskResult(jsonText: #"{"status": "completed"}"#) == nil, "no task_id: unreadable")
         #expect(LegacyTaskBridge.legacyID(of: task).hasPrefix("fe-S-1-"))
         #expect(LegacyTaskBridge.legacyID(of: task).count == "fe-S-1-".count + 8)
+        // Two attempts made in the same millisecond (time-ordered ids share their leading digits)
+        // still get two legacy ids.
+        var next = task
+        next.messageID = MessageID.makeTimeOrdered(millisecondsSinceEpoch: 1_800_000_000_000)
+        var again = task
+        again.messageID = MessageID.makeTimeOrdered(millisecondsSinceEpoch: 1_800_000_000_000)
+        #expect(LegacyTaskBridge.legacyID(of: next) != LegacyTaskBridge.legacyID(of: again))
     }
 }
 
@@ -169,6 +176,12 @@ struct LegacyBridgeTests {
     func missedNotification() async throws {
         try await self.withBridge([NewStory(id: "L-2", title: "Quiet worker", domain: "backend", agent: "backend")]) { h, client, session in
             let taken = Locked<[String]>([])
+            // The bridge listens before the PM works: otherwise its first subscription's re-read,
+            // not the one after the drop below, would find the result.
+            try await eventually("the bridge subscribed to the results channel") {
+                let reply = try await client.send(RawCommand("PUBSUB", "NUMSUB", Channels.Legacy.resultsChannel)).elements()
+                return try reply.count == 2 && Int(fromRESP: reply[1]) > 0
+            }
             // The PM writes its result but never announces it.
             let pm = ReferenceWorker(client: client, role: "pm", silent: { _ in true }, answer: { _ in ("completed", ["dev_roles": ["be"]], nil) })
             let run = Task { try await pm.run(taken: taken) }

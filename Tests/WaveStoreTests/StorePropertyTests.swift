@@ -24,6 +24,9 @@ func normalizedRows(_ store: SQLiteStore) throws -> [String] {
         for row in try Row.fetchAll(db, sql: "SELECT message_id, outcome FROM wave_processed_messages ORDER BY message_id") {
             rows.append("ledger " + row.databaseValues.map(\.description).joined(separator: "|"))
         }
+        for row in try Row.fetchAll(db, sql: "SELECT story_id, source, last_seq FROM wave_source_seq ORDER BY story_id, source") {
+            rows.append("seq " + row.databaseValues.map(\.description).joined(separator: "|"))
+        }
         for row in try Row.fetchAll(db, sql: "SELECT status, stories_completed, stories_failed, actual_cost_usd, token_count, paused_at IS NOT NULL, metadata FROM wave_sessions") {
             rows.append("session " + row.databaseValues.map(\.description).joined(separator: "|"))
         }
@@ -50,7 +53,8 @@ struct StorePropertyTests {
                 let payload: [String: JSONValue] = ["result": generator.next() % 5 == 0 ? "fail" : "pass"]
                 event = .gateResult(GateResultInput(gate: try GateID(Int(generator.next() % 8)), payload: payload, senderRole: role, agentID: "\(role)-1"))
             }
-            let seq: UInt64? = generator.next() % 3 == 0 ? UInt64(i) : nil
+            // Some senders number their messages; now and then one arrives older than the last applied.
+            let seq: UInt64? = generator.next() % 3 == 0 ? UInt64(generator.next() % 4 == 0 ? max(0, i - 40) : i) : nil
             messages.append(IncomingEvent(messageID: "m-\(i)", eventType: "x", source: "\(role)-1", seq: seq, storyID: story, event: event,
                                           costUSD: generator.next() % 4 == 0 ? 0.01 : nil, tokens: 10))
         }

@@ -36,6 +36,14 @@ func gate(_ story: String, _ gate: Int, _ result: String, from role: String, id:
     )
 }
 
+/// Results gathered from several threads.
+final class Outcomes: @unchecked Sendable {
+    private let lock = NSLock()
+    private var results: [Result<[String], any Error>] = []
+    func append(_ result: Result<[String], any Error>) { self.lock.withLock { self.results.append(result) } }
+    var all: [Result<[String], any Error>] { self.lock.withLock { self.results } }
+}
+
 @Suite("SQLite store")
 struct StoreTests {
     @Test("a new store: every migration applied, WAL, synchronous NORMAL, a 5 s busy timeout, not exclusive")
@@ -53,6 +61,27 @@ struct StoreTests {
         #expect(try SQLiteStore.pendingMigrations(at: store.location).isEmpty)
         let other = try SQLiteStore(location: store.location, logger: quietLogger())  // a second process's view
         #expect(try other.sessions().isEmpty)
+    }
+
+    @Test("several openers migrating one new store at the same moment all succeed, and every migration is applied once", arguments: 0..<6)
+    func concurrentMigration(round: Int) async throws {
+        let path = temporaryPath("concurrent-\(round)")
+        // On threads of their own, as processes would be: an opener waiting on the other's lock
+        // must not hold a thread of the test run's shared pool.
+        let opened = Outcomes()
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            let group = DispatchGroup()
+            for _ in 0..<3 {
+                DispatchQueue.global().async(group: group) {
+                    let result = Result { try SQLiteStore(location: StoreLocation(path: path), logger: quietLogger()).appliedMigrations() }
+                    opened.append(result)
+                }
+            }
+            group.notify(queue: .global()) { done.resume() }
+        }
+        let results = opened.all
+        #expect(results.count == 3)
+        for result in results { #expect(try result.get() == Schema.migrations.map(\.id)) }
     }
 
     @Test("session create: pending, budget as given (0 stays 0); duplicate ids, unknown dependencies and cycles are named")
