@@ -65,17 +65,22 @@ public final class AgentKit: Sendable {
     /// `system.health`. Default: a third of the lease.
     public let heartbeat: Duration
     let logger: Logger
-    let sequence: Mutex<UInt64>
+    /// The next `seq` per stream.
+    let sequences: Mutex<[String: UInt64]>
+    /// Where numbering starts on a stream: the time the kit was made, in microseconds.
+    let firstSeq: UInt64
 
-    /// Creates a kit. `seq` numbers start from the current time in microseconds, so they keep
-    /// increasing across restarts of the agent.
+    /// Creates a kit. `seq` numbers go up by one per message on each stream, starting from the
+    /// current time in microseconds, so they keep increasing across restarts of the agent and an
+    /// orchestrator can tell from a gap how many of them vanished with Redis.
     public init(bus: any EventBus, identity: AgentIdentity, logger: Logger, lease: Duration = .seconds(90), heartbeat: Duration? = nil) {
         self.bus = bus
         self.identity = identity
         self.logger = logger
         self.lease = lease
         self.heartbeat = heartbeat ?? lease / 3
-        self.sequence = Mutex(UInt64(max(0, WaveTimestamp.now().microsecondsSinceEpoch)))
+        self.firstSeq = UInt64(max(0, WaveTimestamp.now().microsecondsSinceEpoch))
+        self.sequences = Mutex([:])
     }
 
     /// Publishes a signal from this agent on the project's signal stream (system-only types on
@@ -86,15 +91,16 @@ public final class AgentKit: Sendable {
         var payload = payload
         payload["agent_id"] = .string(self.identity.agentID)
         payload["domain"] = payload["domain"] ?? .string(self.identity.role)
-        let seq = self.sequence.withLock { value -> UInt64 in
-            value += 1
-            return value
+        let stream = type.allowedOnSignalStreams ? Channels.signals(self.identity.project) : Channels.system(self.identity.project)
+        let seq = self.sequences.withLock { all -> UInt64 in
+            let next = (all[stream] ?? self.firstSeq) + 1
+            all[stream] = next
+            return next
         }
         let envelope = Envelope(
             eventType: type, payload: payload, source: self.identity.agentID, project: self.identity.project.key, priority: priority,
             sessionID: sessionID, storyID: storyID, correlationID: correlationID, seq: seq
         )
-        let stream = type.allowedOnSignalStreams ? Channels.signals(self.identity.project) : Channels.system(self.identity.project)
         return try await self.bus.publish(envelope, to: stream)
     }
 

@@ -16,6 +16,12 @@ public struct BusCounters: Sendable, Hashable {
 
     /// The total of ``trimmedUnread``.
     public var trimmedUnreadTotal: Int { self.trimmedUnread.values.reduce(0, +) }
+    /// Entries that vanished with Redis (restarted without its data before they were read), per
+    /// stream, as counted from the gaps in their senders' `seq` (see ``SenderSequences``).
+    public var vanished: [String: Int] = [:]
+
+    /// The total of ``vanished``.
+    public var vanishedTotal: Int { self.vanished.values.reduce(0, +) }
 }
 
 /// What the bus remembers between inspections: counters and, per group, the last valid

@@ -235,6 +235,8 @@ public struct RedisEventBus: EventBus {
         defer { ownPendingRead.finish() }
         // The newest entry read per stream: where a group that Redis lost is created again.
         let lastSeen = Mutex<[String: String]>([:])
+        // Each sender's numbering per stream: what vanished with Redis is counted from its gaps.
+        let sequences = Mutex<[String: SenderSequences]>([:])
         var attempt = 0
         while !Task.isCancelled {
             do {
@@ -260,6 +262,7 @@ public struct RedisEventBus: EventBus {
                                 if let delivery = try await self.judge(stream: stream, entry: entry, deliveries: 1, options) { batch.append(delivery) }
                             }
                         }
+                        self.noteSequences(batch, sequences)
                         await sink.send(batch)
                     }
                     }
@@ -272,6 +275,7 @@ public struct RedisEventBus: EventBus {
                     // all of them read; a stream that kept its entries is read on from where we were.
                     // Never `$`, which would skip what was published while the group was missing.
                     let seen = lastSeen.withLock { $0 }
+                    sequences.withLock { all in for stream in options.streams { all[stream, default: SenderSequences()].lost() } }
                     self.logger.warning("consumer group missing (Redis restarted empty or the group was deleted); creating it again after the last entry read",
                                         metadata: ["wave.group": "\(options.group)", "wave.last_read": "\(seen)"])
                     for stream in options.streams {
@@ -286,6 +290,25 @@ public struct RedisEventBus: EventBus {
                 // sleep: backoff
                 do { try await Task.sleep(for: delay) } catch { return }
             }
+        }
+    }
+
+    /// Notes the numbering of each new entry's sender; a gap that a loss of Redis left is
+    /// counted and logged (one warning per sender and loss).
+    private func noteSequences(_ batch: [Delivery], _ sequences: borrowing Mutex<[String: SenderSequences]>) {
+        let gaps = sequences.withLock { all -> [(String, SenderSequences.Gap)] in
+            var gaps: [(String, SenderSequences.Gap)] = []
+            for delivery in batch {
+                guard let envelope = delivery.envelope, let seq = envelope.seq else { continue }
+                if let gap = all[delivery.stream, default: SenderSequences()].note(source: envelope.source, seq: seq) { gaps.append((delivery.stream, gap)) }
+            }
+            return gaps
+        }
+        for (stream, gap) in gaps {
+            self.ledger.state.withLock { $0.counters.vanished[stream, default: 0] += gap.count }
+            self.logger.warning("entries vanished with Redis before they were read: the sender's seq \(gap.first)…\(gap.last) never arrived", metadata: [
+                "wave.stream": "\(stream)", "wave.source": "\(gap.source)", "wave.count": "\(gap.count)",
+            ])
         }
     }
 

@@ -60,7 +60,7 @@ struct StatusCommand: AsyncParsableCommand {
         for (project, size) in report.dlq.sorted(by: { $0.key < $1.key }) where size > 0 {
             print("dead letters in \(project): \(size) (wave tail --project \(project) --stream dlq)")
         }
-        print("unhandled events: \(report.unhandled_events); trimmed unread: \(report.trimmed_unread)")
+        print("unhandled events: \(report.unhandled_events); trimmed unread: \(report.trimmed_unread); vanished with Redis: \(report.vanished_with_redis)")
         if report.orchestrators.isEmpty { print("orchestrators: none recorded") }
         for instance in report.orchestrators {
             print("orchestrator \(instance.consumer): \(instance.running ? "running" : "stopped"), \(instance.bus), circuit \(instance.circuit), last seen \(instance.last_seen), handled \(instance.handled), projects \(instance.projects.joined(separator: ","))\(instance.outbox > 0 ? ", \(instance.outbox) entries in the outbox (Redis unavailable)" : "")")

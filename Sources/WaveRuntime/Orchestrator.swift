@@ -260,6 +260,7 @@ public final class Orchestrator: Service, Sendable {
                 "outbox": .number(Double((try? self.store.outboxCount()) ?? 0)),
                 "halted": .array(self.tasks.haltedScopes.sorted().map { .string($0) }),
                 "trimmed_unread": .number(Double(redis?.counters.trimmedUnreadTotal ?? 0)),
+                "vanished_with_redis": .number(Double(redis?.counters.vanishedTotal ?? 0)),
                 "legacy_bridge": self.legacy.map { legacy in
                     let totals = legacy.totals
                     return .object(["written": .number(Double(totals.written)), "settled": .number(Double(totals.settled)),

@@ -88,6 +88,9 @@ public struct StatusReport: Sendable, Codable, Hashable {
     public var unhandled_events: Int
     /// Entries trimmed by other publishers before a group read them (as orchestrators counted).
     public var trimmed_unread: Int
+    /// Entries that vanished with Redis (restarted without its data) before they were read, as
+    /// orchestrators counted them from their senders' `seq` gaps.
+    public var vanished_with_redis: Int
     /// Orchestrator instances, most recently seen first.
     public var orchestrators: [Instance]
 
@@ -124,6 +127,7 @@ public struct StatusReport: Sendable, Codable, Hashable {
             sessions: try store.sessionCounts(),
             unhandled_events: try store.counters(prefix: "unhandled.").values.reduce(0, +),
             trimmed_unread: instances.map { number($0, "trimmed_unread") }.reduce(0, +),
+            vanished_with_redis: instances.map { number($0, "vanished_with_redis") }.reduce(0, +),
             orchestrators: instances.map {
                 Instance(consumer: $0.consumer, circuit: $0.circuit, last_seen: $0.lastSeen.description, bus: $0.bus, projects: $0.projects,
                          running: $0.stoppedAt == nil, handled: number($0, "handled"), dead_lettered: number($0, "dead_lettered"),

@@ -113,8 +113,8 @@ extension SQLiteStore {
     }
 
     func apply(_ db: Database, _ incoming: IncomingEvent, now: WaveTimestamp, jitter: Double) throws -> ApplyResult {
-        if let outcome = try String.fetchOne(cached: db, sql: "SELECT outcome FROM wave_processed_messages WHERE message_id = ?", arguments: [incoming.messageID]) {
-            return .duplicate(outcome: outcome)
+        if let outcome = try db.fetchOneDirect(cached: "SELECT outcome FROM wave_processed_messages WHERE message_id = ?", { $0.text(incoming.messageID) }, { $0.text(0) }) {
+            return .duplicate(outcome: outcome ?? "")
         }
         var record = try self.findStory(db, storyID: incoming.storyID, session: try self.knownSession(db, incoming.sessionID), project: incoming.project)
         let sessionID = record.state.sessionID

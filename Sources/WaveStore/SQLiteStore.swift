@@ -423,14 +423,24 @@ public final class SQLiteStore: Sendable {
 
     func appendCheckpoint(_ db: Database, sessionID: String, storyID: String?, _ draft: CheckpointDraft) throws {
         // One statement: the next seq and the story's previous checkpoint come from subqueries.
-        try db.execute(cached: """
+        try db.executeDirect(cached: """
             INSERT INTO wave_checkpoints (id, session_id, checkpoint_type, checkpoint_name, story_id, gate, state, agent_id, parent_checkpoint_id, created_at, seq, superseded)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?,
                 (SELECT id FROM wave_checkpoints WHERE session_id = ? AND story_id IS ? ORDER BY seq DESC LIMIT 1), ?,
                 (SELECT COALESCE(MAX(seq), 0) + 1 FROM wave_checkpoints), 0)
-            """, arguments: [StoreIDs.make(), sessionID, draft.type.rawValue, String(draft.name.prefix(255)), storyID, draft.gate?.description,
-                             JSONValue.object(draft.state).jsonText, draft.agentID.map { String($0.prefix(100)) }, sessionID, storyID,
-                             Self.format(.now())])
+            """) { bind in
+                bind.text(StoreIDs.make())
+                bind.text(sessionID)
+                bind.text(draft.type.rawValue)
+                bind.text(String(draft.name.prefix(255)))
+                bind.text(storyID)
+                bind.text(draft.gate?.description)
+                bind.text(JSONValue.object(draft.state).jsonText)
+                bind.text(draft.agentID.map { String($0.prefix(100)) })
+                bind.text(sessionID)
+                bind.text(storyID)
+                bind.text(Self.format(.now()))
+            }
     }
 
     /// One checkpoint row, its `seq` and parent given.

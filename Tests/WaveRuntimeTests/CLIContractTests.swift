@@ -143,7 +143,7 @@ struct CLIContractTests {
             "bus", "circuit", "groups", "dlq", "stops", "sessions", "unhandled_events", "trimmed_unread", "orchestrators",
         ], "status")
         #expect((status["stops"] as? [[String: Any]])?.first.map { ["scope", "reason", "by", "since"].allSatisfy($0.keys.contains) } == true)
-        #expect(status["unhandled_events"] is NSNumber && status["trimmed_unread"] is NSNumber, "numbers as JSON numbers")
+        #expect(status["unhandled_events"] is NSNumber && status["trimmed_unread"] is NSNumber && status["vanished_with_redis"] is NSNumber, "numbers as JSON numbers")
         _ = try await Self.object(try run(["stop", "clear", "--project", project, "--reason", "done", "--by", "ci"] + redis), ["scope", "cleared_by"], "stop clear")
         _ = try await Self.object(try run(["agents", "--project", project] + redis), ["agents", "project"], "agents")
         _ = try await Self.object(try run(["dlq", "list", "--project", project] + redis), ["entries", "size", "stream"], "dlq list")

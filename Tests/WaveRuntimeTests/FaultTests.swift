@@ -69,7 +69,15 @@ struct FaultWorld: Sendable {
         // writes the same id, which the ledger recognises.
         let messageID = String(format: "00000000-0000-4000-8000-%012d", index)
         return Envelope(eventType: .gatePassed, payload: payload, source: Self.senders[gate], project: self.project.key, messageID: messageID,
-                        storyID: "S-\(index % Self.stories)")
+                        storyID: "S-\(index % Self.stories)", seq: Self.seq(index))
+    }
+
+    /// Each sender numbers its signals one by one, as Wave's agents do: signal `index` is its
+    /// sender's `seq`-th (the sender's signals at earlier gates come first).
+    static func seq(_ index: Int) -> UInt64 {
+        let gate = index / Self.stories
+        let earlier = Self.senders[..<gate].filter { $0 == Self.senders[gate] }.count
+        return UInt64(earlier * Self.stories + index % Self.stories + 1)
     }
 
     /// Publishes signals `range` in batches of 100, each batch retried until Redis takes it.
@@ -214,27 +222,60 @@ struct FaultTests {
         await world.close()
     }
 
-    @Test("fault 4: Redis restarted empty (no persistence): groups recreated; nothing lost among signals read before it or published after it")
+    @Test("fault 4: Redis restarted empty (no persistence): groups recreated; nothing lost among signals read before it or published after it; what vanished is counted from the seq gap")
     func redisRestartedEmpty() async throws {
         let world = try await FaultWorld.make()
         let orchestrator = try await world.orchestrator()
         try await eventually("the session started") { try world.store.session(id: world.sessionID).status == .inProgress }
-        try await world.publish(0..<5_000)
-        try await world.awaitApplied(5_000)
+        try await world.publish(0..<9_000)
+        try await world.awaitApplied(9_000)
+        // The orchestrator is paused, so that signals 9 000..<9 500 (gate-7 of S-250…S-749, all
+        // from CTO-1) are still unread when Redis dies without its data. A blocked read may have
+        // brought some of them into the paused process's socket before the kill: those are read.
+        kill(orchestrator.pid, SIGSTOP)
+        try await world.publish(9_000..<9_500)
         world.server.kill()
         try await world.server.start()
         let cleared = ContinuousClock.now
+        kill(orchestrator.pid, SIGCONT)
         #expect(try await world.bus.length(of: Channels.signals(world.project)) == 0, "the new server is empty")
-        async let rest: Void = world.publish(5_000..<FaultWorld.signals)
-        let recovered = try await world.recovery(since: cleared, beyond: 5_000)
+        async let rest: Void = world.publish(9_500..<FaultWorld.signals)
+        // Resumed when the first signal published after the restart (S-750's gate-7) is applied.
+        try await eventually("processing resumed", deadline: .seconds(30)) { try world.store.story("S-750", session: world.sessionID).state.status == .complete }
+        let recovered = ContinuousClock.now - cleared
         try await rest
-        try await world.awaitApplied(FaultWorld.signals)
+        let stories = try world.store.stories(session: world.sessionID)
+        let vanishedRange = 250..<750
+        try await eventually("every signal read is applied") {
+            try world.store.stories(session: world.sessionID).filter { !vanishedRange.contains(Int($0.state.storyID.dropFirst(2))!) }.allSatisfy { $0.state.status == .complete }
+        }
         #expect(try await world.bus.groups(of: Channels.signals(world.project)).map(\.group) == ["orchestrator"], "the group was created again")
         orchestrator.terminate()
         let exit = await orchestrator.wait(limit: .seconds(30))
         #expect(exit.status == 0, "\(exit.stderr.suffix(2_000))")
         #expect(exit.stderr.contains("consumer group missing"), "the loss of the group is logged")
-        try world.report("4 Redis restarted empty (0 unread at the restart)", recovered: recovered)
+
+        // What vanished: the gate-7 signals of the stories still at gate-7. Each is counted,
+        // from CTO-1's seq gap, in the log and in the instance's state (`wave status`).
+        let final = try world.store.stories(session: world.sessionID)
+        let stuck = final.filter { $0.state.status != .complete }
+        #expect(stuck.allSatisfy { vanishedRange.contains(Int($0.state.storyID.dropFirst(2))!) && $0.state.currentGate.number == 7 }, "only stories whose gate-7 vanished wait")
+        #expect(stuck.count > 500 - 128, "at most one read's worth of the paused signals was read before the kill")
+        let instance = try #require(try world.store.orchestrators().first { $0.consumer == "fault" })
+        let counted = Int(instance.state["vanished_with_redis"]?.numberValue ?? -1)
+        #expect(counted == stuck.count, "vanished counted from the seq gap: \(counted), stories waiting for a vanished signal: \(stuck.count)")
+        #expect(exit.stderr.contains("entries vanished with Redis before they were read"), "the loss is logged")
+        // Nothing else lost, nothing applied twice: every gate checkpoint once, all of them for
+        // the complete stories, gates 0–6 for the waiting ones.
+        let checkpoints = try world.store.checkpoints(session: world.sessionID).filter { $0.type == "gate" }
+        var perGate: [String: Int] = [:]
+        for checkpoint in checkpoints { perGate["\(checkpoint.storyID ?? "")/\(checkpoint.gate ?? "")", default: 0] += 1 }
+        let duplicated = perGate.values.reduce(0) { $0 + max(0, $1 - 1) }
+        let lost = FaultWorld.signals - counted - perGate.count
+        print("FAULT | 4 Redis restarted empty (\(counted) unread signals vanished, counted from the seq gap) | sent \(FaultWorld.signals) | applied \(checkpoints.count) | lost \(lost) | duplicated \(duplicated) | recovered in \(String(format: "%.2f s", Double(recovered.components.seconds) + Double(recovered.components.attoseconds) / 1e18))")
+        #expect(lost == 0 && duplicated == 0)
+        #expect(stories.count == FaultWorld.stories)
+        #expect(recovered < .seconds(2), "processing resumed after \(recovered)")
         await world.close()
     }
 
