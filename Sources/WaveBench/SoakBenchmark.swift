@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOPosix
 import WaveBus
 import WaveProtocol
 import WaveRedis
@@ -64,59 +65,77 @@ public struct SoakBenchmark: Sendable {
         let acknowledged = CountDown(target: Int.max)
         let warmup = self.warmup ?? min(.seconds(120), self.duration / 5)
         logger.info("wave: signals at \(Int(self.rate))/s for \(self.duration) through real handlers; memory after \(warmup) and at the end")
+        // The publisher stands in for agents, which run in other processes: it gets a client and
+        // an event-loop thread of its own instead of sharing the orchestrator's.
+        let publisherLoop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let publisherClient = try RedisClient(configuration: client.configuration, eventLoopGroup: publisherLoop, logger: logger)
+        let publisher = RedisEventBus(client: publisherClient, logger: logger)
+        defer {
+            Task {
+                await publisherClient.shutdown()
+                try? await publisherLoop.shutdownGracefully()
+            }
+        }
         return try await world.withOrchestrator(client.configuration, consumer: "bench-soak", logger: logger, hooks: EventDispatcher.Hooks(
             acknowledged: { acknowledged.add($0.count) }
         )) { _, bus in
-            let perRound = self.storiesPerRound * 8
-            let interval = Duration.seconds(Double(self.batch) / self.rate)
-            let start = ContinuousClock.now
-            let end = start + self.duration
-            var slot = start
-            var published = 0
-            var rssStart: Double?
-            var round = 0
-            // Round r + 1's session exists before round r ends, so that the orchestrator starts it
-            // the moment round r's session completes (sessions of a project run one at a time).
-            try self.createRound(1, world: world)
-            while ContinuousClock.now < end {
-                let index = published % perRound
-                if index == 0, published > 0 {
-                    round += 1
-                    try self.createRound(round + 1, world: world)
-                }
-                let n = min(self.batch, perRound - index)
-                let batch = (index..<(index + n)).map { (stream: Channels.signals(world.project), envelope: self.signal(round: round, index: $0, world: world)) }
-                _ = try await bus.publish(batch: batch)
-                published += n
-                if rssStart == nil, ContinuousClock.now - start >= warmup { rssStart = Self.residentMegabytes() }
-                // The pace: the next batch's slot (a deadline, not a check).
-                slot = slot.advanced(by: interval)
-                // sleep: deadline
-                if slot > ContinuousClock.now { try await Task.sleep(until: slot, clock: .continuous) }
+            try await withTaskExecutorPreference(EventLoopTaskExecutor(publisherLoop.next())) {
+                try await self.publish(world: world, bus: bus, publisher: publisher, acknowledged: acknowledged, warmup: warmup)
             }
-            let elapsed = seconds(ContinuousClock.now - start)
-            let rssEnd = Self.residentMegabytes()
-            // Let the handlers catch up (resumed by the acknowledgements), for at most a minute.
-            let published_ = published
-            let drainStart = ContinuousClock.now
-            acknowledged.retarget(published_)
-            _ = await acknowledged.wait(atMost: .seconds(60))
-            let drained = seconds(ContinuousClock.now - drainStart)
-            // Every signal published is somewhere: in the ledger, on the DLQ, or still in the group.
-            let info = try await bus.groups(of: Channels.signals(world.project)).first { $0.group == Channels.orchestratorGroup }
-            let backlog = (info?.lag ?? 0) + (info?.pending ?? 0)
-            let ledger = try world.store.processedMessages(project: world.project.key).values.reduce(0, +)
-            let dead = try await bus.length(of: Channels.deadLetters(world.project))
-            let begin = rssStart ?? rssEnd
-            return Result(
-                rss_start_mb: rounded(begin, places: 1), rss_end_mb: rounded(rssEnd, places: 1),
-                rss_growth_pct: rounded((rssEnd - begin) / max(begin, 1) * 100, places: 2),
-                lost: max(0, published - ledger - dead - backlog), dead_lettered: dead, drain_s: rounded(drained, places: 1),
-                published: published, settled: ledger, backlog: backlog,
-                duration_s: rounded(elapsed, places: 1), target_per_s: self.rate,
-                published_per_s: (Double(published) / elapsed).rounded(), settled_per_s: (Double(ledger) / (elapsed + drained)).rounded(), rounds: round + 1
-            )
         }
+    }
+
+    /// Publishes at the pace for the duration, lets the handlers catch up, and takes the figures.
+    func publish(world: BenchWorld, bus: RedisEventBus, publisher: RedisEventBus, acknowledged: CountDown, warmup: Duration) async throws -> Result {
+        let perRound = self.storiesPerRound * 8
+        let interval = Duration.seconds(Double(self.batch) / self.rate)
+        let start = ContinuousClock.now
+        let end = start + self.duration
+        var slot = start
+        var published = 0
+        var rssStart: Double?
+        var round = 0
+        // Round r + 1's session exists before round r ends, so that the orchestrator starts it
+        // the moment round r's session completes (sessions of a project run one at a time).
+        try self.createRound(1, world: world)
+        while ContinuousClock.now < end {
+            let index = published % perRound
+            if index == 0, published > 0 {
+                round += 1
+                try self.createRound(round + 1, world: world)
+            }
+            let n = min(self.batch, perRound - index)
+            let batch = (index..<(index + n)).map { (stream: Channels.signals(world.project), envelope: self.signal(round: round, index: $0, world: world)) }
+            _ = try await publisher.publish(batch: batch)
+            published += n
+            if rssStart == nil, ContinuousClock.now - start >= warmup { rssStart = Self.residentMegabytes() }
+            // The pace: the next batch's slot (a deadline, not a check).
+            slot = slot.advanced(by: interval)
+            // sleep: deadline
+            if slot > ContinuousClock.now { try await Task.sleep(until: slot, clock: .continuous) }
+        }
+        let elapsed = seconds(ContinuousClock.now - start)
+        let rssEnd = Self.residentMegabytes()
+        // Let the handlers catch up (resumed by the acknowledgements), for at most a minute.
+        let published_ = published
+        let drainStart = ContinuousClock.now
+        acknowledged.retarget(published_)
+        _ = await acknowledged.wait(atMost: .seconds(60))
+        let drained = seconds(ContinuousClock.now - drainStart)
+        // Every signal published is somewhere: in the ledger, on the DLQ, or still in the group.
+        let info = try await bus.groups(of: Channels.signals(world.project)).first { $0.group == Channels.orchestratorGroup }
+        let backlog = (info?.lag ?? 0) + (info?.pending ?? 0)
+        let ledger = try world.store.processedMessages(project: world.project.key).values.reduce(0, +)
+        let dead = try await bus.length(of: Channels.deadLetters(world.project))
+        let begin = rssStart ?? rssEnd
+        return Result(
+            rss_start_mb: rounded(begin, places: 1), rss_end_mb: rounded(rssEnd, places: 1),
+            rss_growth_pct: rounded((rssEnd - begin) / max(begin, 1) * 100, places: 2),
+            lost: max(0, published - ledger - dead - backlog), dead_lettered: dead, drain_s: rounded(drained, places: 1),
+            published: published, settled: ledger, backlog: backlog,
+            duration_s: rounded(elapsed, places: 1), target_per_s: self.rate,
+            published_per_s: (Double(published) / elapsed).rounded(), settled_per_s: (Double(ledger) / (elapsed + drained)).rounded(), rounds: round + 1
+        )
     }
 
     /// Round `round`'s session (round 0 is the world's own): fresh stories `R{round}-S-{k}`.

@@ -429,14 +429,7 @@ public final class SQLiteStore: Sendable {
                 (SELECT id FROM wave_checkpoints WHERE session_id = ? AND story_id IS ? ORDER BY seq DESC LIMIT 1), ?,
                 (SELECT COALESCE(MAX(seq), 0) + 1 FROM wave_checkpoints), 0)
             """) { bind in
-                bind.text(StoreIDs.make())
-                bind.text(sessionID)
-                bind.text(draft.type.rawValue)
-                bind.text(String(draft.name.prefix(255)))
-                bind.text(storyID)
-                bind.text(draft.gate?.description)
-                bind.text(JSONValue.object(draft.state).jsonText)
-                bind.text(draft.agentID.map { String($0.prefix(100)) })
+                Self.bindCheckpoint(&bind, id: StoreIDs.make(), sessionID: sessionID, storyID: storyID, draft)
                 bind.text(sessionID)
                 bind.text(storyID)
                 bind.text(Self.format(.now()))
@@ -449,18 +442,24 @@ public final class SQLiteStore: Sendable {
             INSERT INTO wave_checkpoints (id, session_id, checkpoint_type, checkpoint_name, story_id, gate, state, agent_id, parent_checkpoint_id, created_at, seq, superseded)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)
             """) { bind in
-                bind.text(id)
-                bind.text(sessionID)
-                bind.text(draft.type.rawValue)
-                bind.text(String(draft.name.prefix(255)))
-                bind.text(storyID)
-                bind.text(draft.gate?.description)
-                bind.text(JSONValue.object(draft.state).jsonText)
-                bind.text(draft.agentID.map { String($0.prefix(100)) })
+                Self.bindCheckpoint(&bind, id: id, sessionID: sessionID, storyID: storyID, draft)
                 bind.text(parent)
                 bind.text(created)
                 bind.int(seq)
             }
+    }
+
+    /// A checkpoint's first eight columns, `id` to `agent_id`, names and agent ids cut to the
+    /// reference's column sizes.
+    static func bindCheckpoint(_ bind: inout DirectBinder, id: String, sessionID: String, storyID: String?, _ draft: CheckpointDraft) {
+        bind.text(id)
+        bind.text(sessionID)
+        bind.text(draft.type.rawValue)
+        bind.text(String(draft.name.prefix(255)))
+        bind.text(storyID)
+        bind.text(draft.gate?.description)
+        bind.text(JSONValue.object(draft.state).jsonText)
+        bind.text(draft.agentID.map { String($0.prefix(100)) })
     }
 
     // MARK: Row mapping
