@@ -25,6 +25,13 @@ public struct StoreBenchmark: Sendable {
         public var single_ratio: Double
         /// `batched_per_s / raw_batched_per_s` (bar ≥ 0.25).
         public var batched_ratio: Double
+        /// A raw loop on Wave's own tables, ``batch`` per transaction: per transition exactly
+        /// the rows Wave writes (the story row, a gate checkpoint, a ledger entry) with fixed
+        /// contents and no rules, lookups or encoding: what SQLite alone costs for them.
+        public var schema_floor_batched_per_s: Double
+        /// `schema_floor_batched_per_s / raw_batched_per_s`: the highest ratio any code writing
+        /// these rows could reach against the raw loop.
+        public var schema_floor_ratio: Double
         /// Transitions timed in each mode.
         public var transitions: Int
         /// Transitions per transaction in the batched modes.
@@ -56,9 +63,12 @@ public struct StoreBenchmark: Sendable {
         let rawBatched = try self.raw(path: directory.appendingPathComponent("raw-batched.sqlite").path, batch: self.batch)
         logger.info("wave store: batches of \(self.batch)")
         let batched = try self.wave(path: directory.appendingPathComponent("batched.sqlite").path, batch: self.batch, logger: logger)
+        logger.info("raw loop on Wave's tables: batches of \(self.batch)")
+        let floor = try self.schemaFloor(path: directory.appendingPathComponent("floor.sqlite").path, batch: self.batch, logger: logger)
         return Result(
             single_per_s: single.rounded(), batched_per_s: batched.rounded(), raw_single_per_s: rawSingle.rounded(), raw_batched_per_s: rawBatched.rounded(),
             single_ratio: rounded(single / max(rawSingle, 1)), batched_ratio: rounded(batched / max(rawBatched, 1)),
+            schema_floor_batched_per_s: floor.rounded(), schema_floor_ratio: rounded(floor / max(rawBatched, 1)),
             transitions: self.transitions, batch: self.batch, synchronous: self.synchronous.rawValue
         )
     }
@@ -89,25 +99,10 @@ public struct StoreBenchmark: Sendable {
         var quiet = logger
         quiet.logLevel = .warning
         let store = try SQLiteStore(location: StoreLocation(path: path), synchronous: self.synchronous, engine: StoryEngine(configuration: configuration), logger: quiet)
-        let setupStart = ContinuousClock().now
-        let storiesNeeded = (self.transitions + 7) / 8
-        var sessions: [(id: String, stories: [String])] = []
-        var made = 0
-        while made < storiesNeeded {
-            let count = min(self.storiesPerSession, storiesNeeded - made)
-            let ids = (made..<(made + count)).map { "S-\($0)" }
-            let project = "bench-\(sessions.count)"
-            let session = try store.createSession(project: project, wave: 0, stories: ids.map { NewStory(id: $0, title: $0, domain: "backend", agent: "BE-1") }, budgetUSD: 1_000)
-            _ = try store.startNextSession(project: project)
-            _ = try store.startReadyStories(session: session.id)
-            sessions.append((session.id, ids))
-            made += count
-        }
+        let sessions = try self.startStories(store)
         let clock = ContinuousClock()
-        let setupEnd = clock.now
         let messages = try self.messages(sessions: sessions)
         let start = clock.now
-        logger.debug("setup took \(setupEnd - setupStart)")
         var applied = 0
         if batch <= 1 {
             for message in messages {
@@ -126,6 +121,83 @@ public struct StoreBenchmark: Sendable {
         let elapsed = clock.now - start
         guard applied == messages.count else { throw BenchmarkError("only \(applied) of \(messages.count) transitions applied") }
         return Double(applied) / seconds(elapsed)
+    }
+
+    /// Sessions of ``storiesPerSession`` started stories, enough for ``transitions`` gate passes.
+    func startStories(_ store: SQLiteStore) throws -> [(id: String, stories: [String])] {
+        let storiesNeeded = (self.transitions + 7) / 8
+        var sessions: [(id: String, stories: [String])] = []
+        var made = 0
+        while made < storiesNeeded {
+            let count = min(self.storiesPerSession, storiesNeeded - made)
+            let ids = (made..<(made + count)).map { "S-\($0)" }
+            let project = "bench-\(sessions.count)"
+            let session = try store.createSession(project: project, wave: 0, stories: ids.map { NewStory(id: $0, title: $0, domain: "backend", agent: "BE-1") }, budgetUSD: 1_000)
+            _ = try store.startNextSession(project: project)
+            _ = try store.startReadyStories(session: session.id)
+            sessions.append((session.id, ids))
+            made += count
+        }
+        return sessions
+    }
+
+    /// The raw loop on Wave's tables and indexes (a store created and migrated as Wave's, its
+    /// stories started): per transition one story row update (version check, current gate,
+    /// metadata, updated_at), one gate checkpoint (its id, parent link and global `seq`) and one
+    /// ledger entry, with fixed contents, through the same GRDB statements as ``raw(path:batch:)``.
+    func schemaFloor(path: String, batch: Int, logger: Logger) throws -> Double {
+        var quiet = logger
+        quiet.logLevel = .warning
+        var configuration = EngineConfiguration.standard
+        configuration.parallelLimit = self.storiesPerSession
+        let store = try SQLiteStore(location: StoreLocation(path: path), synchronous: self.synchronous, engine: StoryEngine(configuration: configuration), logger: quiet)
+        _ = try self.startStories(store)
+        var settings = Configuration()
+        settings.busyMode = .timeout(5)
+        let synchronous = self.synchronous.rawValue
+        settings.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = \(synchronous); PRAGMA wal_autocheckpoint = 10000; PRAGMA cache_size = -65536") }
+        let pool = try DatabasePool(path: path, configuration: settings)
+        let rows = try pool.read { db in try Row.fetchAll(db, sql: "SELECT id, session_id, story_id, version FROM wave_story_executions ORDER BY rowid") }
+        var versions: [Int] = rows.map { $0[3] }
+        var parents = [String?](repeating: nil, count: rows.count)
+        var seq = try pool.read { db in try Int.fetchOne(db, sql: "SELECT COALESCE(MAX(seq), 0) FROM wave_checkpoints") } ?? 0
+        let ids = (0..<self.transitions).map { _ in StoreIDs.make() }
+        let messageIDs = (0..<self.transitions).map { _ in MessageID.makeTimeOrdered() }
+        let metadata = #"{"block_reason":null,"current_gate":"gate-3","dependencies":[],"dev_early_failures":{},"dev_progress":{"be":3},"dev_roles":["be"],"gate_failures":{},"next_attempt_at":null,"planned":false,"story":{},"total_retries":0}"#
+        let state = #"{"ac_passed":0,"ac_total":0,"gate":"gate-3","role":"be","status":"passed","timestamp":"2026-11-26T01:09:33.010191Z"}"#
+        let now = "2026-11-26 01:09:33.010191"
+        let clock = ContinuousClock()
+        let start = clock.now
+        var done = 0
+        while done < self.transitions {
+            let count = min(max(batch, 1), self.transitions - done)
+            try pool.writeWithoutTransaction { db in
+                try db.inTransaction(.immediate) {
+                    let update = try db.cachedStatement(sql: "UPDATE wave_story_executions SET current_gate = ?, version = ?, metadata = ?, updated_at = ? WHERE id = ? AND version = ?")
+                    let checkpoint = try db.cachedStatement(sql: """
+                        INSERT INTO wave_checkpoints (id, session_id, checkpoint_type, checkpoint_name, story_id, gate, state, agent_id, parent_checkpoint_id, created_at, seq, superseded)
+                        VALUES (?, ?, 'gate', 'gate passed', ?, ?, ?, 'BE-1', ?, ?, ?, 0)
+                        """)
+                    let ledger = try db.cachedStatement(sql: """
+                        INSERT INTO wave_processed_messages (message_id, session_id, story_id, event_type, outcome, applied_at) VALUES (?, ?, ?, 'gate.passed', 'applied', ?)
+                        """)
+                    for i in done..<(done + count) {
+                        let k = i % rows.count
+                        let gate = "gate-\(i / rows.count)"
+                        let (id, session, story): (String, String, String) = (rows[k][0], rows[k][1], rows[k][2])
+                        try update.execute(arguments: [gate, versions[k] + 1, metadata, now, id, versions[k]])
+                        versions[k] += 1
+                        seq += 1
+                        try checkpoint.execute(arguments: [ids[i], session, story, gate, state, parents[k], now, seq])
+                        parents[k] = ids[i]
+                        try ledger.execute(arguments: [messageIDs[i], session, story, now])
+                    }
+                    return .commit
+                }
+            }
+            done += count
+        }
+        return Double(self.transitions) / seconds(clock.now - start)
     }
 
     func raw(path: String, batch: Int) throws -> Double {

@@ -206,6 +206,8 @@ struct StoreBench: AsyncParsableCommand {
                           meets: result.single_ratio >= 0.25 && result.single_per_s >= 5_000),
                     .init("transitions/s, \(result.batch) per commit", wave: result.batched_per_s, raw: result.raw_batched_per_s, ratio: result.batched_ratio, bar: "≥ 0.25",
                           meets: result.batched_ratio >= 0.25 && result.batched_per_s >= 30_000),
+                    .init("floor: same rows, raw loop", wave: result.schema_floor_batched_per_s, raw: result.raw_batched_per_s,
+                          ratio: result.schema_floor_ratio, bar: "(the ceiling)", meets: nil),
                 ]
             )
         )

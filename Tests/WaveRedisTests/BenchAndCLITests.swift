@@ -27,6 +27,26 @@ struct BenchAndCLITests {
         await client.shutdown()
     }
 
+    @Test("the store benchmark runs every mode, the raw loop on Wave's tables included, and reports every key")
+    func storeSmoke() throws {
+        var benchmark = StoreBenchmark()
+        benchmark.transitions = 800
+        benchmark.batch = 50
+        benchmark.storiesPerSession = 20
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("wave-bench-store-test-\(UUID().uuidString.prefix(8))")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let result = try benchmark.run(directory: directory, logger: TestServers.logger)
+        for rate in [result.single_per_s, result.batched_per_s, result.raw_single_per_s, result.raw_batched_per_s, result.schema_floor_batched_per_s] {
+            #expect(rate > 0)
+        }
+        #expect(abs(result.schema_floor_ratio - result.schema_floor_batched_per_s / result.raw_batched_per_s) < 0.001)
+        #expect(result.transitions == 800 && result.batch == 50)
+        let json = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(result)) as? [String: Any]
+        for key in ["single_per_s", "batched_per_s", "raw_single_per_s", "raw_batched_per_s", "schema_floor_batched_per_s", "schema_floor_ratio"] {
+            #expect(json?[key] is Double, "\(key)")
+        }
+    }
+
     @Test("the soak benchmark runs rounds of fresh stories through real handlers, accounts for every signal and reports memory",
           .enabled(if: TestServers.available(TestServers.plain)))
     func soakSmoke() async throws {
