@@ -89,6 +89,7 @@ struct RunCommand: AsyncParsableCommand {
         configuration.reclaimAfter = .milliseconds(settings.reclaimAfterMilliseconds)
         configuration.maxDeliveries = settings.maxDeliveries
         configuration.statusInterval = .milliseconds(settings.statusIntervalMilliseconds)
+        configuration.maintenanceInterval = .milliseconds(settings.maintenanceIntervalMilliseconds)
         configuration.legacyBridge = self.legacyBridge
         if let url = self.global.redisURL {
             let redisConfiguration: RedisConfiguration

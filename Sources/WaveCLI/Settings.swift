@@ -16,7 +16,7 @@ import WaveRedis
 ///   "projects": ["shop"],
 ///   "consumer": "orchestrator-1",
 ///   "role_map": {"be-dev-1": "be"},
-///   "orchestrator": {"batch_size": 128, "block_ms": 2000, "reclaim_after_ms": 30000, "max_deliveries": 5, "status_interval_ms": 5000},
+///   "orchestrator": {"batch_size": 128, "block_ms": 2000, "reclaim_after_ms": 30000, "max_deliveries": 5, "status_interval_ms": 5000, "maintenance_interval_ms": 60000},
 ///   "engine": {"max_retries": 3, "backoff_base_ms": 1000, "backoff_cap_ms": 300000, "parallel_limit": 10, "budget_warning_ratio": 0.8}
 /// }
 /// ```
@@ -35,11 +35,12 @@ struct Settings {
     var reclaimAfterMilliseconds = 30_000
     var maxDeliveries = 5
     var statusIntervalMilliseconds = 5_000
+    var maintenanceIntervalMilliseconds = 60_000
     var engine = EngineConfiguration.standard
     var file: String?
 
     static let topKeys: Set<String> = ["redis", "store", "projects", "consumer", "role_map", "orchestrator", "engine"]
-    static let orchestratorKeys: Set<String> = ["batch_size", "block_ms", "reclaim_after_ms", "max_deliveries", "status_interval_ms"]
+    static let orchestratorKeys: Set<String> = ["batch_size", "block_ms", "reclaim_after_ms", "max_deliveries", "status_interval_ms", "maintenance_interval_ms"]
     static let engineKeys: Set<String> = ["max_retries", "backoff_base_ms", "backoff_cap_ms", "parallel_limit", "budget_warning_ratio"]
 
     /// Loads the settings for a command's global options.
@@ -111,6 +112,7 @@ struct Settings {
             self.reclaimAfterMilliseconds = try int(section["reclaim_after_ms"], "orchestrator.reclaim_after_ms") ?? self.reclaimAfterMilliseconds
             self.maxDeliveries = try int(section["max_deliveries"], "orchestrator.max_deliveries") ?? self.maxDeliveries
             self.statusIntervalMilliseconds = try int(section["status_interval_ms"], "orchestrator.status_interval_ms") ?? self.statusIntervalMilliseconds
+            self.maintenanceIntervalMilliseconds = try int(section["maintenance_interval_ms"], "orchestrator.maintenance_interval_ms") ?? self.maintenanceIntervalMilliseconds
         }
         if let value = object["engine"] {
             guard let section = value.objectValue else { throw bad("engine", "an object") }
@@ -167,6 +169,7 @@ struct ConfigShow: AsyncParsableCommand {
             var reclaim_after_ms: Int
             var max_deliveries: Int
             var status_interval_ms: Int
+            var maintenance_interval_ms: Int
             var max_retries: [Int]
             var backoff_base_ms: Int64
             var backoff_cap_ms: Int64
@@ -180,6 +183,7 @@ struct ConfigShow: AsyncParsableCommand {
             consumer: settings.consumer.value, consumer_source: settings.consumer.source, role_map: settings.roleMap,
             batch_size: settings.batchSize, block_ms: settings.blockMilliseconds, reclaim_after_ms: settings.reclaimAfterMilliseconds,
             max_deliveries: settings.maxDeliveries, status_interval_ms: settings.statusIntervalMilliseconds,
+            maintenance_interval_ms: settings.maintenanceIntervalMilliseconds,
             max_retries: settings.engine.gates.map(\.maxRetries), backoff_base_ms: ms(settings.engine.backoffBase), backoff_cap_ms: ms(settings.engine.backoffCap),
             parallel_limit: settings.engine.parallelLimit, budget_warning_ratio: settings.engine.budgetWarningRatio
         )
@@ -193,7 +197,7 @@ struct ConfigShow: AsyncParsableCommand {
         print("projects: \(output.projects.isEmpty ? "the store's live sessions" : output.projects.joined(separator: ", ")) [\(output.projects_source.rawValue)]")
         print("consumer: \(output.consumer) [\(output.consumer_source.rawValue)]")
         print("role map: \(output.role_map.isEmpty ? "none (the agent id's prefix)" : output.role_map.sorted { $0.key < $1.key }.map { "\($0.key)→\($0.value)" }.joined(separator: ", "))")
-        print("orchestrator: batch \(output.batch_size), block \(output.block_ms) ms, reclaim after \(output.reclaim_after_ms) ms, \(output.max_deliveries) deliveries, status every \(output.status_interval_ms) ms")
+        print("orchestrator: batch \(output.batch_size), block \(output.block_ms) ms, reclaim after \(output.reclaim_after_ms) ms, \(output.max_deliveries) deliveries, status every \(output.status_interval_ms) ms, maintenance every \(output.maintenance_interval_ms) ms")
         print("engine: retries per gate \(output.max_retries), backoff \(output.backoff_base_ms) ms … \(output.backoff_cap_ms) ms, \(output.parallel_limit) stories in parallel, budget warning at \(Int(output.budget_warning_ratio * 100)) %")
     }
 }

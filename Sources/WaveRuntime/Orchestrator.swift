@@ -26,6 +26,11 @@ public struct OrchestratorConfiguration: Sendable {
     public var maxDeliveries = 5
     /// How often the instance records its counters for `wave status` (maintenance). Default 5 s.
     public var statusInterval: Duration = .seconds(5)
+    /// How often the instance trims acknowledged stream history and deletes ledger entries past
+    /// their retention (maintenance). Default 60 s.
+    public var maintenanceInterval: Duration = .seconds(60)
+    /// Acknowledged entries kept per stream when trimming, for inspection (`wave tail`). Default 10 000.
+    public var keepAcknowledged = 10_000
     /// Delete the instance's own system-stream groups on a clean exit. Default true.
     public var deleteOwnGroupsOnExit = true
     /// Also write every task for the reference's Python workers and take their results
@@ -219,6 +224,16 @@ public final class Orchestrator: Service, Sendable {
                 await cancelWhenGracefulShutdown { await self.tasks.publisher.run() }
             }
             group.addTask {
+                // Maintenance on a named interval: acknowledged history and old ledger entries.
+                await cancelWhenGracefulShutdown {
+                    while !Task.isCancelled {
+                        // sleep: interval maintenanceInterval
+                        do { try await Task.sleep(for: self.configuration.maintenanceInterval) } catch { return }
+                        await self.maintain()
+                    }
+                }
+            }
+            group.addTask {
                 // Maintenance on a named interval: counters and last-seen for `wave status`.
                 await cancelWhenGracefulShutdown {
                     while !Task.isCancelled {
@@ -240,6 +255,48 @@ public final class Orchestrator: Service, Sendable {
         }
         try self.recordState(stopped: true)
         self.logger.info("orchestrator stopped", metadata: ["wave.consumer": "\(self.configuration.consumer)"])
+    }
+
+    /// Trims the acknowledged history of this instance's streams (never an entry some group has
+    /// not read or acknowledged; the newest ``OrchestratorConfiguration/keepAcknowledged`` are
+    /// kept) and deletes ledger entries older than the store's retention. Runs on
+    /// ``OrchestratorConfiguration/maintenanceInterval``; a failure is logged and tried again
+    /// on the next round.
+    /// - Returns: entries trimmed and ledger entries deleted.
+    @discardableResult
+    public func maintain(now: WaveTimestamp = .now()) async -> (trimmed: Int, pruned: Int) {
+        var trimmed = 0
+        if let redis = self.bus as? RedisEventBus {
+            for stream in self.maintainedStreams {
+                do {
+                    trimmed += try await redis.trimAcknowledged(stream: stream, keep: self.configuration.keepAcknowledged)
+                } catch {
+                    self.logger.debug("trimming skipped this round", metadata: ["wave.stream": "\(stream)", "wave.error": "\(error)"])
+                }
+            }
+        }
+        var pruned = 0
+        do {
+            pruned = try self.store.pruneLedger(now: now)
+        } catch {
+            self.logger.warning("ledger pruning failed; tried again at the next maintenance", metadata: ["wave.error": "\(error)"])
+        }
+        if trimmed > 0 || pruned > 0 {
+            self.logger.info("maintenance: \(trimmed) acknowledged entries trimmed, \(pruned) ledger entries past retention deleted")
+        }
+        return (trimmed, pruned)
+    }
+
+    /// The streams this instance reads or writes: each project's signals, system and task
+    /// streams, and the global system stream.
+    var maintainedStreams: [String] {
+        var streams = [Channels.systemGlobal]
+        for project in self.configuration.projects {
+            streams.append(Channels.signals(project))
+            streams.append(Channels.system(project))
+            for role in Self.roles(self.store.engine.configuration) { streams.append(Channels.tasks(project, role)) }
+        }
+        return streams
     }
 
     /// Writes this instance's state to the store (for `wave status`).

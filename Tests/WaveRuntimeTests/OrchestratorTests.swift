@@ -5,6 +5,7 @@ import WaveTesting
 import WaveBus
 import WaveEngine
 import WaveProtocol
+import WaveRedis
 import WaveRuntime
 import WaveStore
 
@@ -379,6 +380,38 @@ final class Locked<Value: Sendable>: Sendable {
     let mutex: Mutex<Value>
     init(_ value: Value) { self.mutex = Mutex(value) }
     func withLock<T>(_ body: (inout Value) -> T) -> T { self.mutex.withLock { body(&$0) } }
+}
+
+@Suite("Orchestrator: maintenance", .enabled(if: BusKind.available.contains(.redis)))
+struct MaintenanceTests {
+    @Test("maintenance trims acknowledged history to what is kept, never what is unread, and deletes ledger entries past retention")
+    func trimsAndPrunes() async throws {
+        let h = try Harness.make(.redis, configure: { $0.keepAcknowledged = 5 })
+        _ = try h.session([backend("M-1")])
+        try await h.running {
+            try await h.passGateZero("M-1")
+            try await h.signal(.storyBlocked, story: "M-1", from: "BE-1", payload: ["reason": "drill"])
+            // Results for a blocked story: each acknowledged and in the ledger as ignored.
+            for _ in 0..<20 { try await h.gate(1, story: "M-1", from: "BE-1") }
+            let stream = Channels.signals(h.project)
+            #expect(try await h.bus.length(of: stream) == 23)
+            let first = await h.orchestrator.maintain()
+            #expect(first.trimmed >= 18 && first.pruned == 0, "\(first)")
+            #expect(try await h.bus.length(of: stream) == 5, "the newest acknowledged entries are kept")
+            // An entry no group has read yet is never trimmed.
+            let unread = "wave:test:maintenance:\(UUID().uuidString.prefix(8))"
+            for _ in 0..<3 { _ = try await h.bus.publish(Envelope(eventType: .gatePassed, source: "BE-1", project: h.project.key), to: unread) }
+            try await h.bus.createGroup("late", on: unread, start: .beginning)
+            let redis = try #require(h.bus as? RedisEventBus)
+            #expect(try await redis.trimAcknowledged(stream: unread, keep: 1) == 0)
+            #expect(try await h.bus.length(of: unread) == 3)
+            _ = try await redis.client.send(DelCommand(keys: [unread]))
+            // Eight days on, past the 7-day retention, the ledger entries go.
+            let later = await h.orchestrator.maintain(now: WaveTimestamp.now().adding(.seconds(8 * 24 * 3600)))
+            #expect(later.pruned >= 23, "\(later)")
+            #expect(try h.store.processedMessages(project: h.project.key).values.reduce(0, +) == 0)
+        }
+    }
 }
 
 @Suite("Orchestrator: a read applied as a batch")
