@@ -152,11 +152,7 @@ public struct StoreBenchmark: Sendable {
         configuration.parallelLimit = self.storiesPerSession
         let store = try SQLiteStore(location: StoreLocation(path: path), synchronous: self.synchronous, engine: StoryEngine(configuration: configuration), logger: quiet)
         _ = try self.startStories(store)
-        var settings = Configuration()
-        settings.busyMode = .timeout(5)
-        let synchronous = self.synchronous.rawValue
-        settings.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = \(synchronous); PRAGMA wal_autocheckpoint = 10000; PRAGMA cache_size = -65536") }
-        let pool = try DatabasePool(path: path, configuration: settings)
+        let pool = try self.rawPool(path)
         let rows = try pool.read { db in try Row.fetchAll(db, sql: "SELECT id, session_id, story_id, version FROM wave_story_executions ORDER BY rowid") }
         var versions: [Int] = rows.map { $0[3] }
         var parents = [String?](repeating: nil, count: rows.count)
@@ -166,46 +162,31 @@ public struct StoreBenchmark: Sendable {
         let metadata = #"{"block_reason":null,"current_gate":"gate-3","dependencies":[],"dev_early_failures":{},"dev_progress":{"be":3},"dev_roles":["be"],"gate_failures":{},"next_attempt_at":null,"planned":false,"story":{},"total_retries":0}"#
         let state = #"{"ac_passed":0,"ac_total":0,"gate":"gate-3","role":"be","status":"passed","timestamp":"2026-11-26T01:09:33.010191Z"}"#
         let now = "2026-11-26 01:09:33.010191"
-        let clock = ContinuousClock()
-        let start = clock.now
-        var done = 0
-        while done < self.transitions {
-            let count = min(max(batch, 1), self.transitions - done)
-            try pool.writeWithoutTransaction { db in
-                try db.inTransaction(.immediate) {
-                    let update = try db.cachedStatement(sql: "UPDATE wave_story_executions SET current_gate = ?, version = ?, metadata = ?, updated_at = ? WHERE id = ? AND version = ?")
-                    let checkpoint = try db.cachedStatement(sql: """
-                        INSERT INTO wave_checkpoints (id, session_id, checkpoint_type, checkpoint_name, story_id, gate, state, agent_id, parent_checkpoint_id, created_at, seq, superseded)
-                        VALUES (?, ?, 'gate', 'gate passed', ?, ?, ?, 'BE-1', ?, ?, ?, 0)
-                        """)
-                    let ledger = try db.cachedStatement(sql: """
-                        INSERT INTO wave_processed_messages (message_id, session_id, story_id, event_type, outcome, applied_at) VALUES (?, ?, ?, 'gate.passed', 'applied', ?)
-                        """)
-                    for i in done..<(done + count) {
-                        let k = i % rows.count
-                        let gate = "gate-\(i / rows.count)"
-                        let (id, session, story): (String, String, String) = (rows[k][0], rows[k][1], rows[k][2])
-                        try update.execute(arguments: [gate, versions[k] + 1, metadata, now, id, versions[k]])
-                        versions[k] += 1
-                        seq += 1
-                        try checkpoint.execute(arguments: [ids[i], session, story, gate, state, parents[k], now, seq])
-                        parents[k] = ids[i]
-                        try ledger.execute(arguments: [messageIDs[i], session, story, now])
-                    }
-                    return .commit
-                }
+        return try self.commitLoop(pool, batch: batch) { db, range in
+            let update = try db.cachedStatement(sql: "UPDATE wave_story_executions SET current_gate = ?, version = ?, metadata = ?, updated_at = ? WHERE id = ? AND version = ?")
+            let checkpoint = try db.cachedStatement(sql: """
+                INSERT INTO wave_checkpoints (id, session_id, checkpoint_type, checkpoint_name, story_id, gate, state, agent_id, parent_checkpoint_id, created_at, seq, superseded)
+                VALUES (?, ?, 'gate', 'gate passed', ?, ?, ?, 'BE-1', ?, ?, ?, 0)
+                """)
+            let ledger = try db.cachedStatement(sql: """
+                INSERT INTO wave_processed_messages (message_id, session_id, story_id, event_type, outcome, applied_at) VALUES (?, ?, ?, 'gate.passed', 'applied', ?)
+                """)
+            for i in range {
+                let k = i % rows.count
+                let gate = "gate-\(i / rows.count)"
+                let (id, session, story): (String, String, String) = (rows[k][0], rows[k][1], rows[k][2])
+                try update.execute(arguments: [gate, versions[k] + 1, metadata, now, id, versions[k]])
+                versions[k] += 1
+                seq += 1
+                try checkpoint.execute(arguments: [ids[i], session, story, gate, state, parents[k], now, seq])
+                parents[k] = ids[i]
+                try ledger.execute(arguments: [messageIDs[i], session, story, now])
             }
-            done += count
         }
-        return Double(self.transitions) / seconds(clock.now - start)
     }
 
     func raw(path: String, batch: Int) throws -> Double {
-        var configuration = Configuration()
-        configuration.busyMode = .timeout(5)
-        let synchronous = self.synchronous.rawValue
-        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = \(synchronous); PRAGMA wal_autocheckpoint = 10000; PRAGMA cache_size = -65536") }
-        let pool = try DatabasePool(path: path, configuration: configuration)
+        let pool = try self.rawPool(path)
         let stories = (self.transitions + 7) / 8
         try pool.write { db in
             try db.execute(sql: """
@@ -214,25 +195,43 @@ public struct StoreBenchmark: Sendable {
                 """)
             for id in 0..<stories { try db.execute(sql: "INSERT INTO raw_story VALUES (?, 0, 0)", arguments: [id]) }
         }
+        return try self.commitLoop(pool, batch: batch) { db, range in
+            let update = try db.cachedStatement(sql: "UPDATE raw_story SET gate = gate + 1, version = version + 1 WHERE id = ? AND version = ?")
+            let insert = try db.cachedStatement(sql: "INSERT INTO raw_checkpoint (story, gate, state) VALUES (?, ?, ?)")
+            for i in range {
+                let story = i % stories
+                let gate = i / stories
+                try update.execute(arguments: [story, gate])
+                try insert.execute(arguments: [story, gate, "{\"gate\":\"gate-\(gate)\",\"status\":\"passed\"}"])
+            }
+        }
+    }
+
+    /// A pool with the store's settings (busy timeout, ``synchronous``, WAL checkpoint interval,
+    /// page cache), for the raw loops.
+    func rawPool(_ path: String) throws -> DatabasePool {
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(5)
+        let synchronous = self.synchronous.rawValue
+        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = \(synchronous); PRAGMA wal_autocheckpoint = 10000; PRAGMA cache_size = -65536") }
+        return try DatabasePool(path: path, configuration: configuration)
+    }
+
+    /// Runs `body` for ``transitions`` indexes, `batch` of them per `IMMEDIATE` transaction, and
+    /// returns indexes per second.
+    func commitLoop(_ pool: DatabasePool, batch: Int, _ body: (Database, Range<Int>) throws -> Void) throws -> Double {
         let clock = ContinuousClock()
         let start = clock.now
         var done = 0
         while done < self.transitions {
-            let count = min(max(batch, 1), self.transitions - done)
+            let range = done..<min(done + max(batch, 1), self.transitions)
             try pool.writeWithoutTransaction { db in
                 try db.inTransaction(.immediate) {
-                    let update = try db.cachedStatement(sql: "UPDATE raw_story SET gate = gate + 1, version = version + 1 WHERE id = ? AND version = ?")
-                    let insert = try db.cachedStatement(sql: "INSERT INTO raw_checkpoint (story, gate, state) VALUES (?, ?, ?)")
-                    for i in done..<(done + count) {
-                        let story = i % stories
-                        let gate = i / stories
-                        try update.execute(arguments: [story, gate])
-                        try insert.execute(arguments: [story, gate, "{\"gate\":\"gate-\(gate)\",\"status\":\"passed\"}"])
-                    }
+                    try body(db, range)
                     return .commit
                 }
             }
-            done += count
+            done = range.upperBound
         }
         return Double(self.transitions) / seconds(clock.now - start)
     }
