@@ -63,6 +63,8 @@ public final class EventDispatcher: Service, Sendable {
     /// Where handlers run: the event loop of the bus's connections, so that no thread hop sits
     /// between a reply and the code that waits for it (ARCHITECTURE.md); `nil`: the default executor.
     let executor: (any TaskExecutor)?
+    /// How a consumer whose loop fails is started again.
+    let supervision: SupervisionPolicy
 
     /// Creates a dispatcher.
     /// - Parameters:
@@ -70,8 +72,10 @@ public final class EventDispatcher: Service, Sendable {
     ///     signal streams, the instance's own group on the system streams).
     ///   - hooks: calls made as it works.
     ///   - executor: where reads are handled (the bus client's event loop); `nil`: the default.
+    ///   - supervision: how a consumer whose loop fails is started again.
     public init(bus: any EventBus, registry: HandlerRegistry, consumers: [ConsumerOptions], logger: Logger, hooks: Hooks = Hooks(),
-                executor: (any TaskExecutor)? = nil) {
+                executor: (any TaskExecutor)? = nil, supervision: SupervisionPolicy = SupervisionPolicy()) {
+        self.supervision = supervision
         self.bus = bus
         self.registry = registry
         self.consumers = consumers
@@ -109,7 +113,13 @@ public final class EventDispatcher: Service, Sendable {
                 try await cancelWhenGracefulShutdown {
                     try await withThrowingDiscardingTaskGroup { group in
                         for options in self.consumers {
-                            group.addTask { try await self.consume(options) }
+                            // Supervised: a consumer whose loop fails starts again after a
+                            // backoff; only cancellation (graceful shutdown) ends it.
+                            group.addTask {
+                                await supervised("the consumer of \(options.group)", logger: self.logger, policy: self.supervision) {
+                                    try await self.consume(options)
+                                }
+                            }
                         }
                     }
                 }

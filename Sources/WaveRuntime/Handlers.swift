@@ -230,26 +230,24 @@ struct OrchestratorCore: Sendable {
 
     // MARK: The reference's emergency channel
 
-    /// Listens on the reference's `wave:emergency` channel until cancelled: `HALT` sets a global
-    /// stop from a legacy trigger, `RESUME` clears only a stop that came from one. After every
-    /// (re)subscribe the keys are reconciled, so a stop published while disconnected is not missed.
-    func listenForLegacyEmergency(client: RedisClient, projects: [ProjectName]) async {
-        do {
-            try await client.withSubscription(channels: [Channels.Legacy.emergencyChannel]) { events in
-                for await event in events {
-                    switch event {
-                    case .subscribed:
-                        for stop in try await EmergencyKeys.reconcile(store: self.store, client: client, projects: projects, logger: self.logger) {
-                            self.tasks.halt(scope: stop.scope)
-                        }
-                    case .message(_, let payload, _):
-                        await self.legacyEmergency(payload, client: client)
+    /// Listens on the reference's `wave:emergency` channel: `HALT` sets a global stop from a
+    /// legacy trigger, `RESUME` clears only a stop that came from one. After every (re)subscribe
+    /// the keys are reconciled, so a stop published while disconnected is not missed. Throws when
+    /// the subscription or a reconcile fails (Redis away, its breaker open): the orchestrator
+    /// runs it under supervision (``supervised(_:logger:policy:restarts:_:)``), which subscribes
+    /// again after a backoff, so the channel is never left unheard.
+    func listenForLegacyEmergency(client: RedisClient, projects: [ProjectName]) async throws {
+        try await client.withSubscription(channels: [Channels.Legacy.emergencyChannel]) { events in
+            for await event in events {
+                switch event {
+                case .subscribed:
+                    for stop in try await EmergencyKeys.reconcile(store: self.store, client: client, projects: projects, logger: self.logger) {
+                        self.tasks.halt(scope: stop.scope)
                     }
+                case .message(_, let payload, _):
+                    await self.legacyEmergency(payload, client: client)
                 }
             }
-        } catch is CancellationError {
-        } catch {
-            self.logger.error("the legacy emergency channel stopped", metadata: ["wave.error": "\(error)"])
         }
     }
 

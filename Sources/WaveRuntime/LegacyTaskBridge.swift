@@ -214,23 +214,19 @@ public final class LegacyTaskBridge: Sendable {
 
     // MARK: Results
 
-    /// Listens on `wave:results` until cancelled. After every (re)subscription the result keys of
-    /// the tasks still out are read once.
-    public func run() async {
-        do {
-            try await self.client.withSubscription(channels: [Channels.Legacy.resultsChannel]) { events in
-                for await event in events {
-                    switch event {
-                    case .subscribed:
-                        await self.reread()
-                    case .message(_, let payload, _):
-                        await self.notified(payload)
-                    }
+    /// Listens on `wave:results`. After every (re)subscription the result keys of the tasks
+    /// still out are read once. Throws when the subscription fails; the orchestrator runs it
+    /// under supervision, which subscribes again after a backoff.
+    public func run() async throws {
+        try await self.client.withSubscription(channels: [Channels.Legacy.resultsChannel]) { events in
+            for await event in events {
+                switch event {
+                case .subscribed:
+                    await self.reread()
+                case .message(_, let payload, _):
+                    await self.notified(payload)
                 }
             }
-        } catch is CancellationError {
-        } catch {
-            self.logger.error("the legacy results channel stopped", metadata: ["wave.error": "\(error)"])
         }
     }
 

@@ -39,6 +39,9 @@ public struct OrchestratorConfiguration: Sendable {
     /// Where handlers run: give the event loop of the bus's Redis client (one thread), so that
     /// replies and handlers share a thread; `nil`: Swift's default executor.
     public var executor: (any TaskExecutor)?
+    /// How the long-running loops (consumers, listeners, the legacy bridge, maintenance) are
+    /// restarted after an error: 100 ms doubling to 1 s, jittered.
+    public var supervision = SupervisionPolicy()
 
     /// Creates a configuration.
     public init(projects: [ProjectName], consumer: String) {
@@ -117,7 +120,7 @@ public final class Orchestrator: Service, Sendable {
             settled?(signal, result)
         }
         self.dispatcher = EventDispatcher(bus: bus, registry: registry, consumers: Self.consumers(configuration), logger: logger, hooks: hooks,
-                                          executor: configuration.executor)
+                                          executor: configuration.executor, supervision: configuration.supervision)
     }
 
     static func consumers(_ configuration: OrchestratorConfiguration) -> [ConsumerOptions] {
@@ -183,8 +186,17 @@ public final class Orchestrator: Service, Sendable {
                 }
             }
             let adopted = self.tasks.adopt(waiting, needed: inFlight)
-            self.logger.info("recovery: dispatching again the tasks of working stories that are not still waiting in the agents' streams", metadata: [
-                "wave.stories": "\(inFlight.count)", "wave.tasks_still_out": "\(adopted)",
+            // Results already waiting in the signals stream (answered by their agents, not yet
+            // applied, pending or unread in the shared group) settle their tasks when they apply:
+            // those tasks are not sent a second time.
+            var answers: [Envelope] = []
+            for project in self.configuration.projects {
+                let entries = try await self.bus.unacknowledged(stream: Channels.signals(project), group: Channels.orchestratorGroup, count: 100_000)
+                answers.append(contentsOf: entries.compactMap { try? Envelope(decoding: $0.fields, stream: Channels.signals(project), entryID: $0.id) })
+            }
+            let answered = self.tasks.adoptAnswered(answers, needed: inFlight, roleMap: self.configuration.roleMap)
+            self.logger.info("recovery: dispatching again the tasks of working stories that are neither still waiting in the agents' streams nor answered in the signals stream", metadata: [
+                "wave.stories": "\(inFlight.count)", "wave.tasks_still_out": "\(adopted)", "wave.tasks_answered": "\(answered)",
             ])
         }
         try await self.tasks.redispatch()
@@ -201,45 +213,62 @@ public final class Orchestrator: Service, Sendable {
         try await withTaskExecutorPreference(self.configuration.executor) {
             try await self.prepare()
         }
+        // Every long-running loop is supervised: an error restarts it after a backoff, only
+        // cancellation (graceful shutdown) ends it.
+        let logger = self.logger
+        let policy = self.configuration.supervision
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask {
+                // Each consumer is supervised inside the dispatcher.
                 try await self.dispatcher.run()
             }
             if let redis = self.bus as? RedisEventBus {
                 group.addTask {
                     // The reference's HALT/RESUME channel (WIRE.md): a legacy trigger of a global stop.
                     await cancelWhenGracefulShutdown {
-                        await self.core.listenForLegacyEmergency(client: redis.client, projects: self.configuration.projects)
+                        await supervised("the legacy emergency channel", logger: logger, policy: policy) {
+                            try await self.core.listenForLegacyEmergency(client: redis.client, projects: self.configuration.projects)
+                        }
                     }
                 }
             }
             if let legacy = self.legacy {
                 group.addTask {
                     // The reference workers' results (`wave:results`), re-read after every subscription.
-                    await cancelWhenGracefulShutdown { await legacy.run() }
+                    await cancelWhenGracefulShutdown {
+                        await supervised("the legacy results channel", logger: logger, policy: policy) { try await legacy.run() }
+                    }
                 }
             }
             group.addTask {
                 // The outbox: flushed in order whenever Redis answers again.
-                await cancelWhenGracefulShutdown { await self.tasks.publisher.run() }
+                await cancelWhenGracefulShutdown {
+                    var once = policy
+                    once.restartOnReturn = false  // over the embedded bus it flushes once and returns
+                    await supervised("the outbox", logger: logger, policy: once) { await self.tasks.publisher.run() }
+                }
             }
             group.addTask {
                 // Maintenance on a named interval: acknowledged history and old ledger entries.
                 await cancelWhenGracefulShutdown {
-                    while !Task.isCancelled {
-                        // sleep: interval maintenanceInterval
-                        do { try await Task.sleep(for: self.configuration.maintenanceInterval) } catch { return }
-                        await self.maintain()
+                    await supervised("maintenance", logger: logger, policy: policy) {
+                        while !Task.isCancelled {
+                            // sleep: interval maintenanceInterval
+                            try await Task.sleep(for: self.configuration.maintenanceInterval)
+                            await self.maintain()
+                        }
                     }
                 }
             }
             group.addTask {
                 // Maintenance on a named interval: counters and last-seen for `wave status`.
                 await cancelWhenGracefulShutdown {
-                    while !Task.isCancelled {
-                        // sleep: interval statusInterval
-                        do { try await Task.sleep(for: self.configuration.statusInterval) } catch { return }
-                        try? self.recordState()
+                    await supervised("the status record", logger: logger, policy: policy) {
+                        while !Task.isCancelled {
+                            // sleep: interval statusInterval
+                            try await Task.sleep(for: self.configuration.statusInterval)
+                            try self.recordState()
+                        }
                     }
                 }
             }

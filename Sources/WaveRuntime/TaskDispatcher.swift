@@ -342,6 +342,51 @@ public final class TaskDispatcher: Sendable {
         return adopted.count
     }
 
+    /// Takes as out the tasks whose results already wait in the signals stream (answered by
+    /// their agents, not yet applied: the previous instance died between the agent's answer and
+    /// its own commit), so that a restart or a take-over does not send them a second time. Each
+    /// stands for the task until its result is applied (``answered(storyID:sessionID:gate:role:)``);
+    /// a result that turns out not to settle it (refused, late) leaves its deadline to run, which
+    /// counts a failure and retries, as for any task that was never answered.
+    /// - Parameters:
+    ///   - results: the result signals waiting (`gate.passed`, `gate.failed`, `agent.error`).
+    ///   - needed: the working stories and the tasks their current gates need.
+    ///   - roleMap: agent id → role, where the id's prefix does not say.
+    /// - Returns: how many tasks were taken as answered.
+    @discardableResult
+    public func adoptAnswered(_ results: [Envelope], needed: [InFlightStory], roleMap: [String: String] = [:], now: WaveTimestamp = .now()) -> Int {
+        var waiting: [String: [(role: String?, gate: GateID?, session: String?, correlation: String?)]] = [:]
+        for envelope in results where [.gatePassed, .gateFailed, .agentError].contains(envelope.eventType) {
+            guard let story = envelope.storyIDForRouting else { continue }
+            let gateText = envelope.payload["gate_id"]?.stringValue ?? envelope.payload["gate"]?.stringValue
+            let session = envelope.sessionID ?? envelope.payload["session_id"]?.stringValue
+            waiting[story, default: []].append((envelope.senderRole(roleMap: roleMap), gateText.flatMap { try? GateID(parsing: $0) },
+                                                session.map(StoreIDs.normalize), envelope.correlationID))
+        }
+        guard !waiting.isEmpty else { return 0 }
+        var entries: [TaskEntry] = []
+        for item in needed {
+            let state = item.story.state
+            guard let answers = waiting[state.storyID] else { continue }
+            for draft in item.tasks {
+                // A result of this story, from the draft's role, for its gate (or naming none, as
+                // an agent error may), and not for another session of the same story id.
+                guard let answer = answers.first(where: { answer in
+                    answer.role == draft.role && (answer.gate == nil || answer.gate == draft.gate)
+                        && (answer.session == nil || answer.session == StoreIDs.normalize(state.sessionID))
+                }) else { continue }
+                let timeout = self.store.engine.configuration.gates[draft.gate.number].timeout
+                let id = answer.correlation ?? MessageID.makeTimeOrdered()
+                entries.append(TaskEntry(
+                    taskID: id, storyID: state.storyID, sessionID: state.sessionID, role: draft.role, action: draft.action, gate: draft.gate,
+                    attempt: state.gateFailures[draft.gate.number] + 1, deadline: now.adding(timeout), messageID: id, timestamp: now,
+                    project: self.projectKey(ofSession: state.sessionID) ?? ""
+                ))
+            }
+        }
+        return self.adopt(entries, needed: needed)
+    }
+
     /// Dispatches again, from the store, every task that working stories need and that is not
     /// out: at start (recovery), when a stop is cleared and when a session resumes.
     /// - Parameter sessionID: only this session's stories; `nil`: all.

@@ -449,11 +449,14 @@ extension SQLiteStore {
     /// Starts the oldest pending session of a project (`in_progress`), if there is one and no
     /// session of the project is in progress; returns it.
     public func startNextSession(project: String, now: WaveTimestamp = .now()) throws -> SessionRecord? {
-        try self.immediateWrite { db in
-            if let running = try Row.fetchOne(cached: db, sql: "SELECT * FROM wave_sessions WHERE project_name = ? AND status = 'in_progress' ORDER BY created_at LIMIT 1", arguments: [project]) {
+        let key = Self.projectKey(project)
+        return try self.immediateWrite { db in
+            if let running = try Row.fetchOne(cached: db, sql: "SELECT * FROM wave_sessions WHERE \(Self.projectIs()) AND status = 'in_progress' ORDER BY created_at LIMIT 1",
+                                              arguments: [key]) {
                 return Self.session(running)
             }
-            guard let next = try Row.fetchOne(cached: db, sql: "SELECT * FROM wave_sessions WHERE project_name = ? AND status = 'pending' ORDER BY created_at, rowid LIMIT 1", arguments: [project]) else {
+            guard let next = try Row.fetchOne(cached: db, sql: "SELECT * FROM wave_sessions WHERE \(Self.projectIs()) AND status = 'pending' ORDER BY created_at, rowid LIMIT 1",
+                                              arguments: [key]) else {
                 return nil
             }
             let id: String = next["id"]

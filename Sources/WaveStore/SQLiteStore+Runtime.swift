@@ -89,8 +89,8 @@ extension SQLiteStore {
             """
         var arguments: StatementArguments = []
         if scope != "global" {
-            sql += " AND lower(trim(w.project_name)) = ?"
-            arguments = [scope]
+            sql += " AND \(Self.projectIs("w.project_name"))"
+            arguments = [Self.projectKey(scope)]
         }
         for row in try Row.fetchAll(db, sql: sql, arguments: arguments) {
             let storyID: String = row["story_id"]
@@ -225,7 +225,7 @@ extension SQLiteStore {
             var counts: [String: Int] = [:]
             for row in try Row.fetchAll(cached: db, sql: """
                 SELECT m.outcome, COUNT(*) FROM wave_processed_messages m JOIN wave_sessions s ON s.id = m.session_id
-                WHERE lower(trim(s.project_name)) = ? GROUP BY m.outcome
+                WHERE \(Self.projectIs("s.project_name")) GROUP BY m.outcome
                 """, arguments: [key]) {
                 counts[row[0]] = row[1]
             }
@@ -252,7 +252,7 @@ extension SQLiteStore {
     /// The projects with a session that is not terminal (pending or in progress).
     public func liveProjects() throws -> [String] {
         try self.pool.read { db in
-            try String.fetchAll(cached: db, sql: "SELECT DISTINCT project_name FROM wave_sessions WHERE status IN ('pending', 'in_progress') ORDER BY project_name")
+            try String.fetchAll(cached: db, sql: "SELECT DISTINCT lower(trim(project_name)) AS project FROM wave_sessions WHERE status IN ('pending', 'in_progress') ORDER BY project")
         }
     }
 
@@ -262,7 +262,7 @@ extension SQLiteStore {
         let key = Self.projectKey(project)
         return try self.pool.read { db in
             let text = try String.fetchOne(cached: db, sql: """
-                SELECT MIN(created_at) FROM wave_sessions WHERE status IN ('pending', 'in_progress') AND lower(trim(project_name)) = ?
+                SELECT MIN(created_at) FROM wave_sessions WHERE status IN ('pending', 'in_progress') AND \(Self.projectIs())
                 """, arguments: [key])
             return Self.timestamp(text)
         }
@@ -272,7 +272,7 @@ extension SQLiteStore {
     public func sessionsInProgress(project: String) throws -> [SessionRecord] {
         let key = Self.projectKey(project)
         return try self.pool.read { db in
-            try Row.fetchAll(cached: db, sql: "SELECT * FROM wave_sessions WHERE status = 'in_progress' AND lower(trim(project_name)) = ? ORDER BY created_at, rowid",
+            try Row.fetchAll(cached: db, sql: "SELECT * FROM wave_sessions WHERE status = 'in_progress' AND \(Self.projectIs()) ORDER BY created_at, rowid",
                              arguments: [key]).map(Self.session)
         }
     }

@@ -293,7 +293,8 @@ public final class SQLiteStore: Sendable {
     public func sessions(project: String? = nil) throws -> [SessionRecord] {
         try self.pool.read { db in
             if let project {
-                return try Row.fetchAll(cached: db, sql: "SELECT * FROM wave_sessions WHERE project_name = ? ORDER BY created_at DESC, rowid DESC", arguments: [project]).map(Self.session)
+                return try Row.fetchAll(cached: db, sql: "SELECT * FROM wave_sessions WHERE \(Self.projectIs()) ORDER BY created_at DESC, rowid DESC",
+                                        arguments: [Self.projectKey(project)]).map(Self.session)
             }
             return try Row.fetchAll(cached: db, sql: "SELECT * FROM wave_sessions ORDER BY created_at DESC, rowid DESC").map(Self.session)
         }
@@ -377,7 +378,7 @@ public final class SQLiteStore: Sendable {
         let projectKey = project.map(Self.projectKey)
         let rows = try db.fetchAllDirect(cached: """
             SELECT s.id, s.version, s.status FROM wave_story_executions s JOIN wave_sessions w ON w.id = s.session_id
-            WHERE s.story_id = ? AND (? IS NULL OR lower(trim(w.project_name)) = ?)
+            WHERE s.story_id = ? AND (? IS NULL OR \(Self.projectIs("w.project_name")))
             ORDER BY (w.status IN ('pending', 'in_progress')) DESC, w.created_at DESC, w.rowid DESC
             """, { bind in
                 bind.text(storyID)
@@ -391,6 +392,13 @@ public final class SQLiteStore: Sendable {
         }
         let chosen = live.first ?? first
         return try self.story(db, rowID: chosen.rowID, version: chosen.version)
+    }
+
+    /// The one SQL condition every query that selects by project uses (WIRE.md, Names: project
+    /// names compare trimmed and case-insensitively, whatever spelling a row was written with);
+    /// bind ``projectKey(_:)`` of the name to its one parameter.
+    static func projectIs(_ column: String = "project_name") -> String {
+        "lower(trim(\(column))) = ?"
     }
 
     /// A project name as names compare: trimmed, lower-cased (a name already in that form, as

@@ -95,4 +95,53 @@ struct EmergencyStopTests {
         run.cancel()
         _ = try? await run.value
     }
+
+    @Test("Redis killed and restarted: the reference's HALT still halts dispatch (the channel's listener is supervised)")
+    func legacyChannelAfterOutage() async throws {
+        let server = try RedisServerProcess()
+        try await server.start()
+        defer { server.stop() }
+        // The orchestrator's client opens its breaker after one failure and probes again only
+        // after up to 4 s (full jitter), so the channel's re-subscription (which reconnects on
+        // its own) usually meets an open breaker in its reconcile: the case that used to end the
+        // listener for good.
+        let h = try Harness.make(.redis, redisURL: server.url, redis: {
+            $0.circuitBreaker = CircuitBreaker.Configuration(failureThreshold: 1, openBackoff: Backoff(base: .seconds(4), cap: .seconds(4)))
+        }, configure: { $0.supervision.backoff = Backoff(base: .milliseconds(50), cap: .milliseconds(500)) })
+        let redis = try #require(h.bus as? RedisEventBus)
+        let run = Task { try await h.orchestrator.run() }
+        defer { run.cancel() }
+        let publisher = try TestServers.client(server.url)
+        // Listening before the outage: someone receives what is published on the channel.
+        try await eventually("the orchestrator subscribed to the legacy channel") {
+            try await publisher.send(PublishCommand(channel: Channels.Legacy.emergencyChannel, message: #"{"action": "NOOP"}"#)) >= 1
+        }
+        server.kill()
+        // A request of the orchestrator's during the outage opens its breaker.
+        _ = try? await redis.client.send(PingCommand())
+        #expect(redis.client.breaker.state == .open)
+        // sleep: test-scaffolding (the outage's length)
+        try await Task.sleep(for: .seconds(1))
+        try await server.start()
+        try await eventually("the listener subscribed again after the outage", deadline: .seconds(15)) {
+            ((try? await publisher.send(PublishCommand(channel: Channels.Legacy.emergencyChannel, message: #"{"action": "NOOP"}"#))) ?? 0) >= 1
+        }
+        // Listening for good: the reconcile after the (re)subscription went through.
+        try await eventually("the breaker closed again", deadline: .seconds(10)) { redis.client.breaker.state == .closed }
+        try await eventually("still subscribed", deadline: .seconds(5)) {
+            ((try? await publisher.send(PublishCommand(channel: Channels.Legacy.emergencyChannel, message: #"{"action": "NOOP"}"#))) ?? 0) >= 1
+        }
+        #expect(!h.orchestrator.tasks.isHalted(project: h.project.key))
+        let sent = ContinuousClock.now
+        let receivers = try await publisher.send(PublishCommand(channel: Channels.Legacy.emergencyChannel,
+                                                                message: #"{"action": "HALT", "reason": "after the outage", "timestamp": 1764000000}"#))
+        #expect(receivers >= 1)
+        try await eventually("the HALT halted dispatch", deadline: .seconds(5)) { h.orchestrator.tasks.isHalted(project: h.project.key) }
+        let took = ContinuousClock.now - sent
+        #expect(took < .seconds(1), "halted \(took) after the HALT (generous bound; the figure is wave bench stop's)")
+        #expect(try h.store.activeStops().map { "\($0.scope) \($0.source) \($0.reason)" } == ["global legacy after the outage"])
+        run.cancel()
+        _ = try? await run.value
+        await publisher.shutdown()
+    }
 }

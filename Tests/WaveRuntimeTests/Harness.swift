@@ -16,13 +16,13 @@ enum BusKind: String, CaseIterable, CustomTestStringConvertible, Sendable {
     /// Redis runs when the test script started a server, or under CI (where its absence fails).
     static var available: [BusKind] { TestServers.available(TestServers.plain) ? [.memory, .redis] : [.memory] }
 
-    func makeBus(url given: String? = nil) throws -> any EventBus {
+    func makeBus(url given: String? = nil, adjust: (inout RedisConfiguration) -> Void = { _ in }) throws -> any EventBus {
         switch self {
         case .memory:
             return InMemoryEventBus()
         case .redis:
             let url = try given ?? TestServers.require(TestServers.plain, "WAVE_TEST_REDIS_URL")
-            return RedisEventBus(client: try TestServers.client(url), logger: TestServers.logger)
+            return RedisEventBus(client: try TestServers.client(url, adjust), logger: TestServers.logger)
         }
     }
 }
@@ -80,7 +80,8 @@ struct Harness: Sendable {
     let settled: Settled
     let directory: URL
 
-    static func make(_ kind: BusKind, name: String = #function, redisURL: String? = nil, engine: EngineConfiguration = Harness.fastEngine,
+    static func make(_ kind: BusKind, name: String = #function, redisURL: String? = nil, redis adjust: (inout RedisConfiguration) -> Void = { _ in },
+                     engine: EngineConfiguration = Harness.fastEngine,
                      configure: (inout OrchestratorConfiguration) -> Void = { _ in },
                      register: (inout HandlerRegistry) -> Void = { _ in }) throws -> Harness {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("wave-runtime-\(UUID().uuidString)")
@@ -94,7 +95,7 @@ struct Harness: Sendable {
         configuration.blockTime = .milliseconds(200)
         configure(&configuration)
         let settled = Settled()
-        let bus = try kind.makeBus(url: redisURL)
+        let bus = try kind.makeBus(url: redisURL, adjust: adjust)
         let orchestrator = Orchestrator(bus: bus, store: store, configuration: configuration, logger: logger, register: register,
                                         hooks: EventDispatcher.Hooks(settled: { signal, result in
                                             let id = signal.envelope.messageID

@@ -126,7 +126,7 @@ struct LegacyBridgeTests {
         let legacy = try #require(h.orchestrator.legacy)
         let session = try h.session(stories)
         try await h.running {
-            let bridge = Task { await legacy.run() }
+            let bridge = Task { try await legacy.run() }
             defer { bridge.cancel() }
             try await body(h, client, session)
         }

@@ -135,6 +135,38 @@ struct StoreTests {
         #expect(refreshed.storiesCompleted == 2)
     }
 
+    @Test("a project spelled in mixed case: every query by project finds its sessions and stories, whatever spelling asks")
+    func mixedCaseProject() throws {
+        let store = try temporaryStore()
+        // Written as an operator typed it; asked for by the lower-cased key the streams use, by
+        // the operator's spelling, and padded (WIRE.md: names compare trimmed, case-insensitively).
+        let session = try store.createSession(project: "FaultProj", wave: 1, stories: stories([("S-1", []), ("S-2", [])]))
+        let second = try store.createSession(project: " faultPROJ", wave: 2, stories: stories([("S-9", [])]))
+        #expect(try store.liveProjects() == ["faultproj"], "one project, under its key")
+        #expect(try store.sessions(project: "faultproj").map(\.id) == [second.id, session.id])
+        #expect(try store.sessions(project: "FAULTPROJ ").count == 2)
+        #expect(try store.oldestLiveSessionCreatedAt(project: "faultproj") == session.createdAt)
+        let started = try store.startNextSession(project: "faultproj")
+        #expect(started?.id == session.id, "the oldest pending session of the project starts")
+        #expect(try store.startNextSession(project: "FaultProj")?.id == session.id, "one in progress: it is returned, no second starts")
+        #expect(try store.sessionsInProgress(project: "faultproj").map(\.id) == [session.id])
+        #expect(try store.startReadyStories(session: session.id).count == 2)
+        let applied = try store.apply(IncomingEvent(
+            messageID: UUID().uuidString, eventType: "gate.passed", source: "CTO-1", storyID: "S-1",
+            event: .gateResult(GateResultInput(gate: try GateID(0), payload: ["result": .string("pass")], senderRole: "cto", agentID: "CTO-1")),
+            project: "faultproj"))
+        guard case .applied(let record, _, _) = applied else {
+            Issue.record("a signal naming the project by its key applies to the mixed-case session's story: \(applied)")
+            return
+        }
+        #expect(record.state.currentGate == (try GateID(1)))
+        #expect(try store.story("S-2", session: nil).state.sessionID == session.id)
+        #expect(try store.processedMessages(project: "faultproj").values.reduce(0, +) == 1)
+        _ = try store.recordStop(scope: "faultproj", reason: "test", by: "ops")
+        let stopped = try store.checkpoints(session: session.id, story: nil).filter { $0.type == "manual" }
+        #expect(stopped.count == 2, "the stop checkpoints both stories at work in the mixed-case project")
+    }
+
     @Test("the same message twice changes nothing the second time; an old seq from a source has no effect")
     func idempotency() throws {
         let store = try temporaryStore()
