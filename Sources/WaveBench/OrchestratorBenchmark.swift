@@ -93,7 +93,7 @@ extension BenchWorld {
         } catch {
             result = .failure(error)
         }
-        _ = try? await client.send(DelCommand(keys: [EmergencyKeys.key(scope: self.project.key)]))
+        _ = try? await client.send(DelCommand(keys: [EmergencyKeys.key(scope: .project(self.project))]))
         await self.remove(client: client)
         await client.shutdown()
         try? await loopGroup.shutdownGracefully()

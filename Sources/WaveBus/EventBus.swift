@@ -156,6 +156,68 @@ public protocol EventBus: Sendable {
     /// Entries the group has not acknowledged: pending ones and those not yet delivered, oldest
     /// first, at most `count` (what is still to be done by the group's consumers).
     func unacknowledged(stream: String, group: String, count: Int) async throws -> [BusEntry]
+    /// The same entries as ``unacknowledged(stream:group:count:)``, reduced to the values of the
+    /// named fields (`nil` where an entry has none), in order: a cheap look over a long backlog
+    /// (a restart reads which results wait before it dispatches anything again). Redis builds
+    /// the rows on the server, so a backlog of thousands costs one short string per entry.
+    func unacknowledged(stream: String, group: String, count: Int, fields: [String]) async throws -> [[String?]]
+
+    // MARK: What the orchestrator needs beyond streams (both buses, same contract)
+
+    /// Deletes acknowledged history: never an entry some group has not read or acknowledged, and
+    /// never the newest `keep` entries below that point. Streams without groups are left alone.
+    /// - Returns: how many entries were deleted.
+    @discardableResult func trimAcknowledged(stream: String, keep: Int) async throws -> Int
+    /// A string key (the emergency-stop keys), `nil` when absent.
+    func value(of key: String) async throws -> String?
+    /// Sets a string key without expiry.
+    func setValue(_ value: String, for key: String) async throws
+    /// Deletes keys.
+    func deleteValues(_ keys: [String]) async throws
+    /// Publishes a message on a pub/sub channel (the reference's `wave:emergency`); returns how
+    /// many subscribers received it.
+    @discardableResult func broadcast(_ message: String, on channel: String) async throws -> Int
+    /// Runs `body` with the messages of pub/sub channels. The sequence yields
+    /// ``BusChannelEvent/subscribed`` first and again after every re-subscription (a reconnect),
+    /// so that the caller can re-read what it may have missed; it ends when `body` returns.
+    func withSubscription<Result: Sendable>(
+        channels: [String], _ body: (AsyncStream<BusChannelEvent>) async throws -> Result
+    ) async throws -> Result
+    /// Each time the bus can be reached again after it could not (Redis back, its breaker
+    /// closed), one element; the sequence ends at once on a bus that is never away.
+    func reachableAgain() -> AsyncStream<Void>
+    /// Whether the bus can be reached now, as far as it knows.
+    var isReachable: Bool { get }
+    /// Its counters and connection state, for `wave status`.
+    var health: BusHealth { get }
+}
+
+/// An event of a pub/sub subscription (``EventBus/withSubscription(channels:_:)``).
+public enum BusChannelEvent: Sendable, Hashable {
+    /// Every channel is subscribed (the first time, or again after a reconnect).
+    case subscribed
+    /// A message on a channel.
+    case message(channel: String, payload: String)
+}
+
+/// A bus's counters and connection state (``EventBus/health``).
+public struct BusHealth: Sendable, Hashable {
+    /// `redis` or `embedded`.
+    public var kind: String
+    /// `closed`, `open` or `half_open` (the Redis client's breaker; `closed` in memory).
+    public var circuit: String
+    /// Entries trimmed from a stream before a group read them (other publishers' `MAXLEN`).
+    public var trimmedUnread: Int
+    /// Entries that vanished with Redis before they were read, counted from senders' `seq` gaps.
+    public var vanished: Int
+
+    /// Creates a health record.
+    public init(kind: String, circuit: String = "closed", trimmedUnread: Int = 0, vanished: Int = 0) {
+        self.kind = kind
+        self.circuit = circuit
+        self.trimmedUnread = trimmedUnread
+        self.vanished = vanished
+    }
 }
 
 /// One pending entry of a group.

@@ -44,6 +44,8 @@ public actor InMemoryEventBus: EventBus {
     }
 
     private var streams: [String: Stream] = [:]
+    private var values: [String: String] = [:]
+    private var subscribers: [UUID: (channels: Set<String>, continuation: AsyncStream<BusChannelEvent>.Continuation)] = [:]
     private var waiters: [UUID: (streams: Set<String>, continuation: CheckedContinuation<Void, Never>)] = [:]
 
     /// Creates an empty bus.
@@ -138,6 +140,80 @@ public actor InMemoryEventBus: EventBus {
         guard let state = self.streams[stream], let info = state.groups[group] else { return [] }
         return state.entries.filter { info.pending[$0.id] != nil || info.lastDelivered < $0.id }.prefix(max(0, count))
             .map { BusEntry(id: $0.id.text, fields: $0.fields) }
+    }
+
+    // MARK: Maintenance, keys, channels (the same contract as Redis)
+
+    @discardableResult
+    public func trimAcknowledged(stream: String, keep: Int) async throws -> Int {
+        guard var value = self.streams[stream], !value.groups.isEmpty else { return 0 }
+        // The oldest entry some group still needs: its oldest pending entry, else the first
+        // entry after its last-delivered id.
+        var safe: EntryID? = nil
+        for group in value.groups.values {
+            let needed = group.pending.keys.min() ?? value.entries.first { $0.id > group.lastDelivered }?.id
+            guard let needed else { continue }
+            if safe == nil || needed < safe! { safe = needed }
+        }
+        let below = safe.map { safe in value.entries.prefix { $0.id < safe }.count } ?? value.entries.count
+        let removable = max(0, below - max(1, keep))
+        guard removable > 0 else { return 0 }
+        value.entries.removeFirst(removable)
+        self.streams[stream] = value
+        return removable
+    }
+
+    public func value(of key: String) async throws -> String? { self.values[key] }
+
+    public func setValue(_ value: String, for key: String) async throws { self.values[key] = value }
+
+    public func deleteValues(_ keys: [String]) async throws {
+        for key in keys { self.values[key] = nil }
+    }
+
+    @discardableResult
+    public func broadcast(_ message: String, on channel: String) async throws -> Int {
+        let receivers = self.subscribers.values.filter { $0.channels.contains(channel) }
+        for receiver in receivers { receiver.continuation.yield(.message(channel: channel, payload: message)) }
+        return receivers.count
+    }
+
+    public nonisolated func withSubscription<Result: Sendable>(
+        channels: [String], _ body: (AsyncStream<BusChannelEvent>) async throws -> Result
+    ) async throws -> Result {
+        let (stream, continuation) = AsyncStream.makeStream(of: BusChannelEvent.self, bufferingPolicy: .bufferingNewest(10_000))
+        let id = UUID()
+        await self.subscribe(id, channels: Set(channels), continuation)
+        continuation.yield(.subscribed)
+        do {
+            let result = try await body(stream)
+            await self.unsubscribe(id)
+            return result
+        } catch {
+            await self.unsubscribe(id)
+            throw error
+        }
+    }
+
+    private func subscribe(_ id: UUID, channels: Set<String>, _ continuation: AsyncStream<BusChannelEvent>.Continuation) {
+        self.subscribers[id] = (channels, continuation)
+    }
+
+    private func unsubscribe(_ id: UUID) {
+        self.subscribers.removeValue(forKey: id)?.continuation.finish()
+    }
+
+    /// Memory is never away: the sequence ends at once.
+    public nonisolated func reachableAgain() -> AsyncStream<Void> { AsyncStream { $0.finish() } }
+
+    public nonisolated var isReachable: Bool { true }
+
+    public nonisolated var health: BusHealth { BusHealth(kind: "embedded") }
+
+    public func unacknowledged(stream: String, group: String, count: Int, fields names: [String]) async throws -> [[String?]] {
+        try await self.unacknowledged(stream: stream, group: group, count: count).map { entry in
+            names.map { name in entry.fields.first { $0.name == name }?.value }
+        }
     }
 
     // MARK: Acknowledging and dead letters

@@ -123,3 +123,61 @@ struct StreamPosition: Comparable {
     }
     static func < (a: StreamPosition, b: StreamPosition) -> Bool { (a.ms, a.seq) < (b.ms, b.seq) }
 }
+
+extension RedisEventBus {
+    public func value(of key: String) async throws -> String? {
+        try await self.client.send(GetCommand(key))
+    }
+
+    public func setValue(_ value: String, for key: String) async throws {
+        _ = try await self.client.send(SetCommand(key, value: value))
+    }
+
+    public func deleteValues(_ keys: [String]) async throws {
+        guard !keys.isEmpty else { return }
+        _ = try await self.client.send(DelCommand(keys: keys))
+    }
+
+    @discardableResult
+    public func broadcast(_ message: String, on channel: String) async throws -> Int {
+        try await self.client.send(PublishCommand(channel: channel, message: message))
+    }
+
+    public func withSubscription<Result: Sendable>(
+        channels: [String], _ body: (AsyncStream<BusChannelEvent>) async throws -> Result
+    ) async throws -> Result {
+        try await self.client.withSubscription(channels: channels) { events in
+            let mapped = AsyncStream<BusChannelEvent> { continuation in
+                let task = Task {
+                    for await event in events {
+                        switch event {
+                        case .subscribed: continuation.yield(.subscribed)
+                        case .message(let channel, let payload, _): continuation.yield(.message(channel: channel, payload: payload))
+                        }
+                    }
+                    continuation.finish()
+                }
+                continuation.onTermination = { _ in task.cancel() }
+            }
+            return try await body(mapped)
+        }
+    }
+
+    public func reachableAgain() -> AsyncStream<Void> {
+        let transitions = self.client.breaker.transitions()
+        return AsyncStream { continuation in
+            let task = Task {
+                for await transition in transitions where transition.to == .closed { continuation.yield() }
+                continuation.finish()
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+
+    public var isReachable: Bool { self.client.breaker.state == .closed }
+
+    public var health: BusHealth {
+        let counters = self.counters
+        return BusHealth(kind: "redis", circuit: self.client.breaker.state.rawValue, trimmedUnread: counters.trimmedUnreadTotal, vanished: counters.vanishedTotal)
+    }
+}

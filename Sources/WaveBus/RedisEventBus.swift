@@ -133,6 +133,63 @@ public struct RedisEventBus: EventBus {
             .map { BusEntry(id: $0.id, fields: $0.fields.map { StreamField($0.name, $0.value) }) }
     }
 
+    /// Selects the entries that are pending or after the last delivered id and joins the named
+    /// fields of each into one string (unit separator between values, record separator for a
+    /// missing one), so that the reply is one bulk string per entry.
+    static let projectionScript = """
+        local function before(a, b)
+            local ams, aseq = string.match(a, '^(%d+)-(%d+)$')
+            local bms, bseq = string.match(b, '^(%d+)-(%d+)$')
+            ams, aseq, bms, bseq = tonumber(ams), tonumber(aseq), tonumber(bms), tonumber(bseq)
+            return ams < bms or (ams == bms and aseq < bseq)
+        end
+        local start, last, count, nnames = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+        local names = {}
+        for i = 1, nnames do names[i] = ARGV[4 + i] end
+        local pending = {}
+        local npending = 0
+        for i = 5 + nnames, #ARGV do pending[ARGV[i]] = true; npending = npending + 1 end
+        local entries = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', count + npending)
+        local rows = {}
+        for _, entry in ipairs(entries) do
+            local id = entry[1]
+            if #rows < count and (pending[id] or before(last, id)) then
+                local values = {}
+                local flat = entry[2]
+                for i = 1, nnames do
+                    local value = '\\30'
+                    for j = 1, #flat, 2 do
+                        if flat[j] == names[i] then value = flat[j + 1]; break end
+                    end
+                    values[i] = value
+                end
+                rows[#rows + 1] = table.concat(values, '\\31')
+            end
+        end
+        return rows
+        """
+
+    public func unacknowledged(stream: String, group: String, count: Int, fields names: [String]) async throws -> [[String?]] {
+        let info: StreamGroupInfo
+        do {
+            guard let found = try await self.client.send(XInfoGroupsCommand(stream)).first(where: { $0.name == group }) else { return [] }
+            info = found
+        } catch let error as RedisClientError where error.serverMessage?.contains("no such key") == true {
+            return []
+        }
+        let pending = info.pending > 0
+            ? try await self.client.send(XPendingCommand(stream, group: group, count: max(count, info.pending))).map(\.id)
+            : []
+        let start = pending.min(by: { StreamPosition($0) < StreamPosition($1) }) ?? "(\(info.lastDeliveredID)"
+        let reply = try await self.client.send(EvalCommand(
+            script: Self.projectionScript, keys: [stream],
+            arguments: [start, info.lastDeliveredID, String(count), String(names.count)] + names + pending))
+        let rows = try [String](fromRESP: reply)
+        return rows.map { row in
+            row.split(separator: "\u{1F}", omittingEmptySubsequences: false).map { $0 == "\u{1E}" ? nil : String($0) }
+        }
+    }
+
     public func length(of stream: String) async throws -> Int {
         try await self.client.send(XLenCommand(stream))
     }

@@ -90,7 +90,6 @@ struct RunCommand: AsyncParsableCommand {
         configuration.maxDeliveries = settings.maxDeliveries
         configuration.statusInterval = .milliseconds(settings.statusIntervalMilliseconds)
         configuration.maintenanceInterval = .milliseconds(settings.maintenanceIntervalMilliseconds)
-        configuration.legacyBridge = self.legacyBridge
         if let url = self.global.redisURL {
             let redisConfiguration: RedisConfiguration
             do { redisConfiguration = try RedisConfiguration(url: url) } catch { throw CLIError.badInput(error.message) }
@@ -102,6 +101,7 @@ struct RunCommand: AsyncParsableCommand {
             try await Self.awaitRedis(client, redisConfiguration, limit: self.waitForRedis.map { .milliseconds(Int64($0 * 1000)) }, logger: logger)
             services.append(client)
             bus = RedisEventBus(client: client, logger: Logger(label: "wave.bus"))
+            if self.legacyBridge { configuration.legacyBridge = client }
             configuration.busKind = "redis"
         } else {
             if !self.simulateAgents {

@@ -23,7 +23,7 @@ struct StopCommand: AsyncParsableCommand {
 }
 
 /// Which scope a stop command acts on.
-struct StopScope: ParsableArguments {
+struct StopScopeOptions: ParsableArguments {
     @Option(help: "The project to stop.")
     var project: String?
 
@@ -34,12 +34,12 @@ struct StopScope: ParsableArguments {
         guard (self.project != nil) != self.global else { throw ValidationError("give exactly one of --project P and --global") }
     }
 
-    /// `global` or the project key, and the system stream to announce on.
-    func resolve() throws -> (scope: String, stream: String, project: String) {
-        if self.global { return ("global", Channels.systemGlobal, "global") }
+    /// The scope, and the project as the operator spelled it (for the announcement).
+    func resolve() throws -> (scope: StopScope, project: String) {
+        if self.global { return (.global, "global") }
         do {
             let name = try ProjectName(self.project ?? "")
-            return (name.key, Channels.system(name), self.project ?? name.key)
+            return (.project(name), self.project ?? name.key)
         } catch {
             throw CLIError.badInput(error.message)
         }
@@ -50,7 +50,7 @@ struct SetStop: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "set", abstract: "Stop (the default: `wave stop --project P --reason …`).")
 
     @OptionGroup var global: GlobalOptions
-    @OptionGroup var scope: StopScope
+    @OptionGroup var scope: StopScopeOptions
 
     @Option(help: "Why (recorded and shown to every operator).")
     var reason: String
@@ -59,20 +59,17 @@ struct SetStop: AsyncParsableCommand {
     var by: String?
 
     func run() async throws {
-        let (scope, stream, project) = try self.scope.resolve()
-        let store = try self.global.openStore()
+        let (scope, project) = try self.scope.resolve()
+        let stops = EmergencyStops(store: try self.global.openStore())
         let by = self.by ?? defaultOperator()
         let messageID = MessageID.makeTimeOrdered()
-        let stop = try storeCall { try store.recordStop(scope: scope, reason: self.reason, by: by, messageID: self.global.redisURL == nil ? nil : messageID) }
+        let stop = try storeCall { try stops.record(scope, reason: self.reason, by: by, messageID: self.global.redisURL == nil ? nil : messageID) }
         try await withRedis(self.global) { client in
-            try await EmergencyKeys.write(stop, client: client)
-            _ = try await RedisEventBus(client: client, logger: Logger(label: "wave.stop")).publish(Envelope(
-                eventType: .systemEmergencyStop, payload: ["reason": .string(self.reason), "by": .string(by)], source: by, project: project,
-                priority: .critical, messageID: messageID
-            ), to: stream)
+            try await stops.publish(stop, bus: RedisEventBus(client: client, logger: Logger(label: "wave.stop")), announce: true,
+                                    messageID: messageID, project: project)
         }
         if self.global.json {
-            print(try JSONOutput.line(["scope": stop.scope, "reason": stop.reason, "by": stop.by, "since": stop.since.description]))
+            print(try JSONOutput.line(["scope": stop.scope.key, "reason": stop.reason, "by": stop.by, "since": stop.since.description]))
         } else {
             print("EMERGENCY STOP \(stop.scope): \(stop.reason) (by \(stop.by) since \(stop.since))")
         }
@@ -83,7 +80,7 @@ struct ClearStop: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "clear", abstract: "Lift the stop of a project, or the global one.")
 
     @OptionGroup var global: GlobalOptions
-    @OptionGroup var scope: StopScope
+    @OptionGroup var scope: StopScopeOptions
 
     @Option(help: "Why it is safe to go on.")
     var reason = "cleared"
@@ -92,24 +89,21 @@ struct ClearStop: AsyncParsableCommand {
     var by: String?
 
     func run() async throws {
-        let (scope, stream, project) = try self.scope.resolve()
-        let store = try self.global.openStore()
+        let (scope, project) = try self.scope.resolve()
+        let stops = EmergencyStops(store: try self.global.openStore())
         let by = self.by ?? defaultOperator()
         let messageID = MessageID.makeTimeOrdered()
-        guard let cleared = try storeCall({ try store.clearStop(scope: scope, by: by, reason: self.reason, messageID: self.global.redisURL == nil ? nil : messageID) }) else {
+        guard let cleared = try storeCall({ try stops.clear(scope, by: by, reason: self.reason, messageID: self.global.redisURL == nil ? nil : messageID) }) else {
             throw CLIError.badInput("no emergency stop is active for \(scope)")
         }
         try await withRedis(self.global) { client in
-            try await EmergencyKeys.delete(scope: scope, client: client)
-            _ = try await RedisEventBus(client: client, logger: Logger(label: "wave.stop")).publish(Envelope(
-                eventType: .systemEmergencyCleared, payload: ["reason": .string(self.reason), "by": .string(by)], source: by, project: project,
-                priority: .critical, messageID: messageID
-            ), to: stream)
+            try await stops.publish(cleared, by: by, reason: self.reason, bus: RedisEventBus(client: client, logger: Logger(label: "wave.stop")),
+                                    announce: true, messageID: messageID, project: project)
         }
         if self.global.json {
-            print(try JSONOutput.line(["scope": cleared.scope, "cleared_by": by, "reason": self.reason]))
+            print(try JSONOutput.line(["scope": cleared.stop.scope.key, "cleared_by": by, "reason": self.reason]))
         } else {
-            print("emergency stop \(cleared.scope) cleared by \(by): \(self.reason)")
+            print("emergency stop \(cleared.stop.scope) cleared by \(by): \(self.reason)")
         }
     }
 }

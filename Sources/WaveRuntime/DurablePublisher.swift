@@ -127,16 +127,12 @@ public final class DurablePublisher: Sendable {
     /// cancelled.
     public func run() async {
         await self.flush()
-        guard let redis = self.bus as? RedisEventBus else { return }
-        for await transition in redis.client.breaker.transitions() where transition.to == .closed {
+        for await _ in self.bus.reachableAgain() {
             await self.flush()
         }
     }
 
-    var breakerClosed: Bool {
-        guard let redis = self.bus as? RedisEventBus else { return true }
-        return redis.client.breaker.state == .closed
-    }
+    var breakerClosed: Bool { self.bus.isReachable }
 
     /// Errors that mean Redis cannot be reached now (not a refusal of the entry).
     static func isUnavailable(_ error: any Error) -> Bool {

@@ -1,6 +1,5 @@
 import Logging
 import WaveBus
-import WaveRedis
 import WaveEngine
 import WaveProtocol
 import WaveStore
@@ -236,44 +235,35 @@ struct OrchestratorCore: Sendable {
     /// the subscription or a reconcile fails (Redis away, its breaker open): the orchestrator
     /// runs it under supervision (``supervised(_:logger:policy:restarts:_:)``), which subscribes
     /// again after a backoff, so the channel is never left unheard.
-    func listenForLegacyEmergency(client: RedisClient, projects: [ProjectName]) async throws {
-        try await client.withSubscription(channels: [Channels.Legacy.emergencyChannel]) { events in
+    func listenForLegacyEmergency(projects: [ProjectName]) async throws {
+        try await self.bus.withSubscription(channels: [Channels.Legacy.emergencyChannel]) { events in
             for await event in events {
                 switch event {
                 case .subscribed:
-                    for stop in try await EmergencyKeys.reconcile(store: self.store, client: client, projects: projects, logger: self.logger) {
+                    for stop in try await EmergencyKeys.reconcile(store: self.store, bus: self.bus, projects: projects, logger: self.logger) {
                         self.tasks.halt(scope: stop.scope)
                     }
-                case .message(_, let payload, _):
-                    await self.legacyEmergency(payload, client: client)
+                case .message(_, let payload):
+                    await self.legacyEmergency(payload)
                 }
             }
         }
     }
 
     /// One message of the reference's channel: `{"action":"HALT"|"RESUME","reason":…,"timestamp":…}`.
-    func legacyEmergency(_ payload: String, client: RedisClient) async {
+    func legacyEmergency(_ payload: String) async {
         let object = JSONValue(jsonText: payload)?.objectValue ?? [:]
         let reason = object["reason"]?.stringValue ?? "legacy \(object["action"]?.stringValue ?? "message")"
+        let emergency = EmergencyResponse(core: self)
         do {
             switch object["action"]?.stringValue?.uppercased() {
             case "HALT":
-                let withdrawn = self.tasks.halt(scope: "global")
-                await self.tellAgents(withdrawn, reason: "stopped")
-                let stop = try self.store.recordStop(scope: "global", reason: reason, by: "legacy", source: "legacy")
-                try await EmergencyKeys.write(stop, client: client)
-                self.logger.critical("EMERGENCY STOP (global) from the legacy channel: \(reason); dispatch halted")
+                try await emergency.stop(.global, reason: reason, by: "legacy", source: "legacy")
             case "RESUME":
-                guard try self.store.clearStop(scope: "global", by: "legacy", reason: reason, onlySource: "legacy") != nil else {
+                guard try await emergency.clear(.global, by: "legacy", reason: reason, onlySource: "legacy") else {
                     self.logger.warning("legacy RESUME ignored: the global stop, if any, was not set by a legacy trigger")
                     return
                 }
-                if try !self.store.activeStops().contains(where: { $0.scope == "global" }) {
-                    self.tasks.release(scope: "global")
-                    try await EmergencyKeys.delete(scope: "global", client: client)
-                }
-                self.logger.warning("emergency stop (global) cleared by the legacy channel: \(reason)")
-                try await self.tasks.redispatch()
             default:
                 self.logger.warning("unknown message on the legacy emergency channel", metadata: ["wave.payload": "\(payload.prefix(200))"])
             }
@@ -521,30 +511,16 @@ struct EmergencyHandler: EventHandler {
 
     func handle(_ signal: Signal) async throws -> HandlerOutcome {
         let envelope = signal.envelope
-        let scope = signal.kind == .systemGlobal ? "global" : (signal.project?.key ?? "global")
+        let scope: StopScope = signal.kind == .systemGlobal ? .global : (signal.project.map(StopScope.project) ?? .global)
         let by = envelope.payload["by"]?.stringValue ?? envelope.source
         let reason = envelope.payload["reason"]?.stringValue ?? "emergency stop"
+        let emergency = EmergencyResponse(core: self.core)
         if envelope.eventType == .systemEmergencyStop {
-            // Halt first: the store write must not delay it.
-            let withdrawn = self.core.tasks.halt(scope: scope)
-            let stop = try self.core.store.recordStop(scope: scope, reason: reason, by: by, messageID: envelope.messageID)
-            if let redis = self.core.bus as? RedisEventBus {
-                // The key holds the stop across restarts of everything that reads it.
-                try await EmergencyKeys.write(stop, client: redis.client)
-            }
-            self.core.logger.critical("EMERGENCY STOP (\(scope)): \(reason); dispatch halted, \(withdrawn.count) tasks withdrawn", metadata: ["wave.by": "\(by)"])
-            await self.core.tellAgents(withdrawn, reason: "stopped")
+            try await emergency.stop(scope, reason: reason, by: by, messageID: envelope.messageID)
             return .applied("stopped \(scope)")
         }
         guard signal.kind != .signals else { return .ignored("clear_not_on_system_stream") }
-        try self.core.store.clearStop(scope: scope, by: by, reason: reason, messageID: envelope.messageID)
-        // A stop still recorded for the scope (set again meanwhile) keeps its halt and its key.
-        if try !self.core.store.activeStops().contains(where: { $0.scope == scope }) {
-            self.core.tasks.release(scope: scope)
-            if let redis = self.core.bus as? RedisEventBus { try await EmergencyKeys.delete(scope: scope, client: redis.client) }
-        }
-        self.core.logger.warning("emergency stop cleared (\(scope)): \(reason)", metadata: ["wave.by": "\(by)"])
-        try await self.core.tasks.redispatch()
+        try await emergency.clear(scope, by: by, reason: reason, messageID: envelope.messageID)
         return .applied("cleared \(scope)")
     }
 }

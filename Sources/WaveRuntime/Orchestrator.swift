@@ -4,6 +4,7 @@ import Synchronization
 import WaveBus
 import WaveEngine
 import WaveProtocol
+import WaveRedis
 import WaveStore
 
 /// How an orchestrator instance runs.
@@ -34,8 +35,9 @@ public struct OrchestratorConfiguration: Sendable {
     /// Delete the instance's own system-stream groups on a clean exit. Default true.
     public var deleteOwnGroupsOnExit = true
     /// Also write every task for the reference's Python workers and take their results
-    /// (``LegacyTaskBridge``). Needs the Redis bus. Default false.
-    public var legacyBridge = false
+    /// (``LegacyTaskBridge``) through this client: the Redis the workers use (normally the bus's
+    /// own client). `nil` (the default): off.
+    public var legacyBridge: RedisClient?
     /// Where handlers run: give the event loop of the bus's Redis client (one thread), so that
     /// replies and handlers share a thread; `nil`: Swift's default executor.
     public var executor: (any TaskExecutor)?
@@ -93,12 +95,11 @@ public final class Orchestrator: Service, Sendable {
         self.logger = logger
         self.tasks = TaskDispatcher(bus: bus, store: store, logger: logger)
         self.roster = AgentRoster()
-        if configuration.legacyBridge, let redis = bus as? RedisEventBus {
-            let bridge = LegacyTaskBridge(client: redis.client, bus: bus, tasks: self.tasks, roleMap: configuration.roleMap, logger: logger)
+        if let client = configuration.legacyBridge {
+            let bridge = LegacyTaskBridge(client: client, bus: bus, tasks: self.tasks, roleMap: configuration.roleMap, logger: logger)
             self.tasks.onPublished { entries in await bridge.publish(entries) }
             self.legacy = bridge
         } else {
-            if configuration.legacyBridge { logger.error("the legacy task bridge needs the Redis bus; it is off") }
             self.legacy = nil
         }
         let core = OrchestratorCore(store: store, bus: bus, tasks: self.tasks, roster: self.roster, roleMap: configuration.roleMap,
@@ -164,9 +165,7 @@ public final class Orchestrator: Service, Sendable {
             }
         }
         try await self.bus.createGroup(Channels.orchestratorGroup(consumer: self.configuration.consumer), on: Channels.systemGlobal, start: .newEntries)
-        if let redis = self.bus as? RedisEventBus {
-            try await EmergencyKeys.reconcile(store: self.store, client: redis.client, projects: self.configuration.projects, logger: self.logger)
-        }
+        try await EmergencyKeys.reconcile(store: self.store, bus: self.bus, projects: self.configuration.projects, logger: self.logger)
         for stop in try self.store.activeStops() {
             self.tasks.halt(scope: stop.scope)
             self.logger.warning("emergency stop in force", metadata: ["wave.scope": "\(stop.scope)", "wave.reason": "\(stop.reason)", "wave.by": "\(stop.by)"])
@@ -189,10 +188,16 @@ public final class Orchestrator: Service, Sendable {
             // Results already waiting in the signals stream (answered by their agents, not yet
             // applied, pending or unread in the shared group) settle their tasks when they apply:
             // those tasks are not sent a second time.
+            // Only the fields that say which task a result answers are read (one short row per
+            // entry, built by the bus), so that a backlog of thousands costs little at start.
+            let names = ["event_type", "payload", "source", "project", "message_id", "session_id", "story_id", "correlation_id"]
             var answers: [Envelope] = []
             for project in self.configuration.projects {
-                let entries = try await self.bus.unacknowledged(stream: Channels.signals(project), group: Channels.orchestratorGroup, count: 100_000)
-                answers.append(contentsOf: entries.compactMap { try? Envelope(decoding: $0.fields, stream: Channels.signals(project), entryID: $0.id) })
+                let rows = try await self.bus.unacknowledged(stream: Channels.signals(project), group: Channels.orchestratorGroup, count: 100_000, fields: names)
+                answers.append(contentsOf: rows.compactMap { row in
+                    let fields = zip(names, row).compactMap { name, value in value.map { StreamField(name, $0) } }
+                    return try? Envelope(decoding: fields)
+                })
             }
             let answered = self.tasks.adoptAnswered(answers, needed: inFlight, roleMap: self.configuration.roleMap)
             self.logger.info("recovery: dispatching again the tasks of working stories that are neither still waiting in the agents' streams nor answered in the signals stream", metadata: [
@@ -222,13 +227,11 @@ public final class Orchestrator: Service, Sendable {
                 // Each consumer is supervised inside the dispatcher.
                 try await self.dispatcher.run()
             }
-            if let redis = self.bus as? RedisEventBus {
-                group.addTask {
-                    // The reference's HALT/RESUME channel (WIRE.md): a legacy trigger of a global stop.
-                    await cancelWhenGracefulShutdown {
-                        await supervised("the legacy emergency channel", logger: logger, policy: policy) {
-                            try await self.core.listenForLegacyEmergency(client: redis.client, projects: self.configuration.projects)
-                        }
+            group.addTask {
+                // The reference's HALT/RESUME channel (WIRE.md): a legacy trigger of a global stop.
+                await cancelWhenGracefulShutdown {
+                    await supervised("the legacy emergency channel", logger: logger, policy: policy) {
+                        try await self.core.listenForLegacyEmergency(projects: self.configuration.projects)
                     }
                 }
             }
@@ -295,13 +298,11 @@ public final class Orchestrator: Service, Sendable {
     @discardableResult
     public func maintain(now: WaveTimestamp = .now()) async -> (trimmed: Int, pruned: Int) {
         var trimmed = 0
-        if let redis = self.bus as? RedisEventBus {
-            for stream in self.maintainedStreams {
-                do {
-                    trimmed += try await redis.trimAcknowledged(stream: stream, keep: self.configuration.keepAcknowledged)
-                } catch {
-                    self.logger.debug("trimming skipped this round", metadata: ["wave.stream": "\(stream)", "wave.error": "\(error)"])
-                }
+        for stream in self.maintainedStreams {
+            do {
+                trimmed += try await self.bus.trimAcknowledged(stream: stream, keep: self.configuration.keepAcknowledged)
+            } catch {
+                self.logger.debug("trimming skipped this round", metadata: ["wave.stream": "\(stream)", "wave.error": "\(error)"])
             }
         }
         var pruned = 0
@@ -332,11 +333,11 @@ public final class Orchestrator: Service, Sendable {
     public func recordState(stopped: Bool = false) throws {
         let counters = self.dispatcher.snapshot
         let totals = self.tasks.totals
-        let redis = self.bus as? RedisEventBus
+        let health = self.bus.health
         let now = WaveTimestamp.now()
         try self.store.recordOrchestrator(OrchestratorRecord(
             consumer: self.configuration.consumer, projects: self.configuration.projects.map(\.key), bus: self.configuration.busKind,
-            circuit: redis?.client.breaker.state.rawValue ?? "closed",
+            circuit: health.circuit,
             state: [
                 "handled": .number(Double(counters.handled)), "unhandled": .number(Double(counters.unhandledTotal)),
                 "failures": .number(Double(counters.failures)), "dead_lettered": .number(Double(counters.deadLettered)),
@@ -344,9 +345,9 @@ public final class Orchestrator: Service, Sendable {
                 "tasks_outstanding": .number(Double(self.tasks.outstandingCount)),
                 "tasks_timed_out": .number(Double(self.tasks.timeouts)),
                 "outbox": .number(Double((try? self.store.outboxCount()) ?? 0)),
-                "halted": .array(self.tasks.haltedScopes.sorted().map { .string($0) }),
-                "trimmed_unread": .number(Double(redis?.counters.trimmedUnreadTotal ?? 0)),
-                "vanished_with_redis": .number(Double(redis?.counters.vanishedTotal ?? 0)),
+                "halted": .array(self.tasks.haltedScopes.sorted().map { .string($0.key) }),
+                "trimmed_unread": .number(Double(health.trimmedUnread)),
+                "vanished_with_redis": .number(Double(health.vanished)),
                 "legacy_bridge": self.legacy.map { legacy in
                     let totals = legacy.totals
                     return .object(["written": .number(Double(totals.written)), "settled": .number(Double(totals.settled)),

@@ -119,11 +119,11 @@ public struct StatusReport: Sendable, Codable, Hashable {
         }
         func number(_ record: OrchestratorRecord, _ key: String) -> Int { Int(record.state[key]?.numberValue ?? 0) }
         return StatusReport(
-            bus: bus is RedisEventBus ? "redis" : "embedded",
+            bus: bus?.health.kind ?? "embedded",
             circuit: circuit,
             groups: groups,
             dlq: dlq,
-            stops: try store.activeStops().map { Stop(scope: $0.scope, reason: $0.reason, by: $0.by, since: $0.since.description, source: $0.source) },
+            stops: try store.activeStops().map { Stop(scope: $0.scope.key, reason: $0.reason, by: $0.by, since: $0.since.description, source: $0.source) },
             sessions: try store.sessionCounts(),
             unhandled_events: try store.counters(prefix: "unhandled.").values.reduce(0, +),
             trimmed_unread: instances.map { number($0, "trimmed_unread") }.reduce(0, +),

@@ -59,7 +59,7 @@ public final class TaskDispatcher: Sendable {
         var timedOutOrder: [String] = []
         var timeouts = 0
         /// Scopes under an emergency stop: `global` or project keys.
-        var halted: Set<String> = []
+        var halted: Set<StopScope> = []
         var published = 0
         var held = 0
     }
@@ -83,21 +83,22 @@ public final class TaskDispatcher: Sendable {
 
     // MARK: Stops
 
-    /// Halts dispatch for a scope (`global` or a project key): no new task goes out, every
+    /// Halts dispatch for a scope: no new task goes out, every
     /// scheduled retry is cancelled, and the tasks out in the scope are withdrawn (returned, so
     /// that their agents can be told): a withdrawn task is not a failure, its late result is
     /// ignored, and it is dispatched again when the stop is cleared.
     @discardableResult
-    public func halt(scope: String) -> [TaskEntry] {
+    public func halt(scope: StopScope) -> [TaskEntry] {
         let (timerKeys, outKeys) = self.state.withLock { state -> ([Key], [StoryKey]) in
             state.halted.insert(scope)
             return (Array(state.timers.keys), Array(state.outstanding.keys))
         }
         var projects: [String: String?] = [:]
         func inScope(_ sessionID: String) -> Bool {
-            if scope == "global" { return true }
+            guard case .project = scope else { return true }
             if projects[sessionID] == nil { projects[sessionID] = .some(self.projectKey(ofSession: sessionID)) }
-            return projects[sessionID] == .some(scope)
+            guard let key = projects[sessionID] ?? nil else { return false }
+            return scope.covers(project: key)
         }
         let affectedTimers = timerKeys.filter { inScope($0.sessionID) }
         let affectedStories = outKeys.filter { inScope($0.sessionID) }
@@ -124,17 +125,17 @@ public final class TaskDispatcher: Sendable {
     }
 
     /// Lifts the halt of a scope; the caller dispatches again what the store holds.
-    public func release(scope: String) {
+    public func release(scope: StopScope) {
         _ = self.state.withLock { $0.halted.remove(scope) }
     }
 
     /// Whether dispatch for `project` is halted (by its own stop or a global one).
     public func isHalted(project: String) -> Bool {
-        self.state.withLock { $0.halted.contains("global") || $0.halted.contains(project) }
+        self.state.withLock { $0.halted.contains { $0.covers(project: project) } }
     }
 
     /// The scopes halted now.
-    public var haltedScopes: Set<String> { self.state.withLock { $0.halted } }
+    public var haltedScopes: Set<StopScope> { self.state.withLock { $0.halted } }
 
     // MARK: Tasks
 
@@ -365,6 +366,7 @@ public final class TaskDispatcher: Sendable {
         }
         guard !waiting.isEmpty else { return 0 }
         var entries: [TaskEntry] = []
+        var projects: [String: String] = [:]  // session → project key, read once per session
         for item in needed {
             let state = item.story.state
             guard let answers = waiting[state.storyID] else { continue }
@@ -376,11 +378,12 @@ public final class TaskDispatcher: Sendable {
                         && (answer.session == nil || answer.session == StoreIDs.normalize(state.sessionID))
                 }) else { continue }
                 let timeout = self.store.engine.configuration.gates[draft.gate.number].timeout
+                if projects[state.sessionID] == nil { projects[state.sessionID] = self.projectKey(ofSession: state.sessionID) ?? "" }
                 let id = answer.correlation ?? MessageID.makeTimeOrdered()
                 entries.append(TaskEntry(
                     taskID: id, storyID: state.storyID, sessionID: state.sessionID, role: draft.role, action: draft.action, gate: draft.gate,
                     attempt: state.gateFailures[draft.gate.number] + 1, deadline: now.adding(timeout), messageID: id, timestamp: now,
-                    project: self.projectKey(ofSession: state.sessionID) ?? ""
+                    project: projects[state.sessionID] ?? ""
                 ))
             }
         }
@@ -420,7 +423,7 @@ public final class TaskDispatcher: Sendable {
         return self.state.withLock { state -> TaskEntry? in
             // Checked again where the entry goes in: a stop that came since the first look took its
             // snapshot of the tasks out without this one, so this one must not go out.
-            if state.halted.contains("global") || state.halted.contains(project.key) {
+            if state.halted.contains(where: { $0.covers(project: project.key) }) {
                 state.held += 1
                 return nil
             }

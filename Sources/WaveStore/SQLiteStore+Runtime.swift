@@ -8,8 +8,8 @@ import WaveProtocol
 public struct EmergencyStopRecord: Sendable, Hashable {
     /// Its row id.
     public var id: Int64
-    /// `global`, or a project key.
-    public var scope: String
+    /// What it covers.
+    public var scope: StopScope
     /// Why.
     public var reason: String
     /// Who set it.
@@ -56,11 +56,11 @@ public struct OrchestratorRecord: Sendable, Hashable {
 extension SQLiteStore {
     // MARK: Emergency stops
 
-    /// Records a stop for `scope` (`global` or a project key) unless one is already active there;
+    /// Records a stop for `scope` unless one is already active there;
     /// returns the active stop. With `messageID`, the announcing message goes to the ledger, so an
     /// orchestrator receiving it does not record it again.
     @discardableResult
-    public func recordStop(scope: String, reason: String, by: String, source: String = "wave", messageID: String? = nil,
+    public func recordStop(scope: StopScope, reason: String, by: String, source: String = "wave", messageID: String? = nil,
                            now: WaveTimestamp = .now()) throws -> EmergencyStopRecord {
         try self.immediateWrite { db in
             if let active = try Self.activeStop(db, scope: scope) {
@@ -69,7 +69,7 @@ extension SQLiteStore {
             }
             try db.execute(cached: """
                 INSERT INTO wave_emergency_stops (scope, reason, stopped_by, created_at, source, message_id) VALUES (?, ?, ?, ?, ?, ?)
-                """, arguments: [scope, reason, by, Self.format(now), source, messageID])
+                """, arguments: [scope.key, reason, by, Self.format(now), source, messageID])
             let id = db.lastInsertedRowID
             try self.bump(db, "emergency_stops")
             try self.recordAnnouncement(db, messageID: messageID, eventType: "system.emergency_stop", now: now)
@@ -81,16 +81,16 @@ extension SQLiteStore {
     /// The state at the stop, in the same transaction: a `manual` checkpoint (`state.kind` =
     /// `emergency_stop`) for every story at work in the stop's scope, with its gate, status and
     /// retries, so that where each story stood when everything halted is on record.
-    func checkpointStopped(_ db: Database, scope: String, stopID: Int64, reason: String, by: String, source: String) throws {
+    func checkpointStopped(_ db: Database, scope: StopScope, stopID: Int64, reason: String, by: String, source: String) throws {
         var sql = """
             SELECT s.session_id, s.story_id, s.status, s.current_gate, s.retry_count FROM wave_story_executions s
             JOIN wave_sessions w ON w.id = s.session_id
             WHERE w.status = 'in_progress' AND s.status IN ('in_progress', 'review', 'blocked')
             """
         var arguments: StatementArguments = []
-        if scope != "global" {
+        if case .project(let project) = scope {
             sql += " AND \(Self.projectIs("w.project_name"))"
-            arguments = [Self.projectKey(scope)]
+            arguments = [project.key]
         }
         for row in try Row.fetchAll(db, sql: sql, arguments: arguments) {
             let storyID: String = row["story_id"]
@@ -99,7 +99,7 @@ extension SQLiteStore {
             let retries: Int = row["retry_count"] ?? 0
             let gateText: String? = row["current_gate"]
             let state: [String: JSONValue] = [
-                "kind": "emergency_stop", "stop_id": .number(Double(stopID)), "scope": .string(scope), "reason": .string(reason),
+                "kind": "emergency_stop", "stop_id": .number(Double(stopID)), "scope": .string(scope.key), "reason": .string(reason),
                 "by": .string(by), "source": .string(source), "status": .string(status), "retry_count": .number(Double(retries)),
             ]
             let draft = CheckpointDraft(type: .manual, name: "Emergency stop (\(scope)): \(storyID)",
@@ -111,7 +111,7 @@ extension SQLiteStore {
     /// Clears the active stop of `scope`; `onlySource` limits it to stops from that source (a legacy
     /// `RESUME` clears only a legacy stop). Returns the stop cleared, `nil` if none was active.
     @discardableResult
-    public func clearStop(scope: String, by: String, reason: String?, onlySource: String? = nil, messageID: String? = nil,
+    public func clearStop(scope: StopScope, by: String, reason: String?, onlySource: String? = nil, messageID: String? = nil,
                           now: WaveTimestamp = .now()) throws -> EmergencyStopRecord? {
         try self.immediateWrite { db in
             try self.recordAnnouncement(db, messageID: messageID, eventType: "system.emergency_cleared", now: now)
@@ -126,26 +126,29 @@ extension SQLiteStore {
     /// Every active stop, oldest first.
     public func activeStops() throws -> [EmergencyStopRecord] {
         try self.pool.read { db in
-            try Row.fetchAll(cached: db, sql: "SELECT * FROM wave_emergency_stops WHERE cleared_at IS NULL ORDER BY id").map(Self.stop)
+            try Row.fetchAll(cached: db, sql: "SELECT * FROM wave_emergency_stops WHERE cleared_at IS NULL ORDER BY id").compactMap(Self.stop)
         }
     }
 
     /// Every stop and clear, newest first (the audit).
     public func stopHistory(limit: Int = 100) throws -> [(stop: EmergencyStopRecord, clearedAt: WaveTimestamp?, clearedBy: String?)] {
         try self.pool.read { db in
-            try Row.fetchAll(cached: db, sql: "SELECT * FROM wave_emergency_stops ORDER BY id DESC LIMIT ?", arguments: [limit]).map { row in
-                (Self.stop(row), Self.timestamp(row["cleared_at"]), row["cleared_by"])
+            try Row.fetchAll(cached: db, sql: "SELECT * FROM wave_emergency_stops ORDER BY id DESC LIMIT ?", arguments: [limit]).compactMap { row in
+                Self.stop(row).map { ($0, Self.timestamp(row["cleared_at"]), row["cleared_by"]) }
             }
         }
     }
 
-    static func activeStop(_ db: Database, scope: String) throws -> EmergencyStopRecord? {
-        try Row.fetchOne(cached: db, sql: "SELECT * FROM wave_emergency_stops WHERE cleared_at IS NULL AND scope = ? ORDER BY id LIMIT 1",
-                         arguments: [scope]).map(Self.stop)
+    static func activeStop(_ db: Database, scope: StopScope) throws -> EmergencyStopRecord? {
+        try Row.fetchAll(cached: db, sql: "SELECT * FROM wave_emergency_stops WHERE cleared_at IS NULL ORDER BY id").compactMap(Self.stop)
+            .first { $0.scope == scope }
     }
 
-    static func stop(_ row: Row) -> EmergencyStopRecord {
-        EmergencyStopRecord(id: row["id"], scope: row["scope"], reason: row["reason"], by: row["stopped_by"],
+    /// A stored stop; `nil` for a row whose scope is neither `global` nor a valid project name
+    /// (written by hand): no stop Wave can act on.
+    static func stop(_ row: Row) -> EmergencyStopRecord? {
+        guard let scope = try? StopScope(key: row["scope"] ?? "") else { return nil }
+        return EmergencyStopRecord(id: row["id"], scope: scope, reason: row["reason"], by: row["stopped_by"],
                             since: Self.timestamp(row["created_at"]) ?? WaveTimestamp(microsecondsSinceEpoch: 0), source: row["source"] ?? "wave")
     }
 

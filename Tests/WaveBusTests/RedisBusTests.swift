@@ -86,34 +86,6 @@ struct RedisBusTrimmingTests {
         #expect(deletedPending <= 1)
         await bus.client.shutdown()
     }
-
-    @Test("XTRIM MINID removes only what every group acknowledged, keeping a tail")
-    func trimAcknowledged() async throws {
-        let bus = try #require(try BusKind.redis.makeBus() as? RedisEventBus)
-        let project = uniqueProject()
-        let stream = Channels.signals(try ProjectName(project))
-        try await bus.createGroup("fast", on: stream, start: .newEntries)
-        try await bus.createGroup("slow", on: stream, start: .newEntries)
-        var ids: [String] = []
-        for i in 0..<50 { ids.append(try await bus.publish(envelope(project: project, story: "S-\(i)"), to: stream)) }
-        var fast = ConsumerOptions(streams: [stream], group: "fast", consumer: "c")
-        fast.batchSize = 30
-        _ = try await bus.withConsumer(fast) { deliveries in
-            try await collect(deliveries, count: 50) { try await bus.acknowledge([$0]) }
-        }
-        // The slow group read 10 and acknowledged all but its 9th and 10th entries.
-        let slowRead = try await bus.client.send(XReadGroupCommand(group: "slow", consumer: "c", streams: [(stream, ">")], count: 10))
-        #expect(slowRead.entries(of: stream).count == 10)
-        _ = try await bus.client.send(XAckCommand(stream, group: "slow", ids: Array(ids[0..<8])))
-        // Entries 0–7 are acknowledged by both groups; keep 5 of them: 3 go.
-        #expect(try await bus.trimAcknowledged(stream: stream, keep: 5) == 3)
-        #expect(try await bus.client.send(XLenCommand(stream)) == 47)
-        #expect(try await bus.client.send(XRangeCommand(stream, count: 1)).first?.id == ids[3])
-        // Nothing a group still needs can go, whatever the tail.
-        _ = try await bus.trimAcknowledged(stream: stream, keep: 1)
-        #expect(try await bus.client.send(XRangeCommand(stream, count: 1)).first?.id == ids[7])
-        await bus.client.shutdown()
-    }
 }
 
 @Suite("Redis bus: publishing across a connection loss", .enabled(if: TestServers.available(TestServers.serverBinary)))

@@ -26,7 +26,7 @@ struct EmergencyStopTests {
             let underStop = try await h.tasks("be").map { "\($0.gate)#\($0.attempt)" }
             #expect(underStop == ["gate-1#1"], "nothing dispatched under the stop")
         }
-        let key = EmergencyKeys.key(scope: h.project.key)
+        let key = EmergencyKeys.key(scope: .project(h.project))
         #expect(try await redis.client.send(TTLCommand(key)) == -1, "no TTL")
         // Redis loses the key; a new orchestrator on the same store writes it again and stays halted.
         _ = try await redis.client.send(DelCommand(keys: [key]))
@@ -58,7 +58,7 @@ struct EmergencyStopTests {
                                                    expiration: .seconds(60)))
         try await h.orchestrator.prepare()
         let stops = try h.store.activeStops()
-        #expect(stops.map(\.scope) == ["global"])
+        #expect(stops.map(\.scope) == [.global])
         #expect(stops.first?.source == "legacy" && stops.first?.reason == "HALT from the portal")
         #expect(h.orchestrator.tasks.isHalted(project: h.project.key))
         #expect(try await redis.client.send(GetCommand(Channels.emergencyGlobal))?.contains("legacy") == true, "mirrored to wave:emergency:global")
@@ -87,7 +87,7 @@ struct EmergencyStopTests {
         _ = try await redis.client.send(PublishCommand(channel: Channels.Legacy.emergencyChannel, message: #"{"action": "RESUME", "reason": "ok"}"#))
         try await eventually("RESUME clears the legacy stop") { try h.store.activeStops().isEmpty && !h.orchestrator.tasks.isHalted(project: h.project.key) }
         // A stop set through Wave is not the legacy channel's to clear.
-        _ = try h.store.recordStop(scope: "global", reason: "operator", by: "ops")
+        _ = try h.store.recordStop(scope: .global, reason: "operator", by: "ops")
         _ = try await redis.client.send(PublishCommand(channel: Channels.Legacy.emergencyChannel, message: #"{"action": "RESUME", "reason": "nope"}"#))
         _ = try await redis.client.send(PublishCommand(channel: Channels.Legacy.emergencyChannel, message: #"{"action": "NOPE"}"#))
         try await Task.sleep(for: .milliseconds(300))

@@ -121,8 +121,8 @@ struct LegacyBridgeTests {
         let server = try RedisServerProcess()
         try await server.start()
         defer { server.stop() }
-        let h = try Harness.make(.redis, redisURL: server.url, configure: { $0.legacyBridge = true })
         let client = try TestServers.client(server.url)
+        let h = try Harness.make(.redis, redisURL: server.url, configure: { $0.legacyBridge = client })
         let legacy = try #require(h.orchestrator.legacy)
         let session = try h.session(stories)
         try await h.running {

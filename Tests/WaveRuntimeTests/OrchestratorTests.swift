@@ -185,7 +185,7 @@ struct OrchestratorTests {
             let out = try #require(try await h.tasks("be").first)
             try await h.signal(.agentBusy, story: "S-1", from: "BE-1", payload: ["status": "busy", "task_id": .string(out.taskID)])
             try await h.signal(.systemEmergencyStop, story: nil, from: "BE-1", payload: ["reason": "rm -rf detected"], stream: Channels.signals(h.project))
-            #expect(try h.store.activeStops().map(\.scope) == [h.project.key])
+            #expect(try h.store.activeStops().map(\.scope.key) == [h.project.key])
             #expect(h.orchestrator.tasks.isHalted(project: h.project.key))
             #expect(h.orchestrator.tasks.outstandingCount == 0, "the task out was withdrawn")
             let notices = try await h.bus.entries(of: Channels.agent(h.project, "BE-1"), count: 10)

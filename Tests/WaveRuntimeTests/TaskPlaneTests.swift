@@ -157,9 +157,9 @@ struct TaskPlaneTests {
         let run = Task { try await h.orchestrator.run() }
         defer { run.cancel() }
         try await eventually("the orchestrator started the story") { try h.story("R-1").state.status == .inProgress }
-        _ = try h.store.recordStop(scope: h.project.key, reason: "incident", by: "ops")
+        _ = try h.store.recordStop(scope: .project(h.project), reason: "incident", by: "ops")
         try await h.signal(.systemEmergencyStop, story: nil, from: "ops", payload: ["reason": "incident"], stream: Channels.system(h.project))
-        let key = EmergencyKeys.key(scope: h.project.key)
+        let key = EmergencyKeys.key(scope: .project(h.project))
         #expect(try await redis.client.send(GetCommand(key)) != nil)
         // Redis dies and comes back with nothing.
         server.kill()
@@ -167,7 +167,7 @@ struct TaskPlaneTests {
         #expect(try await redis.client.send(GetCommand(key)) == nil, "the new server is empty")
         try await eventually("the key is written again after the reconnect") { try await redis.client.send(GetCommand(key))?.contains("incident") == true }
         #expect(h.orchestrator.tasks.isHalted(project: h.project.key))
-        #expect(try h.store.activeStops().map(\.scope) == [h.project.key])
+        #expect(try h.store.activeStops().map(\.scope.key) == [h.project.key])
         run.cancel()
         _ = try? await run.value
     }

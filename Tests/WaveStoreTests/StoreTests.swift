@@ -162,7 +162,7 @@ struct StoreTests {
         #expect(record.state.currentGate == (try GateID(1)))
         #expect(try store.story("S-2", session: nil).state.sessionID == session.id)
         #expect(try store.processedMessages(project: "faultproj").values.reduce(0, +) == 1)
-        _ = try store.recordStop(scope: "faultproj", reason: "test", by: "ops")
+        _ = try store.recordStop(scope: .project(try ProjectName("FaultProj")), reason: "test", by: "ops")
         let stopped = try store.checkpoints(session: session.id, story: nil).filter { $0.type == "manual" }
         #expect(stopped.count == 2, "the stop checkpoints both stories at work in the mixed-case project")
     }
