@@ -79,7 +79,7 @@ extension BenchWorld {
         quiet.logLevel = .error
         var configuration = OrchestratorConfiguration(projects: [self.project], consumer: consumer)
         configuration.executor = EventLoopTaskExecutor(loopGroup.next())
-        let orchestrator = Orchestrator(bus: bus, store: self.store, configuration: configuration, logger: quiet, hooks: hooks)
+        let orchestrator = Orchestrator(bus: bus, store: self.store.asStateStore, configuration: configuration, logger: quiet, hooks: hooks)
         let result: Result<T, any Error>
         do {
             result = .success(try await withTaskExecutorPreference(EventLoopTaskExecutor(loopGroup.next())) {
@@ -476,7 +476,7 @@ public struct ThroughputBenchmark: Sendable {
         let refused = Mutex(0)
         var configuration = OrchestratorConfiguration(projects: [world.project], consumer: "bench")
         configuration.executor = executor
-        let orchestrator = Orchestrator(bus: bus, store: world.store, configuration: configuration,
+        let orchestrator = Orchestrator(bus: bus, store: world.store.asStateStore, configuration: configuration,
                                         logger: logger, hooks: EventDispatcher.Hooks(settled: { _, result in
                                             if case .applied? = result.outcomes.first?.outcome {} else { refused.withLock { $0 += 1 } }
                                             done.add(1)

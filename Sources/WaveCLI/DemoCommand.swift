@@ -102,7 +102,7 @@ struct DemoCommand: AsyncParsableCommand {
         configuration.busKind = client == nil ? "embedded" : "redis"
         configuration.blockTime = .milliseconds(500)
         if let loopGroup { configuration.executor = EventLoopTaskExecutor(loopGroup.next()) }
-        let orchestrator = Orchestrator(bus: bus, store: store, configuration: configuration, logger: logger, hooks: EventDispatcher.Hooks(
+        let orchestrator = Orchestrator(bus: bus, store: store.asStateStore, configuration: configuration, logger: logger, hooks: EventDispatcher.Hooks(
             entered: { driver.entered($0) },
             settled: { signal, result in driver.settled(signal, result) }
         ))

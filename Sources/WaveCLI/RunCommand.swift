@@ -110,7 +110,7 @@ struct RunCommand: AsyncParsableCommand {
             bus = InMemoryEventBus()
             configuration.busKind = "embedded"
         }
-        let orchestrator = Orchestrator(bus: bus, store: store, configuration: configuration, logger: logger)
+        let orchestrator = Orchestrator(bus: bus, store: store.asStateStore, configuration: configuration, logger: logger)
         services.append(orchestrator)
         if self.simulateAgents {
             var profile = SimulationProfile()

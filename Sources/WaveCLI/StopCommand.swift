@@ -60,10 +60,10 @@ struct SetStop: AsyncParsableCommand {
 
     func run() async throws {
         let (scope, project) = try self.scope.resolve()
-        let stops = EmergencyStops(store: try self.global.openStore())
+        let stops = EmergencyStops(store: try self.global.openStore().asStateStore)
         let by = self.by ?? defaultOperator()
         let messageID = MessageID.makeTimeOrdered()
-        let stop = try storeCall { try stops.record(scope, reason: self.reason, by: by, messageID: self.global.redisURL == nil ? nil : messageID) }
+        let stop = try await storeCall { try await stops.record(scope, reason: self.reason, by: by, messageID: self.global.redisURL == nil ? nil : messageID) }
         try await withRedis(self.global) { client in
             try await stops.publish(stop, bus: RedisEventBus(client: client, logger: Logger(label: "wave.stop")), announce: true,
                                     messageID: messageID, project: project)
@@ -90,10 +90,10 @@ struct ClearStop: AsyncParsableCommand {
 
     func run() async throws {
         let (scope, project) = try self.scope.resolve()
-        let stops = EmergencyStops(store: try self.global.openStore())
+        let stops = EmergencyStops(store: try self.global.openStore().asStateStore)
         let by = self.by ?? defaultOperator()
         let messageID = MessageID.makeTimeOrdered()
-        guard let cleared = try storeCall({ try stops.clear(scope, by: by, reason: self.reason, messageID: self.global.redisURL == nil ? nil : messageID) }) else {
+        guard let cleared = try await storeCall({ try await stops.clear(scope, by: by, reason: self.reason, messageID: self.global.redisURL == nil ? nil : messageID) }) else {
             throw CLIError.badInput("no emergency stop is active for \(scope)")
         }
         try await withRedis(self.global) { client in

@@ -68,6 +68,15 @@ func storeCall<T>(_ body: () throws -> T) throws -> T {
     }
 }
 
+/// ``storeCall(_:)`` for the asynchronous store.
+func storeCall<T>(_ body: () async throws -> T) async throws -> T {
+    do {
+        return try await body()
+    } catch let error as StoreError {
+        throw CLIError.from(error)
+    }
+}
+
 /// `--by`'s default: `$USER@hostname`.
 func defaultOperator() -> String {
     let user = ProcessInfo.processInfo.environment["USER"] ?? ProcessInfo.processInfo.environment["LOGNAME"] ?? "operator"

@@ -34,11 +34,11 @@ public enum EmergencyKeys {
     /// from a legacy trigger (its expiry never clears one).
     /// - Returns: the stops active afterwards.
     @discardableResult
-    public static func reconcile(store: SQLiteStore, bus: any EventBus, projects: [ProjectName], logger: Logger) async throws -> [EmergencyStopRecord] {
-        var active = Dictionary(try store.activeStops().map { ($0.scope, $0) }, uniquingKeysWith: { first, _ in first })
+    public static func reconcile(store: any StateStore, bus: any EventBus, projects: [ProjectName], logger: Logger) async throws -> [EmergencyStopRecord] {
+        var active = Dictionary(try await store.activeStops().map { ($0.scope, $0) }, uniquingKeysWith: { first, _ in first })
         if let legacy = try await bus.value(of: Channels.Legacy.emergencyActive), active[.global] == nil {
             let reason = (JSONValue(jsonText: legacy)?.objectValue?["reason"]?.stringValue) ?? "legacy emergency stop"
-            let stop = try store.recordStop(scope: .global, reason: reason, by: "legacy", source: "legacy")
+            let stop = try await store.recordStop(scope: .global, reason: reason, by: "legacy", source: "legacy", messageID: nil)
             active[.global] = stop
             logger.critical("EMERGENCY STOP (global) from the legacy key \(Channels.Legacy.emergencyActive): \(reason)")
         }
@@ -50,8 +50,8 @@ public enum EmergencyKeys {
                 logger.warning("emergency stop re-written to Redis, which had lost it", metadata: ["wave.scope": "\(scope)"])
             case (nil, let text?):
                 let object = JSONValue(jsonText: text)?.objectValue ?? [:]
-                let stop = try store.recordStop(scope: scope, reason: object["reason"]?.stringValue ?? "emergency stop (\(scope.emergencyKey))",
-                                                by: object["by"]?.stringValue ?? "unknown", source: object["source"]?.stringValue ?? "wave")
+                let stop = try await store.recordStop(scope: scope, reason: object["reason"]?.stringValue ?? "emergency stop (\(scope.emergencyKey))",
+                                                by: object["by"]?.stringValue ?? "unknown", source: object["source"]?.stringValue ?? "wave", messageID: nil)
                 active[scope] = stop
                 logger.critical("EMERGENCY STOP (\(scope)) found in Redis and recorded: \(stop.reason)")
             default:
@@ -71,10 +71,10 @@ public enum EmergencyKeys {
 /// system stream), so that a caller can report "saved, but Redis could not be told" precisely.
 public struct EmergencyStops: Sendable {
     /// The store the stops are recorded in.
-    public let store: SQLiteStore
+    public let store: any StateStore
 
     /// Creates the operations over a store.
-    public init(store: SQLiteStore) {
+    public init(store: any StateStore) {
         self.store = store
     }
 
@@ -88,8 +88,8 @@ public struct EmergencyStops: Sendable {
     }
 
     /// Records a stop (or returns the one already active for the scope).
-    public func record(_ scope: StopScope, reason: String, by: String, source: String = "wave", messageID: String? = nil) throws -> EmergencyStopRecord {
-        try self.store.recordStop(scope: scope, reason: reason, by: by, source: source, messageID: messageID)
+    public func record(_ scope: StopScope, reason: String, by: String, source: String = "wave", messageID: String? = nil) async throws -> EmergencyStopRecord {
+        try await self.store.recordStop(scope: scope, reason: reason, by: by, source: source, messageID: messageID)
     }
 
     /// Writes the stop's key and, with `announce`, publishes `system.emergency_stop` (priority
@@ -107,9 +107,9 @@ public struct EmergencyStops: Sendable {
 
     /// Lifts the active stop of a scope; `onlySource` limits it to stops from that source (a
     /// legacy `RESUME` clears only a legacy stop). `nil` when no such stop was active.
-    public func clear(_ scope: StopScope, by: String, reason: String?, onlySource: String? = nil, messageID: String? = nil) throws -> Cleared? {
-        guard let stop = try self.store.clearStop(scope: scope, by: by, reason: reason, onlySource: onlySource, messageID: messageID) else { return nil }
-        return Cleared(stop: stop, stillStopped: try self.store.activeStops().contains { $0.scope == scope })
+    public func clear(_ scope: StopScope, by: String, reason: String?, onlySource: String? = nil, messageID: String? = nil) async throws -> Cleared? {
+        guard let stop = try await self.store.clearStop(scope: scope, by: by, reason: reason, onlySource: onlySource, messageID: messageID) else { return nil }
+        return Cleared(stop: stop, stillStopped: try await self.store.activeStops().contains { $0.scope == scope })
     }
 
     /// Deletes the scope's key unless a stop still holds it and, with `announce`, publishes

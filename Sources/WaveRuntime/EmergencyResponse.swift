@@ -17,7 +17,7 @@ struct EmergencyResponse: Sendable {
     func stop(_ scope: StopScope, reason: String, by: String, source: String = "wave", messageID: String? = nil) async throws -> EmergencyStopRecord {
         // Halt first: the store write must not delay it.
         let withdrawn = self.core.tasks.halt(scope: scope)
-        let stop = try self.stops.record(scope, reason: reason, by: by, source: source, messageID: messageID)
+        let stop = try await self.stops.record(scope, reason: reason, by: by, source: source, messageID: messageID)
         // The key holds the stop across restarts of everything that reads it.
         try await self.stops.publish(stop, bus: self.core.bus, announce: false)
         let from = source == "legacy" ? " from the legacy channel" : ""
@@ -34,9 +34,10 @@ struct EmergencyResponse: Sendable {
     /// - Returns: whether the halt was lifted.
     @discardableResult
     func clear(_ scope: StopScope, by: String, reason: String, onlySource: String? = nil, messageID: String? = nil) async throws -> Bool {
-        let cleared = try self.stops.clear(scope, by: by, reason: reason, onlySource: onlySource, messageID: messageID)
+        let cleared = try await self.stops.clear(scope, by: by, reason: reason, onlySource: onlySource, messageID: messageID)
         if cleared == nil, onlySource != nil { return false }
-        let stillStopped = try cleared?.stillStopped ?? self.core.store.activeStops().contains { $0.scope == scope }
+        let stillStopped: Bool
+        if let cleared { stillStopped = cleared.stillStopped } else { stillStopped = try await self.core.store.activeStops().contains { $0.scope == scope } }
         if !stillStopped {
             self.core.tasks.release(scope: scope)
             try await EmergencyKeys.delete(scope: scope, bus: self.core.bus)

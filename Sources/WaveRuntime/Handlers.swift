@@ -7,7 +7,7 @@ import WaveStore
 /// What the standard handlers share: the store, the bus, task dispatch and the roster, and the
 /// reactions to an applied change (tasks, escalations, the next stories and sessions).
 struct OrchestratorCore: Sendable {
-    let store: SQLiteStore
+    let store: any StateStore
     let bus: any EventBus
     let tasks: TaskDispatcher
     let roster: AgentRoster
@@ -72,7 +72,7 @@ struct OrchestratorCore: Sendable {
             // before the rest is applied, as they would between signals applied one by one.
             let applied: [Result<ApplyResult, any Error>]
             do {
-                applied = try self.store.apply(batch: Array(batch[offset...]), stopAtSessionChange: true) { [tasks = self.tasks] incoming in
+                applied = try await self.store.apply(batch: Array(batch[offset...]), stopAtSessionChange: true) { [tasks = self.tasks] incoming in
                     tasks.timedOut(correlationID: incoming.correlationID)
                 }
             } catch {
@@ -94,7 +94,7 @@ struct OrchestratorCore: Sendable {
                     results[position] = .success(.deadLetter("ambiguous_story: \(error.message)"))
                 case .failure(let error as StoreError) where error.code == .withdrawn:
                     // Taken back by a stop or its deadline while the result waited: late, as below.
-                    try? self.store.bump("late_results")
+                    try? await self.store.bump("late_results")
                     results[position] = .success(.ignored("late_result"))
                 case .failure(let error):
                     results[position] = .failure(error)
@@ -137,7 +137,8 @@ struct OrchestratorCore: Sendable {
             if state.status.isFinished {
                 self.tasks.forget(storyID: state.storyID, sessionID: state.sessionID)
                 // A session that goes on with nothing waiting to start has no step to take.
-                if try sessionEffects.statusChange != nil || !sessionEffects.cancelledDependents.isEmpty || self.store.sessionHasNextStep(state.sessionID) {
+                let nextStep = sessionEffects.statusChange != nil || !sessionEffects.cancelledDependents.isEmpty
+                if try await (nextStep ? true : self.store.sessionHasNextStep(state.sessionID)) {
                     try await self.advanceSession(state.sessionID)
                 }
             } else if !effects.dispatches.isEmpty {
@@ -170,12 +171,12 @@ struct OrchestratorCore: Sendable {
     /// Starts the stories of a session that became ready and, when the session is over, the next
     /// session of its project.
     func advanceSession(_ sessionID: String) async throws {
-        let started = try self.store.startReadyStories(session: sessionID)
+        let started = try await self.store.startReadyStories(session: sessionID)
         for (record, _) in started {
             self.logger.info("story \(record.state.storyID): started", metadata: ["wave.session": "\(StoreIDs.display(sessionID))"])
         }
         await self.tasks.dispatch(started.map { ($0.0, $0.1.dispatches) })
-        let session = try self.store.session(id: sessionID)
+        let session = try await self.store.session(id: sessionID)
         guard session.status.isTerminal else { return }
         self.logger.info("session \(session.displayID): \(session.status.rawValue) (\(session.storiesCompleted) of \(session.storyCount) stories complete, \(session.storiesFailed) failed)")
         try await self.advanceProject(session.project)
@@ -184,9 +185,9 @@ struct OrchestratorCore: Sendable {
     /// Starts the project's oldest pending session if none is in progress, and the ready stories
     /// of every session in progress.
     func advanceProject(_ project: String) async throws {
-        if let next = try self.store.startNextSession(project: project) {
-            for session in try self.store.sessionsInProgress(project: project) where session.id == next.id {
-                let started = try self.store.startReadyStories(session: session.id)
+        if let next = try await self.store.startNextSession(project: project) {
+            for session in try await self.store.sessionsInProgress(project: project) where session.id == next.id {
+                let started = try await self.store.startReadyStories(session: session.id)
                 if !started.isEmpty {
                     self.logger.info("session \(session.displayID) in progress: \(started.count) stories started", metadata: ["wave.project": "\(project)"])
                 }
@@ -202,7 +203,7 @@ struct OrchestratorCore: Sendable {
                                      sessionID: task.sessionID, storyID: task.storyID, event: .timeout(role: task.role), project: task.project)
         do {
             var work: [(story: StoryRecord, drafts: [TaskDraft])] = []
-            _ = try await self.react(to: try self.store.apply(incoming), incoming: incoming, signal: nil, dispatch: &work)
+            _ = try await self.react(to: try await self.store.apply(incoming), incoming: incoming, signal: nil, dispatch: &work)
             await self.tasks.dispatch(work)
         } catch {
             self.logger.error("timeout not applied", metadata: ["wave.story": "\(task.storyID)", "wave.error": "\(error)"])
@@ -275,11 +276,11 @@ struct OrchestratorCore: Sendable {
     // MARK: Notices
 
     func announceEscalations(of messageID: String, project: ProjectName?) async throws {
-        for escalation in try self.store.escalations(messageID: messageID) {
+        for escalation in try await self.store.escalations(messageID: messageID) {
             self.logger.warning("escalation \(escalation.kind): \(escalation.reason)", metadata: [
                 "wave.story": "\(escalation.storyID ?? "")", "wave.escalation": "\(escalation.id)",
             ])
-            guard let project = try self.project(of: escalation.sessionID) ?? project else { continue }
+            guard let project = try await self.project(of: escalation.sessionID) ?? project else { continue }
             try await self.publishNotice(Envelope(
                 eventType: .escalationRaised,
                 payload: ["escalation_id": .string(StoreIDs.display(escalation.id)), "kind": .string(escalation.kind), "detail": .string(escalation.reason)],
@@ -290,7 +291,7 @@ struct OrchestratorCore: Sendable {
     }
 
     func announceBudget(sessionID: String, paused: Bool) async throws {
-        let session = try self.store.session(id: sessionID)
+        let session = try await self.store.session(id: sessionID)
         guard let project = try? ProjectName(session.project) else { return }
         let ratio = session.budgetUSD > 0 ? session.actualCostUSD / session.budgetUSD : 0
         self.logger.warning("session \(session.displayID): \(paused ? "over budget, paused" : "budget warning") (\(session.actualCostUSD) of \(session.budgetUSD) USD)")
@@ -312,9 +313,9 @@ struct OrchestratorCore: Sendable {
         }
     }
 
-    func project(of sessionID: String?) throws -> ProjectName? {
+    func project(of sessionID: String?) async throws -> ProjectName? {
         guard let sessionID else { return nil }
-        return try? ProjectName(try self.store.session(id: sessionID).project)
+        return try? ProjectName(try await self.store.session(id: sessionID).project)
     }
 
     /// The session a session event names: the envelope's `session_id`, else the payload's.
@@ -348,7 +349,7 @@ struct StoryEventHandler: BatchEventHandler {
         var events: [(Signal, StoryEvent)] = []
         var positions: [Int] = []
         for (position, signal) in batch.enumerated() {
-            switch self.event(of: signal) {
+            switch await self.event(of: signal) {
             case .success(let event):
                 events.append((signal, event))
                 positions.append(position)
@@ -360,10 +361,10 @@ struct StoryEventHandler: BatchEventHandler {
         return results.map { $0! }
     }
 
-    func event(of signal: Signal) -> Result<StoryEvent, Refusal> {
+    func event(of signal: Signal) async -> Result<StoryEvent, Refusal> {
         if self.core.tasks.timedOut(correlationID: signal.envelope.correlationID) {
             // The task ran out of time and was taken back: its late result is recorded, not applied.
-            try? self.core.store.bump("late_results")
+            try? await self.core.store.bump("late_results")
             self.core.logger.info("late result ignored: its task had timed out", metadata: [
                 "wave.story": "\(signal.envelope.storyIDForRouting ?? "")", "wave.correlation_id": "\(signal.envelope.correlationID ?? "")",
             ])
@@ -404,7 +405,7 @@ struct StoryBlockHandler: EventHandler {
             var reason = payload["reason"]?.stringValue ?? "blocked"
             if let by = payload["blocked_by"]?.stringValue, !by.isEmpty { reason += " (blocked by \(by))" }
             let outcome = try await self.core.applyStoryEvent(signal, .blocked(reason: reason))
-            if case .applied = outcome, let story = signal.envelope.storyIDForRouting, let record = try? self.core.store.story(story, session: self.core.sessionID(of: signal)) {
+            if case .applied = outcome, let story = signal.envelope.storyIDForRouting, let record = try? await self.core.store.story(story, session: self.core.sessionID(of: signal)) {
                 self.core.tasks.forget(storyID: story, sessionID: record.state.sessionID)
             }
             return outcome
@@ -424,7 +425,7 @@ struct StoryAnnouncementHandler: EventHandler {
 
     func handle(_ signal: Signal) async throws -> HandlerOutcome {
         guard signal.kind != .signals else { return .ignored("announcement_not_on_system_stream") }
-        guard let sessionID = try self.core.storySession(signal), let storyID = signal.envelope.storyIDForRouting else {
+        guard let sessionID = try await self.core.storySession(signal), let storyID = signal.envelope.storyIDForRouting else {
             return .deadLetter("unknown_story: \(signal.envelope.eventType.rawValue) for \(signal.envelope.storyIDForRouting ?? "no story")")
         }
         // What was out for the story before the operator's change is superseded.
@@ -436,10 +437,10 @@ struct StoryAnnouncementHandler: EventHandler {
 
 extension OrchestratorCore {
     /// The session of the story a signal names (`nil` if unknown).
-    func storySession(_ signal: Signal) throws -> String? {
+    func storySession(_ signal: Signal) async throws -> String? {
         guard let storyID = signal.envelope.storyIDForRouting else { return nil }
         do {
-            return try self.store.story(storyID, session: self.sessionID(of: signal)).state.sessionID
+            return try await self.store.story(storyID, session: self.sessionID(of: signal)).state.sessionID
         } catch let error as StoreError where error.code == .notFound || error.code == .ambiguous {
             return nil
         }
@@ -463,7 +464,7 @@ struct SessionHandler: EventHandler {
         }
         let session: SessionRecord
         do {
-            session = try self.core.store.session(id: id)
+            session = try await self.core.store.session(id: id)
         } catch let error as StoreError where error.code == .notFound {
             return .deadLetter("unknown_session: \(error.message)")
         }
@@ -472,13 +473,13 @@ struct SessionHandler: EventHandler {
             switch envelope.eventType {
             case .sessionPaused:
                 guard !session.status.isTerminal else { return .ignored("session_\(session.status.rawValue)") }
-                try self.core.store.pauseSession(session.id, messageID: envelope.messageID)
+                try await self.core.store.pauseSession(session.id, messageID: envelope.messageID)
                 self.core.logger.info("session \(session.displayID): paused; in-flight work finishes, nothing new is dispatched", metadata: ["wave.reason": "\(reason ?? "")"])
                 return .applied("paused")
             case .sessionResumed:
                 guard signal.kind != .signals else { return .ignored("resume_not_on_system_stream") }
                 guard !session.status.isTerminal else { return .ignored("session_\(session.status.rawValue)") }
-                try self.core.store.resumeSession(session.id, messageID: envelope.messageID)
+                try await self.core.store.resumeSession(session.id, messageID: envelope.messageID)
                 self.core.logger.info("session \(session.displayID): resumed")
                 try await self.core.tasks.redispatch(sessionID: session.id)
                 try await self.core.advanceSession(session.id)
@@ -486,9 +487,9 @@ struct SessionHandler: EventHandler {
             case .sessionCancelled:
                 guard signal.kind != .signals else { return .ignored("cancel_not_on_system_stream") }
                 if !session.status.isTerminal {
-                    try self.core.store.cancelSession(session.id, reason: reason ?? "cancelled", messageID: envelope.messageID)
+                    try await self.core.store.cancelSession(session.id, reason: reason ?? "cancelled", messageID: envelope.messageID)
                 }
-                for story in try self.core.store.stories(session: session.id) {
+                for story in try await self.core.store.stories(session: session.id) {
                     self.core.tasks.forget(storyID: story.state.storyID, sessionID: session.id)
                 }
                 self.core.logger.info("session \(session.displayID): cancelled")

@@ -64,7 +64,7 @@ public final class Orchestrator: Service, Sendable {
     /// The bus.
     public let bus: any EventBus
     /// The store.
-    public let store: SQLiteStore
+    public let store: any StateStore
     /// The configuration.
     public let configuration: OrchestratorConfiguration
     /// Task dispatch.
@@ -87,7 +87,7 @@ public final class Orchestrator: Service, Sendable {
     /// - Parameters:
     ///   - register: adds handlers after the standard ones (extensions, tests).
     ///   - hooks: the dispatcher's hooks (metrics, benchmarks, tests).
-    public init(bus: any EventBus, store: SQLiteStore, configuration: OrchestratorConfiguration, logger: Logger,
+    public init(bus: any EventBus, store: any StateStore, configuration: OrchestratorConfiguration, logger: Logger,
                 register: (inout HandlerRegistry) -> Void = { _ in }, hooks: EventDispatcher.Hooks = EventDispatcher.Hooks()) {
         self.bus = bus
         self.store = store
@@ -116,7 +116,7 @@ public final class Orchestrator: Service, Sendable {
             results.deliver(signal.envelope)
             if result.unhandled, result.error == nil {
                 // Counted durably, so that `wave status` (another process) sees it.
-                try? store.bump("unhandled.\(result.eventType.rawValue)")
+                Task { try? await store.bump("unhandled.\(result.eventType.rawValue)") }
             }
             settled?(signal, result)
         }
@@ -151,7 +151,7 @@ public final class Orchestrator: Service, Sendable {
             // WIRE.md: a new signals group starts at the oldest live session's creation, so that
             // no signal for a live session is missed and no history is replayed.
             let start: GroupStart
-            if let created = try self.store.oldestLiveSessionCreatedAt(project: project.key) {
+            if let created = try await self.store.oldestLiveSessionCreatedAt(project: project.key) {
                 let millis = min(created.millisecondsSinceEpoch, WaveTimestamp.now().millisecondsSinceEpoch)
                 start = .after("\(millis)-0")
             } else {
@@ -166,14 +166,14 @@ public final class Orchestrator: Service, Sendable {
         }
         try await self.bus.createGroup(Channels.orchestratorGroup(consumer: self.configuration.consumer), on: Channels.systemGlobal, start: .newEntries)
         try await EmergencyKeys.reconcile(store: self.store, bus: self.bus, projects: self.configuration.projects, logger: self.logger)
-        for stop in try self.store.activeStops() {
+        for stop in try await self.store.activeStops() {
             self.tasks.halt(scope: stop.scope)
             self.logger.warning("emergency stop in force", metadata: ["wave.scope": "\(stop.scope)", "wave.reason": "\(stop.reason)", "wave.by": "\(stop.by)"])
         }
         for project in self.configuration.projects {
             try await self.core.advanceProject(project.key)
         }
-        let inFlight = try self.store.inFlightStories()
+        let inFlight = try await self.store.inFlightStories()
         if !inFlight.isEmpty {
             // Tasks still in the agents' streams (held by an agent, or not read yet) are out
             // already: a restart must not hand out second copies.
@@ -191,21 +191,24 @@ public final class Orchestrator: Service, Sendable {
             // Only the fields that say which task a result answers are read (one short row per
             // entry, built by the bus), so that a backlog of thousands costs little at start.
             let names = ["event_type", "payload", "source", "project", "message_id", "session_id", "story_id", "correlation_id"]
+            // Nothing to look for when every task the working stories need is out already (a
+            // first start: this instance just dispatched them).
+            let missing = self.tasks.notOut(inFlight)
             var answers: [Envelope] = []
-            for project in self.configuration.projects {
+            for project in self.configuration.projects where !missing.isEmpty {
                 let rows = try await self.bus.unacknowledged(stream: Channels.signals(project), group: Channels.orchestratorGroup, count: 100_000, fields: names)
                 answers.append(contentsOf: rows.compactMap { row in
                     let fields = zip(names, row).compactMap { name, value in value.map { StreamField(name, $0) } }
                     return try? Envelope(decoding: fields)
                 })
             }
-            let answered = self.tasks.adoptAnswered(answers, needed: inFlight, roleMap: self.configuration.roleMap)
+            let answered = answers.isEmpty ? 0 : await self.tasks.adoptAnswered(answers, needed: missing, roleMap: self.configuration.roleMap)
             self.logger.info("recovery: dispatching again the tasks of working stories that are neither still waiting in the agents' streams nor answered in the signals stream", metadata: [
                 "wave.stories": "\(inFlight.count)", "wave.tasks_still_out": "\(adopted)", "wave.tasks_answered": "\(answered)",
             ])
         }
         try await self.tasks.redispatch()
-        try self.recordState()
+        try await self.recordState()
     }
 
     /// Runs until graceful shutdown: prepares, consumes, records its state on its interval, and on
@@ -270,7 +273,7 @@ public final class Orchestrator: Service, Sendable {
                         while !Task.isCancelled {
                             // sleep: interval statusInterval
                             try await Task.sleep(for: self.configuration.statusInterval)
-                            try self.recordState()
+                            try await self.recordState()
                         }
                     }
                 }
@@ -285,7 +288,7 @@ public final class Orchestrator: Service, Sendable {
                 _ = try? await self.bus.deleteGroup(group, on: stream)
             }
         }
-        try self.recordState(stopped: true)
+        try await self.recordState(stopped: true)
         self.logger.info("orchestrator stopped", metadata: ["wave.consumer": "\(self.configuration.consumer)"])
     }
 
@@ -296,7 +299,8 @@ public final class Orchestrator: Service, Sendable {
     /// on the next round.
     /// - Returns: entries trimmed and ledger entries deleted.
     @discardableResult
-    public func maintain(now: WaveTimestamp = .now()) async -> (trimmed: Int, pruned: Int) {
+    public func maintain(now given: WaveTimestamp? = nil) async -> (trimmed: Int, pruned: Int) {
+        let now = given ?? self.store.now()
         var trimmed = 0
         for stream in self.maintainedStreams {
             do {
@@ -307,7 +311,7 @@ public final class Orchestrator: Service, Sendable {
         }
         var pruned = 0
         do {
-            pruned = try self.store.pruneLedger(now: now)
+            pruned = try await self.store.pruneLedger(now: now)
         } catch {
             self.logger.warning("ledger pruning failed; tried again at the next maintenance", metadata: ["wave.error": "\(error)"])
         }
@@ -330,12 +334,13 @@ public final class Orchestrator: Service, Sendable {
     }
 
     /// Writes this instance's state to the store (for `wave status`).
-    public func recordState(stopped: Bool = false) throws {
+    public func recordState(stopped: Bool = false) async throws {
         let counters = self.dispatcher.snapshot
         let totals = self.tasks.totals
         let health = self.bus.health
-        let now = WaveTimestamp.now()
-        try self.store.recordOrchestrator(OrchestratorRecord(
+        let now = self.store.now()
+        let outbox = (try? await self.store.outboxCount()) ?? 0
+        try await self.store.recordOrchestrator(OrchestratorRecord(
             consumer: self.configuration.consumer, projects: self.configuration.projects.map(\.key), bus: self.configuration.busKind,
             circuit: health.circuit,
             state: [
@@ -344,7 +349,7 @@ public final class Orchestrator: Service, Sendable {
                 "tasks_published": .number(Double(totals.published)), "tasks_held": .number(Double(totals.held)),
                 "tasks_outstanding": .number(Double(self.tasks.outstandingCount)),
                 "tasks_timed_out": .number(Double(self.tasks.timeouts)),
-                "outbox": .number(Double((try? self.store.outboxCount()) ?? 0)),
+                "outbox": .number(Double(outbox)),
                 "halted": .array(self.tasks.haltedScopes.sorted().map { .string($0.key) }),
                 "trimmed_unread": .number(Double(health.trimmedUnread)),
                 "vanished_with_redis": .number(Double(health.vanished)),

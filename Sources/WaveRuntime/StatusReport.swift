@@ -95,9 +95,9 @@ public struct StatusReport: Sendable, Codable, Hashable {
     public var orchestrators: [Instance]
 
     /// Gathers the report. Without a bus (no `--redis`), groups and dead letters are empty.
-    public static func gather(store: SQLiteStore, bus: (any EventBus)?, circuit: String = "closed") async throws -> StatusReport {
-        let instances = try store.orchestrators()
-        var projects = Set(try store.sessions().compactMap { try? ProjectName($0.project).key })
+    public static func gather(store: any StateStore, bus: (any EventBus)?, circuit: String = "closed") async throws -> StatusReport {
+        let instances = try await store.orchestrators()
+        var projects = Set(try await store.sessions().compactMap { try? ProjectName($0.project).key })
         for instance in instances { projects.formUnion(instance.projects) }
         var groups: [Group] = []
         var dlq: [String: Int] = [:]
@@ -123,9 +123,9 @@ public struct StatusReport: Sendable, Codable, Hashable {
             circuit: circuit,
             groups: groups,
             dlq: dlq,
-            stops: try store.activeStops().map { Stop(scope: $0.scope.key, reason: $0.reason, by: $0.by, since: $0.since.description, source: $0.source) },
-            sessions: try store.sessionCounts(),
-            unhandled_events: try store.counters(prefix: "unhandled.").values.reduce(0, +),
+            stops: try await store.activeStops().map { Stop(scope: $0.scope.key, reason: $0.reason, by: $0.by, since: $0.since.description, source: $0.source) },
+            sessions: try await store.sessionCounts(),
+            unhandled_events: try await store.counters(prefix: "unhandled.").values.reduce(0, +),
             trimmed_unread: instances.map { number($0, "trimmed_unread") }.reduce(0, +),
             vanished_with_redis: instances.map { number($0, "vanished_with_redis") }.reduce(0, +),
             orchestrators: instances.map {

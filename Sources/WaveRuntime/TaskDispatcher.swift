@@ -60,12 +60,15 @@ public final class TaskDispatcher: Sendable {
         var timeouts = 0
         /// Scopes under an emergency stop: `global` or project keys.
         var halted: Set<StopScope> = []
+        /// The project key of every session that had work dispatched or scheduled, so that a
+        /// halt finds its scope's tasks without asking the store (nothing may delay a halt).
+        var projects: [String: String] = [:]
         var published = 0
         var held = 0
     }
 
     let bus: any EventBus
-    let store: SQLiteStore
+    let store: any StateStore
     let logger: Logger
     /// Publishes tasks, keeping them in the store's outbox while Redis is away.
     public let publisher: DurablePublisher
@@ -74,7 +77,7 @@ public final class TaskDispatcher: Sendable {
     let publishedHandler = Mutex<(@Sendable ([TaskEntry]) async -> Void)?>(nil)
 
     /// Creates a dispatcher over a bus and a store.
-    public init(bus: any EventBus, store: SQLiteStore, logger: Logger) {
+    public init(bus: any EventBus, store: any StateStore, logger: Logger) {
         self.bus = bus
         self.store = store
         self.logger = logger
@@ -93,11 +96,10 @@ public final class TaskDispatcher: Sendable {
             state.halted.insert(scope)
             return (Array(state.timers.keys), Array(state.outstanding.keys))
         }
-        var projects: [String: String?] = [:]
+        let projects = self.state.withLock { $0.projects }
         func inScope(_ sessionID: String) -> Bool {
             guard case .project = scope else { return true }
-            if projects[sessionID] == nil { projects[sessionID] = .some(self.projectKey(ofSession: sessionID)) }
-            guard let key = projects[sessionID] ?? nil else { return false }
+            guard let key = projects[sessionID] else { return false }
             return scope.covers(project: key)
         }
         let affectedTimers = timerKeys.filter { inScope($0.sessionID) }
@@ -153,7 +155,8 @@ public final class TaskDispatcher: Sendable {
     /// Dispatches drafts for stories: critical and high priority first, each now or at its
     /// `notBefore` time, every task due now in one pipelined write. A task already out for the
     /// same key and attempt is not sent again.
-    public func dispatch(_ work: [(story: StoryRecord, drafts: [TaskDraft])], now: WaveTimestamp = .now()) async {
+    public func dispatch(_ work: [(story: StoryRecord, drafts: [TaskDraft])], now given: WaveTimestamp? = nil) async {
+        let now = given ?? self.store.now()
         let ordered = work.filter { !$0.drafts.isEmpty }.sorted { Self.priority(of: $0.story) > Self.priority(of: $1.story) }
         guard !ordered.isEmpty else { return }
         var sessions: [String: (SessionRecord, ProjectName)?] = [:]
@@ -161,9 +164,12 @@ public final class TaskDispatcher: Sendable {
         for (story, drafts) in ordered {
             let sessionID = story.state.sessionID
             if sessions[sessionID] == nil {
-                sessions[sessionID] = .some((try? self.store.session(id: sessionID)).flatMap { session in
+                sessions[sessionID] = .some((try? await self.store.session(id: sessionID)).flatMap { session in
                     (try? ProjectName(session.project)).map { (session, $0) }
                 })
+                if let (_, project) = sessions[sessionID] ?? nil {
+                    self.state.withLock { $0.projects[sessionID] = project.key }
+                }
             }
             guard let (session, project) = sessions[sessionID] ?? nil else {
                 self.logger.error("cannot dispatch: the story's session is gone", metadata: ["wave.story": "\(story.state.storyID)"])
@@ -336,11 +342,27 @@ public final class TaskDispatcher: Sendable {
                 let story = StoryKey(sessionID: key.sessionID, storyID: key.storyID)
                 if let existing = state.outstanding[story]?[key], existing.attempt >= entry.attempt { continue }
                 state.outstanding[story, default: [:]][key] = entry
+                if let project = try? ProjectName(entry.project) { state.projects[key.sessionID] = project.key }
                 adopted.append((key, entry))
             }
         }
         for (key, entry) in adopted { self.arm(key, entry) }
         return adopted.count
+    }
+
+    /// The working stories' tasks that are not out now for their current attempt (what a
+    /// recovery scan would dispatch again), each story with only those drafts.
+    public func notOut(_ needed: [InFlightStory]) -> [InFlightStory] {
+        self.state.withLock { state in
+            needed.compactMap { item in
+                let story = StoryKey(sessionID: item.story.state.sessionID, storyID: item.story.state.storyID)
+                let drafts = item.tasks.filter { draft in
+                    let key = Key(sessionID: story.sessionID, storyID: story.storyID, gate: draft.gate, role: draft.role)
+                    return state.outstanding[story]?[key]?.attempt != item.story.state.gateFailures[draft.gate.number] + 1
+                }
+                return drafts.isEmpty ? nil : InFlightStory(story: item.story, tasks: drafts)
+            }
+        }
     }
 
     /// Takes as out the tasks whose results already wait in the signals stream (answered by
@@ -355,7 +377,8 @@ public final class TaskDispatcher: Sendable {
     ///   - roleMap: agent id → role, where the id's prefix does not say.
     /// - Returns: how many tasks were taken as answered.
     @discardableResult
-    public func adoptAnswered(_ results: [Envelope], needed: [InFlightStory], roleMap: [String: String] = [:], now: WaveTimestamp = .now()) -> Int {
+    public func adoptAnswered(_ results: [Envelope], needed: [InFlightStory], roleMap: [String: String] = [:]) async -> Int {
+        let now = self.store.now()
         var waiting: [String: [(role: String?, gate: GateID?, session: String?, correlation: String?)]] = [:]
         for envelope in results where [.gatePassed, .gateFailed, .agentError].contains(envelope.eventType) {
             guard let story = envelope.storyIDForRouting else { continue }
@@ -378,7 +401,7 @@ public final class TaskDispatcher: Sendable {
                         && (answer.session == nil || answer.session == StoreIDs.normalize(state.sessionID))
                 }) else { continue }
                 let timeout = self.store.engine.configuration.gates[draft.gate.number].timeout
-                if projects[state.sessionID] == nil { projects[state.sessionID] = self.projectKey(ofSession: state.sessionID) ?? "" }
+                if projects[state.sessionID] == nil { projects[state.sessionID] = await self.projectKey(ofSession: state.sessionID) ?? "" }
                 let id = answer.correlation ?? MessageID.makeTimeOrdered()
                 entries.append(TaskEntry(
                     taskID: id, storyID: state.storyID, sessionID: state.sessionID, role: draft.role, action: draft.action, gate: draft.gate,
@@ -393,11 +416,11 @@ public final class TaskDispatcher: Sendable {
     /// Dispatches again, from the store, every task that working stories need and that is not
     /// out: at start (recovery), when a stop is cleared and when a session resumes.
     /// - Parameter sessionID: only this session's stories; `nil`: all.
-    public func redispatch(sessionID: String? = nil, now: WaveTimestamp = .now()) async throws {
+    public func redispatch(sessionID: String? = nil) async throws {
         // A task out for the same attempt is not sent again (``send``); a scheduled retry is
         // scheduled again for the same time.
-        let inFlight = try self.store.inFlightStories(now: now).filter { sessionID == nil || $0.story.state.sessionID == sessionID }
-        await self.dispatch(inFlight.map { (story: $0.story, drafts: $0.tasks) }, now: now)
+        let inFlight = try await self.store.inFlightStories().filter { sessionID == nil || $0.story.state.sessionID == sessionID }
+        await self.dispatch(inFlight.map { (story: $0.story, drafts: $0.tasks) })
     }
 
     /// The task entry for a draft, recorded as out; `nil` when it must not go out now (a stop, a
@@ -465,8 +488,8 @@ public final class TaskDispatcher: Sendable {
         for timer in timers { timer.cancel() }
     }
 
-    func projectKey(ofSession id: String) -> String? {
-        guard let session = try? self.store.session(id: id) else { return nil }
+    func projectKey(ofSession id: String) async -> String? {
+        guard let session = try? await self.store.session(id: id) else { return nil }
         return try? ProjectName(session.project).key
     }
 

@@ -30,6 +30,12 @@ public struct InFlightStory: Sendable, Hashable {
     public var story: StoryRecord
     /// Its current gate's tasks.
     public var tasks: [TaskDraft]
+
+    /// Creates one.
+    public init(story: StoryRecord, tasks: [TaskDraft]) {
+        self.story = story
+        self.tasks = tasks
+    }
 }
 
 extension SQLiteStore {

@@ -30,7 +30,7 @@ struct EmergencyStopTests {
         #expect(try await redis.client.send(TTLCommand(key)) == -1, "no TTL")
         // Redis loses the key; a new orchestrator on the same store writes it again and stays halted.
         _ = try await redis.client.send(DelCommand(keys: [key]))
-        let restarted = Orchestrator(bus: h.bus, store: h.store, configuration: h.orchestrator.configuration, logger: TestServers.logger)
+        let restarted = Orchestrator(bus: h.bus, store: h.store.asStateStore, configuration: h.orchestrator.configuration, logger: TestServers.logger)
         try await restarted.prepare()
         #expect(restarted.tasks.isHalted(project: h.project.key))
         #expect(try await redis.client.send(GetCommand(key))?.contains("bad deploy") == true)
@@ -38,7 +38,7 @@ struct EmergencyStopTests {
         let cleared = try await WaveBinary.run(["stop", "clear", "--project", h.project.key, "--reason", "rolled back", "--by", "ops"] + store)
         #expect(cleared.status == 0, "\(cleared.stderr)")
         #expect(try await redis.client.send(GetCommand(key)) == nil)
-        let again = Orchestrator(bus: h.bus, store: h.store, configuration: h.orchestrator.configuration, logger: TestServers.logger)
+        let again = Orchestrator(bus: h.bus, store: h.store.asStateStore, configuration: h.orchestrator.configuration, logger: TestServers.logger)
         try await again.prepare()
         #expect(try await h.tasks("be").map(\.gate.number) == [1, 2], "after the clear the held gate-2 task goes out")
         let history = try h.store.stopHistory()
@@ -64,7 +64,7 @@ struct EmergencyStopTests {
         #expect(try await redis.client.send(GetCommand(Channels.emergencyGlobal))?.contains("legacy") == true, "mirrored to wave:emergency:global")
         // The legacy key expiring never clears the stop.
         _ = try await redis.client.send(DelCommand(keys: [Channels.Legacy.emergencyActive]))
-        let restarted = Orchestrator(bus: h.bus, store: h.store, configuration: h.orchestrator.configuration, logger: TestServers.logger)
+        let restarted = Orchestrator(bus: h.bus, store: h.store.asStateStore, configuration: h.orchestrator.configuration, logger: TestServers.logger)
         try await restarted.prepare()
         #expect(restarted.tasks.isHalted(project: h.project.key))
         await redis.client.shutdown()

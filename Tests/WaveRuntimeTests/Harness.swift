@@ -96,7 +96,7 @@ struct Harness: Sendable {
         configure(&configuration)
         let settled = Settled()
         let bus = try kind.makeBus(url: redisURL, adjust: adjust)
-        let orchestrator = Orchestrator(bus: bus, store: store, configuration: configuration, logger: logger, register: register,
+        let orchestrator = Orchestrator(bus: bus, store: store.asStateStore, configuration: configuration, logger: logger, register: register,
                                         hooks: EventDispatcher.Hooks(settled: { signal, result in
                                             let id = signal.envelope.messageID
                                             Task { await settled.record(id, result) }

@@ -27,7 +27,7 @@ struct OutboxTests {
         let stream = "wave:tasks:outbox-test:be"
         func entry(_ n: Int) -> [(stream: String, fields: [StreamField])] { [(stream, [StreamField("message_id", "m-\(n)"), StreamField("n", "\(n)")])] }
 
-        let publisher = DurablePublisher(bus: bus, store: store, logger: TestServers.logger)
+        let publisher = DurablePublisher(bus: bus, store: store.asStateStore, logger: TestServers.logger)
         #expect(try await publisher.publish(entries: entry(1)), "Redis up: on the stream at once")
         server.kill()
         #expect(try await publisher.publish(entries: entry(2)) == false, "Redis down: kept")
@@ -35,8 +35,8 @@ struct OutboxTests {
         #expect(try publisher.isParked && store.outboxCount() == 2)
 
         // A new publisher on the same store (a restarted orchestrator) finds them and keeps order.
-        let restarted = DurablePublisher(bus: bus, store: store, logger: TestServers.logger)
-        #expect(restarted.isParked, "the outbox is not empty: new entries queue behind it")
+        let restarted = DurablePublisher(bus: bus, store: store.asStateStore, logger: TestServers.logger)
+        #expect(try await restarted.lookForWaitingEntries(), "the outbox is not empty: new entries queue behind it")
         try await server.start()
         let flushing = Task { await restarted.run() }
         defer { flushing.cancel() }

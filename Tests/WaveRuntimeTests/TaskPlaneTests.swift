@@ -116,7 +116,7 @@ struct TaskPlaneTests {
         try await h.orchestrator.prepare()
         #expect(try await h.tasks("pm").count == 1, "the plan task went out")
         func restart() async throws -> Orchestrator {
-            let again = Orchestrator(bus: h.bus, store: h.store, configuration: h.orchestrator.configuration, logger: TestServers.logger)
+            let again = Orchestrator(bus: h.bus, store: h.store.asStateStore, configuration: h.orchestrator.configuration, logger: TestServers.logger)
             try await again.prepare()
             return again
         }

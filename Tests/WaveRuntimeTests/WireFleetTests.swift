@@ -76,7 +76,7 @@ struct WireFleetTests {
         // The agent answers and acknowledges every task; the answers wait, unread, in the signals stream.
         for task in plans { try await pm.pass(task) }
         // A new instance on the same store and streams: what does it send?
-        let restarted = Orchestrator(bus: h.bus, store: h.store, configuration: h.orchestrator.configuration, logger: TestServers.logger)
+        let restarted = Orchestrator(bus: h.bus, store: h.store.asStateStore, configuration: h.orchestrator.configuration, logger: TestServers.logger)
         try await restarted.prepare()
         #expect(try await h.tasks("pm").count == 3, "no plan went out a second time: its answer was waiting")
         #expect(restarted.tasks.outstandingCount == 3, "the answered tasks count as out until their results apply")
