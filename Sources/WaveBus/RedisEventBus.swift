@@ -115,21 +115,30 @@ public struct RedisEventBus: EventBus {
         return newest.reversed().map { BusEntry(id: $0.id, fields: $0.fields.map { StreamField($0.name, $0.value) }) }
     }
 
-    public func unacknowledged(stream: String, group: String, count: Int) async throws -> [BusEntry] {
+    /// Where a group's unacknowledged entries begin: its last-delivered id, its pending ids, and
+    /// the id to read from (the oldest pending entry, or just after the last delivered one);
+    /// `nil` when the stream or the group does not exist.
+    func unacknowledgedRange(stream: String, group: String, count: Int) async throws -> (lastDelivered: String, pending: [String], start: String)? {
         let info: StreamGroupInfo
         do {
-            guard let found = try await self.client.send(XInfoGroupsCommand(stream)).first(where: { $0.name == group }) else { return [] }
+            guard let found = try await self.client.send(XInfoGroupsCommand(stream)).first(where: { $0.name == group }) else { return nil }
             info = found
         } catch let error as RedisClientError where error.serverMessage?.contains("no such key") == true {
-            return []
+            return nil
         }
         let pending = info.pending > 0
-            ? Set(try await self.client.send(XPendingCommand(stream, group: group, count: max(count, info.pending))).map(\.id))
+            ? try await self.client.send(XPendingCommand(stream, group: group, count: max(count, info.pending))).map(\.id)
             : []
-        // From the oldest pending entry (or just after the last delivered one) to the end.
         let start = pending.min(by: { StreamPosition($0) < StreamPosition($1) }) ?? "(\(info.lastDeliveredID)"
+        return (info.lastDeliveredID, pending, start)
+    }
+
+    public func unacknowledged(stream: String, group: String, count: Int) async throws -> [BusEntry] {
+        guard let range = try await self.unacknowledgedRange(stream: stream, group: group, count: count) else { return [] }
+        let pending = Set(range.pending)
+        let start = range.start
         let entries = try await self.client.send(XRangeCommand(stream, start: start, count: count + pending.count))
-        return entries.filter { pending.contains($0.id) || StreamPosition(info.lastDeliveredID) < StreamPosition($0.id) }.prefix(count)
+        return entries.filter { pending.contains($0.id) || StreamPosition(range.lastDelivered) < StreamPosition($0.id) }.prefix(count)
             .map { BusEntry(id: $0.id, fields: $0.fields.map { StreamField($0.name, $0.value) }) }
     }
 
@@ -170,20 +179,11 @@ public struct RedisEventBus: EventBus {
         """
 
     public func unacknowledged(stream: String, group: String, count: Int, fields names: [String]) async throws -> [[String?]] {
-        let info: StreamGroupInfo
-        do {
-            guard let found = try await self.client.send(XInfoGroupsCommand(stream)).first(where: { $0.name == group }) else { return [] }
-            info = found
-        } catch let error as RedisClientError where error.serverMessage?.contains("no such key") == true {
-            return []
-        }
-        let pending = info.pending > 0
-            ? try await self.client.send(XPendingCommand(stream, group: group, count: max(count, info.pending))).map(\.id)
-            : []
-        let start = pending.min(by: { StreamPosition($0) < StreamPosition($1) }) ?? "(\(info.lastDeliveredID)"
+        guard let range = try await self.unacknowledgedRange(stream: stream, group: group, count: count) else { return [] }
+        let (pending, start) = (range.pending, range.start)
         let reply = try await self.client.send(EvalCommand(
             script: Self.projectionScript, keys: [stream],
-            arguments: [start, info.lastDeliveredID, String(count), String(names.count)] + names + pending))
+            arguments: [start, range.lastDelivered, String(count), String(names.count)] + names + pending))
         let rows = try [String](fromRESP: reply)
         return rows.map { row in
             row.split(separator: "\u{1F}", omittingEmptySubsequences: false).map { $0 == "\u{1E}" ? nil : String($0) }
