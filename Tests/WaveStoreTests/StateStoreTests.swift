@@ -1,0 +1,44 @@
+import Foundation
+import Testing
+import WaveEngine
+import WaveProtocol
+
+@testable import WaveStore
+
+@Suite("StateStore over SQLite: the asynchronous contract, inline and on the store's own queues")
+struct StateStoreTests {
+    @Test("a story driven through the protocol ends as one driven through the synchronous store; the clock is the injected one",
+          arguments: SQLiteStateStore.Placement.allCases)
+    func sameAsSynchronous(placement: SQLiteStateStore.Placement) async throws {
+        let fixed = WaveTimestamp(microsecondsSinceEpoch: 1_780_000_000_000_000)
+        let store = SQLiteStateStore(try temporaryStore(), placement: placement, clock: { fixed })
+        let session = try await store.createSession(project: "Shop", wave: 1, stories: stories([("S-1", [])]), budgetUSD: 10)
+        #expect(session.createdAt == fixed, "written with the store's clock")
+        #expect(try await store.startNextSession(project: "shop")?.id == session.id)
+        #expect(try await store.startReadyStories(session: session.id).map(\.0.state.storyID) == ["S-1"])
+        let messages = try [gate("S-1", 0, "pass", from: "cto")] + (1...3).map { try gate("S-1", $0, "pass", from: "be") }
+        let results = try await store.apply(batch: messages, stopAtSessionChange: false, withdrawn: nil)
+        #expect(results.count == 4)
+        #expect(try results.allSatisfy { if case .applied = try $0.get() { true } else { false } })
+        let again = try await store.apply(messages[0])
+        guard case .duplicate = again else {
+            Issue.record("a second application is a ledger duplicate: \(again)")
+            return
+        }
+        let story = try await store.story("S-1")
+        #expect(story.state.currentGate == (try GateID(4)))
+        #expect(try await store.checkpoints(session: session.id, story: "S-1").filter { $0.type == "gate" }.count == 4)
+        #expect(try await store.processedMessages(session: session.id)["applied"] == 4)
+        #expect(try await store.liveProjects() == ["shop"])
+    }
+
+    @Test("calls from many tasks at once on the store's own queues: every write lands once", arguments: SQLiteStateStore.Placement.allCases)
+    func concurrentCalls(placement: SQLiteStateStore.Placement) async throws {
+        let store = SQLiteStateStore(try temporaryStore(), placement: placement)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<50 { group.addTask { try await store.bump("concurrent", by: 2) } }
+            try await group.waitForAll()
+        }
+        #expect(try await store.counters(prefix: "concurrent")["concurrent"] == 100)
+    }
+}
