@@ -84,8 +84,9 @@ public struct RESPToken: Hashable, Sendable, CustomStringConvertible {
     /// The error text, if this value is an error.
     public var errorMessage: String? {
         let first = self.base.getInteger(at: self.base.readerIndex, as: UInt8.self)
-        guard first == RESPTypeIdentifier.simpleError.rawValue || first == RESPTypeIdentifier.bulkError.rawValue
-            || first == RESPTypeIdentifier.attribute.rawValue
+        guard
+            first == RESPTypeIdentifier.simpleError.rawValue || first == RESPTypeIdentifier.bulkError.rawValue
+                || first == RESPTypeIdentifier.attribute.rawValue
         else { return nil }
         switch self.value {
         case .simpleError(let text), .bulkError(let text): return String(buffer: text)

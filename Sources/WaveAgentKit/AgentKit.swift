@@ -86,8 +86,10 @@ public final class AgentKit: Sendable {
     /// Publishes a signal from this agent on the project's signal stream (system-only types on
     /// its system stream); returns the entry id.
     @discardableResult
-    public func signal(_ type: EventType, payload: [String: JSONValue] = [:], storyID: String? = nil, sessionID: String? = nil,
-                       correlationID: String? = nil, priority: Priority = .normal) async throws -> String {
+    public func signal(
+        _ type: EventType, payload: [String: JSONValue] = [:], storyID: String? = nil, sessionID: String? = nil,
+        correlationID: String? = nil, priority: Priority = .normal
+    ) async throws -> String {
         var payload = payload
         payload["agent_id"] = .string(self.identity.agentID)
         payload["domain"] = payload["domain"] ?? .string(self.identity.role)
@@ -106,8 +108,9 @@ public final class AgentKit: Sendable {
 
     /// The consumer options for this agent's task stream.
     public var taskConsumer: ConsumerOptions {
-        var options = ConsumerOptions(streams: [Channels.tasks(self.identity.project, self.identity.role)],
-                                      group: Channels.agentsGroup(role: self.identity.role), consumer: self.identity.agentID)
+        var options = ConsumerOptions(
+            streams: [Channels.tasks(self.identity.project, self.identity.role)],
+            group: Channels.agentsGroup(role: self.identity.role), consumer: self.identity.agentID)
         options.entries = .tasks
         options.start = .beginning
         options.batchSize = 1
@@ -168,7 +171,8 @@ public final class AgentKit: Sendable {
                     self.logger.warning("task taken by another agent after a missed lease", metadata: ["wave.task": "\(task.taskID)"])
                     return
                 }
-                try await self.signal(.systemHealth, payload: ["type": "heartbeat", "task_id": .string(task.taskID)], storyID: task.storyID, sessionID: task.sessionID)
+                try await self.signal(
+                    .systemHealth, payload: ["type": "heartbeat", "task_id": .string(task.taskID)], storyID: task.storyID, sessionID: task.sessionID)
             } catch {
                 self.logger.warning("heartbeat failed", metadata: ["wave.task": "\(task.taskID)", "wave.error": "\(error)"])
             }
@@ -198,6 +202,7 @@ public final class AgentKit: Sendable {
             payload["retry_count"] = .number(0)
         }
         try await self.signal(type, payload: payload, storyID: task.storyID, sessionID: task.sessionID, correlationID: task.messageID)
-        self.logger.debug("result published", metadata: ["wave.agent": "\(self.identity.agentID)", "wave.task": "\(task.taskID)", "wave.event": "\(type.rawValue)"])
+        self.logger.debug(
+            "result published", metadata: ["wave.agent": "\(self.identity.agentID)", "wave.task": "\(task.taskID)", "wave.event": "\(type.rawValue)"])
     }
 }

@@ -74,7 +74,8 @@ public final class SimulatedAgent: Sendable {
             return TaskReport(.error("simulated agent error in \(task.action)", retryable: true), costUSD: cost.costUSD, tokens: cost.tokens)
         }
         if roll < self.profile.failureRate, task.action != "plan" {
-            return TaskReport(.fail("simulated \(task.action) failure"), details: Self.evidence(for: task, passing: false), costUSD: cost.costUSD, tokens: cost.tokens)
+            return TaskReport(
+                .fail("simulated \(task.action) failure"), details: Self.evidence(for: task, passing: false), costUSD: cost.costUSD, tokens: cost.tokens)
         }
         return TaskReport(.pass, details: Self.evidence(for: task, passing: true), costUSD: cost.costUSD, tokens: cost.tokens)
     }
@@ -85,7 +86,8 @@ public final class SimulatedAgent: Sendable {
         switch (task.action, task.gate.number) {
         case ("plan", _):
             let text = ((task.payload["domain"]?.stringValue ?? "") + " " + (task.payload["agent"]?.stringValue ?? "")).lowercased()
-            let roles: [JSONValue] = text.contains("fullstack") || text.contains("both") ? ["fe", "be"] : text.contains("front") || text.hasPrefix("fe") ? ["fe"] : ["be"]
+            let roles: [JSONValue] =
+                text.contains("fullstack") || text.contains("both") ? ["fe", "be"] : text.contains("front") || text.hasPrefix("fe") ? ["fe"] : ["be"]
             return ["dev_roles": .array(roles)]
         case (_, 2):
             return ["build_success": .bool(passing)]

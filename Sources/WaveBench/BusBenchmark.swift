@@ -59,7 +59,10 @@ public struct BusBenchmark: Sendable {
         let burstStream = Channels.signals(try ProjectName(project + "-burst"))
         let rawKey = "wave:bench:raw:\(UUID().uuidString.prefix(8).lowercased())"
         defer {
-            Task { _ = try? await client.send(DelCommand(keys: [latencyStream, burstStream, rawKey, deadLetterStream(for: latencyStream), deadLetterStream(for: burstStream)])) }
+            Task {
+                _ = try? await client.send(
+                    DelCommand(keys: [latencyStream, burstStream, rawKey, deadLetterStream(for: latencyStream), deadLetterStream(for: burstStream)]))
+            }
         }
 
         logger.info("redis-benchmark: PING, 1 client")
@@ -121,7 +124,8 @@ public struct BusBenchmark: Sendable {
             var samples = LatencySamples(capacity: count)
             let clock = ContinuousClock()
             for i in 0..<(count + 200) {
-                let envelope = Envelope(eventType: .gatePassed, payload: ["gate_id": "gate-1", "result": "pass"], source: "BE-1", project: project, storyID: "S-\(i)")
+                let envelope = Envelope(
+                    eventType: .gatePassed, payload: ["gate_id": "gate-1", "result": "pass"], source: "BE-1", project: project, storyID: "S-\(i)")
                 let start = clock.now
                 _ = try await bus.publish(envelope, to: stream)
                 guard let delivery = await iterator.next() else { throw BenchmarkError("the consumer stopped") }
@@ -151,7 +155,12 @@ public struct BusBenchmark: Sendable {
                         while next < total {
                             let n = min(batch, total - next)
                             let envelopes = (0..<n).map { i in
-                                (stream: stream, envelope: Envelope(eventType: .gatePassed, payload: ["gate_id": "gate-1", "result": "pass"], source: "BE-1", project: project, storyID: "S-\(next + i)"))
+                                (
+                                    stream: stream,
+                                    envelope: Envelope(
+                                        eventType: .gatePassed, payload: ["gate_id": "gate-1", "result": "pass"], source: "BE-1", project: project,
+                                        storyID: "S-\(next + i)")
+                                )
                             }
                             _ = try await bus.publish(batch: envelopes)
                             next += publishers * batch

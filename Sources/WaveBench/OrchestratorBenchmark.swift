@@ -28,12 +28,15 @@ struct BenchWorld {
         configuration.parallelLimit = stories
         var quiet = logger
         quiet.logLevel = .warning
-        let store = try SQLiteStore(location: StoreLocation(path: directory.appendingPathComponent("wave.sqlite").path),
-                                    engine: StoryEngine(configuration: configuration), logger: quiet)
+        let store = try SQLiteStore(
+            location: StoreLocation(path: directory.appendingPathComponent("wave.sqlite").path),
+            engine: StoryEngine(configuration: configuration), logger: quiet)
         let project = try ProjectName("bench-\(UUID().uuidString.prefix(8).lowercased())")
-        let session = try store.createSession(project: project.key, wave: 1, stories: (0..<stories).map {
-            NewStory(id: "S-\($0)", title: "S-\($0)", domain: "backend", agent: "BE-1")
-        }, budgetUSD: 1_000_000)
+        let session = try store.createSession(
+            project: project.key, wave: 1,
+            stories: (0..<stories).map {
+                NewStory(id: "S-\($0)", title: "S-\($0)", domain: "backend", agent: "BE-1")
+            }, budgetUSD: 1_000_000)
         _ = try store.startNextSession(project: project.key)
         _ = try store.startReadyStories(session: session.id)
         return BenchWorld(store: store, directory: directory, project: project, stories: stories)
@@ -82,14 +85,15 @@ extension BenchWorld {
         let orchestrator = Orchestrator(bus: bus, store: self.store.asStateStore, configuration: configuration, logger: quiet, hooks: hooks)
         let result: Result<T, any Error>
         do {
-            result = .success(try await withTaskExecutorPreference(EventLoopTaskExecutor(loopGroup.next())) {
-                try await orchestrator.prepare()
-                return try await withThrowingTaskGroup(of: Void.self) { group in
-                    group.addTask { try await orchestrator.dispatcher.run() }
-                    defer { group.cancelAll() }
-                    return try await body(orchestrator, bus)
-                }
-            })
+            result = .success(
+                try await withTaskExecutorPreference(EventLoopTaskExecutor(loopGroup.next())) {
+                    try await orchestrator.prepare()
+                    return try await withThrowingTaskGroup(of: Void.self) { group in
+                        group.addTask { try await orchestrator.dispatcher.run() }
+                        defer { group.cancelAll() }
+                        return try await body(orchestrator, bus)
+                    }
+                })
         } catch {
             result = .failure(error)
         }
@@ -191,10 +195,13 @@ public struct LatencyBenchmark: Sendable {
         logger.info("wave: \(self.signals) gate signals, one at a time, to \(world.stories) live stories")
         let entered = Rendezvous()
         let committed = Rendezvous()
-        let (handler, commit) = try await world.withOrchestrator(client.configuration, consumer: "bench", logger: logger, hooks: EventDispatcher.Hooks(
-            entered: { entered.reach($0.envelope.messageID) },
-            settled: { signal, _ in committed.reach(signal.envelope.messageID) }
-        )) { _, bus in
+        let (handler, commit) = try await world.withOrchestrator(
+            client.configuration, consumer: "bench", logger: logger,
+            hooks: EventDispatcher.Hooks(
+                entered: { entered.reach($0.envelope.messageID) },
+                settled: { signal, _ in committed.reach(signal.envelope.messageID) }
+            )
+        ) { _, bus in
             var handler = LatencySamples(capacity: self.signals)
             var commit = LatencySamples(capacity: self.signals)
             for index in 0..<total {
@@ -210,8 +217,11 @@ public struct LatencyBenchmark: Sendable {
                     commit.record(committedAt - start)
                 }
             }
-            let completed = try world.store.stories(session: try world.store.sessions(project: world.project.key)[0].id).filter { $0.state.status == .complete }.count
-            guard completed == world.stories else { throw BenchmarkError("only \(completed) of \(world.stories) stories completed: signals were lost or refused") }
+            let completed = try world.store.stories(session: try world.store.sessions(project: world.project.key)[0].id).filter { $0.state.status == .complete }
+                .count
+            guard completed == world.stories else {
+                throw BenchmarkError("only \(completed) of \(world.stories) stories completed: signals were lost or refused")
+            }
             return (handler, commit)
         }
 
@@ -222,7 +232,8 @@ public struct LatencyBenchmark: Sendable {
             handler_p50_ms: rounded(handlerP50, places: 4), handler_p99_ms: rounded(handlerP99, places: 4), handler_max_ms: rounded(handler.maxMilliseconds),
             committed_p50_ms: rounded(commit.percentileMilliseconds(50), places: 4), committed_p99_ms: rounded(commit.percentileMilliseconds(99), places: 4),
             committed_max_ms: rounded(commit.maxMilliseconds),
-            ping_p50_ms: ping, raw_commit_p50_ms: rounded(raw.percentileMilliseconds(50), places: 4), raw_commit_p99_ms: rounded(raw.percentileMilliseconds(99), places: 4),
+            ping_p50_ms: ping, raw_commit_p50_ms: rounded(raw.percentileMilliseconds(50), places: 4),
+            raw_commit_p99_ms: rounded(raw.percentileMilliseconds(99), places: 4),
             handler_p50_ratio: rounded(ping > 0 ? handlerP50 / ping : 0), handler_p99_ratio: rounded(ping > 0 ? handlerP99 / ping : 0),
             committed_p99_bar_ms: rounded(2 + raw.percentileMilliseconds(99), places: 4), signals: self.signals
         )
@@ -234,7 +245,8 @@ enum RawSQLite {
     static func open(_ path: String) throws -> DatabasePool {
         var configuration = Configuration()
         configuration.busyMode = .timeout(5)
-        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 10000; PRAGMA cache_size = -65536") }
+        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 10000; PRAGMA cache_size = -65536")
+        }
         let pool = try DatabasePool(path: path, configuration: configuration)
         try pool.write { db in try db.execute(sql: "CREATE TABLE raw (id INTEGER PRIMARY KEY AUTOINCREMENT, message TEXT NOT NULL, at TEXT NOT NULL)") }
         return pool
@@ -248,7 +260,9 @@ enum RawSQLite {
         var samples = LatencySamples(capacity: count)
         for i in 0..<count {
             let start = ContinuousClock.now
-            try pool.write { db in try db.cachedStatement(sql: "INSERT INTO raw (message, at) VALUES (?, ?)").execute(arguments: ["message-\(i)", "2026-11-25 00:00:00.000000"]) }
+            try pool.write { db in
+                try db.cachedStatement(sql: "INSERT INTO raw (message, at) VALUES (?, ?)").execute(arguments: ["message-\(i)", "2026-11-25 00:00:00.000000"])
+            }
             samples.record(ContinuousClock.now - start)
         }
         return samples
@@ -405,7 +419,12 @@ public struct ThroughputBenchmark: Sendable {
 
         let loopGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let benchClient = try RedisClient(configuration: client.configuration, eventLoopGroup: loopGroup, logger: logger)
-        defer { Task { await benchClient.shutdown(); try? await loopGroup.shutdownGracefully() } }
+        defer {
+            Task {
+                await benchClient.shutdown()
+                try? await loopGroup.shutdownGracefully()
+            }
+        }
         let bus = RedisEventBus(client: benchClient, logger: logger)
         var quiet = logger
         quiet.logLevel = .warning
@@ -455,8 +474,9 @@ public struct ThroughputBenchmark: Sendable {
         let done = CountDown(target: self.signals)
         var registry = HandlerRegistry()
         registry.register(NoOpHandler(), for: .gatePassed)
-        let dispatcher = EventDispatcher(bus: bus, registry: registry, consumers: [ConsumerOptions(streams: [stream], group: Channels.orchestratorGroup, consumer: "bench")],
-                                         logger: logger, hooks: EventDispatcher.Hooks(acknowledged: { done.add($0.count) }), executor: executor)
+        let dispatcher = EventDispatcher(
+            bus: bus, registry: registry, consumers: [ConsumerOptions(streams: [stream], group: Channels.orchestratorGroup, consumer: "bench")],
+            logger: logger, hooks: EventDispatcher.Hooks(acknowledged: { done.add($0.count) }), executor: executor)
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await dispatcher.run() }
             defer { group.cancelAll() }
@@ -476,11 +496,13 @@ public struct ThroughputBenchmark: Sendable {
         let refused = Mutex(0)
         var configuration = OrchestratorConfiguration(projects: [world.project], consumer: "bench")
         configuration.executor = executor
-        let orchestrator = Orchestrator(bus: bus, store: world.store.asStateStore, configuration: configuration,
-                                        logger: logger, hooks: EventDispatcher.Hooks(settled: { _, result in
-                                            if case .applied? = result.outcomes.first?.outcome {} else { refused.withLock { $0 += 1 } }
-                                            done.add(1)
-                                        }))
+        let orchestrator = Orchestrator(
+            bus: bus, store: world.store.asStateStore, configuration: configuration,
+            logger: logger,
+            hooks: EventDispatcher.Hooks(settled: { _, result in
+                if case .applied? = result.outcomes.first?.outcome {} else { refused.withLock { $0 += 1 } }
+                done.add(1)
+            }))
         try await orchestrator.prepare()
         let rate = try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await orchestrator.dispatcher.run() }
@@ -495,7 +517,9 @@ public struct ThroughputBenchmark: Sendable {
         return rate
     }
 
-    func paced(bus: RedisEventBus, client: RedisClient, executor: any TaskExecutor, logger: Logger) async throws -> (rate: Double, lost: Int, trimmed: Int, handled: Int) {
+    func paced(
+        bus: RedisEventBus, client: RedisClient, executor: any TaskExecutor, logger: Logger
+    ) async throws -> (rate: Double, lost: Int, trimmed: Int, handled: Int) {
         let project = try ProjectName("bench-\(UUID().uuidString.prefix(8).lowercased())")
         let stream = Channels.signals(project)
         defer { Task { _ = try? await client.send(DelCommand(keys: [stream, Channels.deadLetters(project)])) } }
@@ -504,8 +528,9 @@ public struct ThroughputBenchmark: Sendable {
         let done = CountDown(target: self.signals)
         var registry = HandlerRegistry()
         registry.register(NoOpHandler(), for: .gatePassed)
-        let dispatcher = EventDispatcher(bus: bus, registry: registry, consumers: [ConsumerOptions(streams: [stream], group: Channels.orchestratorGroup, consumer: "bench")],
-                                         logger: logger, hooks: EventDispatcher.Hooks(acknowledged: { done.add($0.count) }), executor: executor)
+        let dispatcher = EventDispatcher(
+            bus: bus, registry: registry, consumers: [ConsumerOptions(streams: [stream], group: Channels.orchestratorGroup, consumer: "bench")],
+            logger: logger, hooks: EventDispatcher.Hooks(acknowledged: { done.add($0.count) }), executor: executor)
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await dispatcher.run() }
             defer { group.cancelAll() }
@@ -516,9 +541,13 @@ public struct ThroughputBenchmark: Sendable {
             while next < self.signals {
                 let n = min(self.batch, self.signals - next)
                 let commands = (next..<(next + n)).map { i in
-                    XAddCommand(stream, fields: Envelope(eventType: .gatePassed, payload: ["gate_id": "gate-1", "result": "pass"], source: "BE-1",
-                                                         project: project.key, storyID: "S-\(i)").fields.map { ($0.name, $0.value) },
-                                trim: .maxLength(self.maxLength, approximate: true))
+                    XAddCommand(
+                        stream,
+                        fields: Envelope(
+                            eventType: .gatePassed, payload: ["gate_id": "gate-1", "result": "pass"], source: "BE-1",
+                            project: project.key, storyID: "S-\(i)"
+                        ).fields.map { ($0.name, $0.value) },
+                        trim: .maxLength(self.maxLength, approximate: true))
                 }
                 for result in try await client.pipeline(batch: commands) { _ = try result.get() }
                 next += n
@@ -591,15 +620,19 @@ public struct StopBenchmark: Sendable {
         let world = try BenchWorld.make(stories: self.stories, logger: logger)
         let settled = Rendezvous()
         logger.info("wave: \(self.stops) emergency stops with \(self.stories) live stories")
-        let (samples, withdrawn) = try await world.withOrchestrator(client.configuration, consumer: "bench-stop", logger: logger, hooks: EventDispatcher.Hooks(
-            settled: { signal, _ in settled.reach(signal.envelope.messageID) }
-        )) { orchestrator, bus in
+        let (samples, withdrawn) = try await world.withOrchestrator(
+            client.configuration, consumer: "bench-stop", logger: logger,
+            hooks: EventDispatcher.Hooks(
+                settled: { signal, _ in settled.reach(signal.envelope.messageID) }
+            )
+        ) { orchestrator, bus in
             var samples = LatencySamples(capacity: self.stops)
             var withdrawn = 0
             for _ in 0..<self.stops {
                 let out = orchestrator.tasks.outstandingCount
-                let stop = Envelope(eventType: .systemEmergencyStop, payload: ["reason": "bench", "by": "bench"], source: "bench",
-                                    project: world.project.key, priority: .critical)
+                let stop = Envelope(
+                    eventType: .systemEmergencyStop, payload: ["reason": "bench", "by": "bench"], source: "bench",
+                    project: world.project.key, priority: .critical)
                 settled.expect(stop.messageID)
                 let start = ContinuousClock.now
                 _ = try await bus.publish(stop, to: Channels.system(world.project))
@@ -609,8 +642,9 @@ public struct StopBenchmark: Sendable {
                     throw BenchmarkError("the stop did not halt dispatch and withdraw every task")
                 }
                 withdrawn += out
-                let clear = Envelope(eventType: .systemEmergencyCleared, payload: ["reason": "bench", "by": "bench"], source: "bench",
-                                     project: world.project.key, priority: .critical)
+                let clear = Envelope(
+                    eventType: .systemEmergencyCleared, payload: ["reason": "bench", "by": "bench"], source: "bench",
+                    project: world.project.key, priority: .critical)
                 settled.expect(clear.messageID)
                 _ = try await bus.publish(clear, to: Channels.system(world.project))
                 _ = await settled.wait()

@@ -76,9 +76,12 @@ public struct SoakBenchmark: Sendable {
                 try? await publisherLoop.shutdownGracefully()
             }
         }
-        return try await world.withOrchestrator(client.configuration, consumer: "bench-soak", logger: logger, hooks: EventDispatcher.Hooks(
-            acknowledged: { acknowledged.add($0.count) }
-        )) { _, bus in
+        return try await world.withOrchestrator(
+            client.configuration, consumer: "bench-soak", logger: logger,
+            hooks: EventDispatcher.Hooks(
+                acknowledged: { acknowledged.add($0.count) }
+            )
+        ) { _, bus in
             try await withTaskExecutorPreference(EventLoopTaskExecutor(publisherLoop.next())) {
                 try await self.publish(world: world, bus: bus, publisher: publisher, acknowledged: acknowledged, warmup: warmup)
             }
@@ -140,9 +143,11 @@ public struct SoakBenchmark: Sendable {
 
     /// Round `round`'s session (round 0 is the world's own): fresh stories `R{round}-S-{k}`.
     func createRound(_ round: Int, world: BenchWorld) throws {
-        _ = try world.store.createSession(project: world.project.key, wave: round, stories: (0..<self.storiesPerRound).map {
-            NewStory(id: "R\(round)-S-\($0)", title: "R\(round)-S-\($0)", domain: "backend", agent: "BE-1")
-        }, budgetUSD: 1_000_000)
+        _ = try world.store.createSession(
+            project: world.project.key, wave: round,
+            stories: (0..<self.storiesPerRound).map {
+                NewStory(id: "R\(round)-S-\($0)", title: "R\(round)-S-\($0)", domain: "backend", agent: "BE-1")
+            }, budgetUSD: 1_000_000)
     }
 
     /// Signal `index` of a round: gate `index / stories` of story `index % stories`, passing.
@@ -155,8 +160,9 @@ public struct SoakBenchmark: Sendable {
     /// This process's resident memory (`VmRSS` in `/proc/self/status`), MiB.
     static func residentMegabytes() -> Double {
         guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
-              let kilobytes = line.split(separator: " ").compactMap({ Double($0) }).first else { return 0 }
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+            let kilobytes = line.split(separator: " ").compactMap({ Double($0) }).first
+        else { return 0 }
         return kilobytes / 1024
     }
 }

@@ -83,10 +83,13 @@ public struct StoreBenchmark: Sendable {
                 for story in session.stories {
                     guard messages.count < self.transitions else { return messages }
                     let role = owners[gate]
-                    messages.append(IncomingEvent(
-                        messageID: MessageID.makeTimeOrdered(), eventType: "gate.passed", source: "\(role.uppercased())-1", sessionID: session.id, storyID: story,
-                        event: .gateResult(GateResultInput(gate: try GateID(gate), payload: ["result": "pass"], senderRole: role, agentID: "\(role.uppercased())-1"))
-                    ))
+                    messages.append(
+                        IncomingEvent(
+                            messageID: MessageID.makeTimeOrdered(), eventType: "gate.passed", source: "\(role.uppercased())-1", sessionID: session.id,
+                            storyID: story,
+                            event: .gateResult(
+                                GateResultInput(gate: try GateID(gate), payload: ["result": "pass"], senderRole: role, agentID: "\(role.uppercased())-1"))
+                        ))
                 }
             }
         }
@@ -98,7 +101,8 @@ public struct StoreBenchmark: Sendable {
         configuration.parallelLimit = self.storiesPerSession
         var quiet = logger
         quiet.logLevel = .warning
-        let store = try SQLiteStore(location: StoreLocation(path: path), synchronous: self.synchronous, engine: StoryEngine(configuration: configuration), logger: quiet)
+        let store = try SQLiteStore(
+            location: StoreLocation(path: path), synchronous: self.synchronous, engine: StoryEngine(configuration: configuration), logger: quiet)
         let sessions = try self.startStories(store)
         let clock = ContinuousClock()
         let messages = try self.messages(sessions: sessions)
@@ -132,7 +136,8 @@ public struct StoreBenchmark: Sendable {
             let count = min(self.storiesPerSession, storiesNeeded - made)
             let ids = (made..<(made + count)).map { "S-\($0)" }
             let project = "bench-\(sessions.count)"
-            let session = try store.createSession(project: project, wave: 0, stories: ids.map { NewStory(id: $0, title: $0, domain: "backend", agent: "BE-1") }, budgetUSD: 1_000)
+            let session = try store.createSession(
+                project: project, wave: 0, stories: ids.map { NewStory(id: $0, title: $0, domain: "backend", agent: "BE-1") }, budgetUSD: 1_000)
             _ = try store.startNextSession(project: project)
             _ = try store.startReadyStories(session: session.id)
             sessions.append((session.id, ids))
@@ -150,7 +155,8 @@ public struct StoreBenchmark: Sendable {
         quiet.logLevel = .warning
         var configuration = EngineConfiguration.standard
         configuration.parallelLimit = self.storiesPerSession
-        let store = try SQLiteStore(location: StoreLocation(path: path), synchronous: self.synchronous, engine: StoryEngine(configuration: configuration), logger: quiet)
+        let store = try SQLiteStore(
+            location: StoreLocation(path: path), synchronous: self.synchronous, engine: StoryEngine(configuration: configuration), logger: quiet)
         _ = try self.startStories(store)
         let pool = try self.rawPool(path)
         let rows = try pool.read { db in try Row.fetchAll(db, sql: "SELECT id, session_id, story_id, version FROM wave_story_executions ORDER BY rowid") }
@@ -159,18 +165,22 @@ public struct StoreBenchmark: Sendable {
         var seq = try pool.read { db in try Int.fetchOne(db, sql: "SELECT COALESCE(MAX(seq), 0) FROM wave_checkpoints") } ?? 0
         let ids = (0..<self.transitions).map { _ in StoreIDs.make() }
         let messageIDs = (0..<self.transitions).map { _ in MessageID.makeTimeOrdered() }
-        let metadata = #"{"block_reason":null,"current_gate":"gate-3","dependencies":[],"dev_early_failures":{},"dev_progress":{"be":3},"dev_roles":["be"],"gate_failures":{},"next_attempt_at":null,"planned":false,"story":{},"total_retries":0}"#
+        let metadata =
+            #"{"block_reason":null,"current_gate":"gate-3","dependencies":[],"dev_early_failures":{},"dev_progress":{"be":3},"dev_roles":["be"],"gate_failures":{},"next_attempt_at":null,"planned":false,"story":{},"total_retries":0}"#
         let state = #"{"ac_passed":0,"ac_total":0,"gate":"gate-3","role":"be","status":"passed","timestamp":"2026-11-26T01:09:33.010191Z"}"#
         let now = "2026-11-26 01:09:33.010191"
         return try self.commitLoop(pool, batch: batch) { db, range in
-            let update = try db.cachedStatement(sql: "UPDATE wave_story_executions SET current_gate = ?, version = ?, metadata = ?, updated_at = ? WHERE id = ? AND version = ?")
-            let checkpoint = try db.cachedStatement(sql: """
-                INSERT INTO wave_checkpoints (id, session_id, checkpoint_type, checkpoint_name, story_id, gate, state, agent_id, parent_checkpoint_id, created_at, seq, superseded)
-                VALUES (?, ?, 'gate', 'gate passed', ?, ?, ?, 'BE-1', ?, ?, ?, 0)
-                """)
-            let ledger = try db.cachedStatement(sql: """
-                INSERT INTO wave_processed_messages (message_id, session_id, story_id, event_type, outcome, applied_at) VALUES (?, ?, ?, 'gate.passed', 'applied', ?)
-                """)
+            let update = try db.cachedStatement(
+                sql: "UPDATE wave_story_executions SET current_gate = ?, version = ?, metadata = ?, updated_at = ? WHERE id = ? AND version = ?")
+            let checkpoint = try db.cachedStatement(
+                sql: """
+                    INSERT INTO wave_checkpoints (id, session_id, checkpoint_type, checkpoint_name, story_id, gate, state, agent_id, parent_checkpoint_id, created_at, seq, superseded)
+                    VALUES (?, ?, 'gate', 'gate passed', ?, ?, ?, 'BE-1', ?, ?, ?, 0)
+                    """)
+            let ledger = try db.cachedStatement(
+                sql: """
+                    INSERT INTO wave_processed_messages (message_id, session_id, story_id, event_type, outcome, applied_at) VALUES (?, ?, ?, 'gate.passed', 'applied', ?)
+                    """)
             for i in range {
                 let k = i % rows.count
                 let gate = "gate-\(i / rows.count)"
@@ -189,10 +199,11 @@ public struct StoreBenchmark: Sendable {
         let pool = try self.rawPool(path)
         let stories = (self.transitions + 7) / 8
         try pool.write { db in
-            try db.execute(sql: """
-                CREATE TABLE raw_story (id INTEGER PRIMARY KEY, gate INTEGER NOT NULL, version INTEGER NOT NULL);
-                CREATE TABLE raw_checkpoint (id INTEGER PRIMARY KEY AUTOINCREMENT, story INTEGER NOT NULL, gate INTEGER NOT NULL, state TEXT NOT NULL);
-                """)
+            try db.execute(
+                sql: """
+                    CREATE TABLE raw_story (id INTEGER PRIMARY KEY, gate INTEGER NOT NULL, version INTEGER NOT NULL);
+                    CREATE TABLE raw_checkpoint (id INTEGER PRIMARY KEY AUTOINCREMENT, story INTEGER NOT NULL, gate INTEGER NOT NULL, state TEXT NOT NULL);
+                    """)
             for id in 0..<stories { try db.execute(sql: "INSERT INTO raw_story VALUES (?, 0, 0)", arguments: [id]) }
         }
         return try self.commitLoop(pool, batch: batch) { db, range in
@@ -213,7 +224,9 @@ public struct StoreBenchmark: Sendable {
         var configuration = Configuration()
         configuration.busyMode = .timeout(5)
         let synchronous = self.synchronous.rawValue
-        configuration.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = \(synchronous); PRAGMA wal_autocheckpoint = 10000; PRAGMA cache_size = -65536") }
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = \(synchronous); PRAGMA wal_autocheckpoint = 10000; PRAGMA cache_size = -65536")
+        }
         return try DatabasePool(path: path, configuration: configuration)
     }
 

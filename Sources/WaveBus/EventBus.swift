@@ -303,7 +303,10 @@ public struct Deliveries: AsyncSequence, Sendable {
         /// stopped. Never empty.
         public mutating func nextBatch() async -> [Delivery]? {
             if self.index < self.buffer.count {
-                defer { self.buffer = []; self.index = 0 }
+                defer {
+                    self.buffer = []
+                    self.index = 0
+                }
                 return Array(self.buffer[self.index...])
             }
             while true {

@@ -228,14 +228,16 @@ public actor InMemoryEventBus: EventBus {
     @discardableResult
     public func renew(_ delivery: Delivery) async throws -> Bool {
         guard let id = EntryID(delivery.id), var pending = self.streams[delivery.stream]?.groups[delivery.group]?.pending[id],
-              pending.consumer == delivery.consumer else { return false }
+            pending.consumer == delivery.consumer
+        else { return false }
         pending.lastDelivered = ContinuousClock.now
         self.streams[delivery.stream]?.groups[delivery.group]?.pending[id] = pending
         return true
     }
 
     public func deadLetter(_ delivery: Delivery, reason: String) async throws {
-        self.writeDeadLetter(fields: delivery.fields, id: delivery.id, stream: delivery.stream, group: delivery.group, reason: reason, handlerRuns: delivery.deliveryCount)
+        self.writeDeadLetter(
+            fields: delivery.fields, id: delivery.id, stream: delivery.stream, group: delivery.group, reason: reason, handlerRuns: delivery.deliveryCount)
         try await self.acknowledge([delivery])
     }
 
@@ -293,8 +295,9 @@ public actor InMemoryEventBus: EventBus {
     private func judge(_ raw: Raw, _ options: ConsumerOptions) -> Delivery? {
         switch Judgement.judge(fields: raw.fields, stream: raw.stream, id: raw.id.text, deliveryCount: raw.deliveries, options: options) {
         case .deliver(let envelope, let task):
-            return Delivery(stream: raw.stream, id: raw.id.text, group: options.group, consumer: options.consumer,
-                            envelope: envelope, task: task, deliveryCount: raw.deliveries, fields: raw.fields)
+            return Delivery(
+                stream: raw.stream, id: raw.id.text, group: options.group, consumer: options.consumer,
+                envelope: envelope, task: task, deliveryCount: raw.deliveries, fields: raw.fields)
         case .deadLetter(let reason, let runs):
             self.writeDeadLetter(fields: raw.fields, id: raw.id.text, stream: raw.stream, group: options.group, reason: reason, handlerRuns: runs)
             self.streams[raw.stream]?.groups[options.group]?.pending[raw.id] = nil

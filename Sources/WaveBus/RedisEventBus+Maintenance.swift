@@ -56,7 +56,10 @@ extension RedisEventBus {
         // The group has read up to its last-delivered id; if that is older than the first entry
         // still in the stream, the entries in between were removed before the group read them.
         let oldest = streamInfo.length > 0 ? (streamInfo.recordedFirstEntryID ?? streamInfo.lastGeneratedID) : nil
-        let gap = oldest.map { StreamPosition(info.lastDeliveredID) < StreamPosition($0) && StreamPosition(info.lastDeliveredID) < StreamPosition(streamInfo.lastGeneratedID) }
+        let gap =
+            oldest.map {
+                StreamPosition(info.lastDeliveredID) < StreamPosition($0) && StreamPosition(info.lastDeliveredID) < StreamPosition(streamInfo.lastGeneratedID)
+            }
             ?? (StreamPosition(info.lastDeliveredID) < StreamPosition(streamInfo.lastGeneratedID))
         return self.ledger.state.withLock { state in
             let known = max(info.entriesRead ?? 0, state.positions[key] ?? 0)
@@ -178,6 +181,7 @@ extension RedisEventBus {
 
     public var health: BusHealth {
         let counters = self.counters
-        return BusHealth(kind: "redis", circuit: self.client.breaker.state.rawValue, trimmedUnread: counters.trimmedUnreadTotal, vanished: counters.vanishedTotal)
+        return BusHealth(
+            kind: "redis", circuit: self.client.breaker.state.rawValue, trimmedUnread: counters.trimmedUnreadTotal, vanished: counters.vanishedTotal)
     }
 }

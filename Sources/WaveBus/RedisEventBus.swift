@@ -1,6 +1,6 @@
 import Logging
-import Synchronization
 import RESP
+import Synchronization
 import WaveProtocol
 import WaveRedis
 
@@ -126,7 +126,8 @@ public struct RedisEventBus: EventBus {
         } catch let error as RedisClientError where error.serverMessage?.contains("no such key") == true {
             return nil
         }
-        let pending = info.pending > 0
+        let pending =
+            info.pending > 0
             ? try await self.client.send(XPendingCommand(stream, group: group, count: max(count, info.pending))).map(\.id)
             : []
         let start = pending.min(by: { StreamPosition($0) < StreamPosition($1) }) ?? "(\(info.lastDeliveredID)"
@@ -181,9 +182,10 @@ public struct RedisEventBus: EventBus {
     public func unacknowledged(stream: String, group: String, count: Int, fields names: [String]) async throws -> [[String?]] {
         guard let range = try await self.unacknowledgedRange(stream: stream, group: group, count: count) else { return [] }
         let (pending, start) = (range.pending, range.start)
-        let reply = try await self.client.send(EvalCommand(
-            script: Self.projectionScript, keys: [stream],
-            arguments: [start, range.lastDelivered, String(count), String(names.count)] + names + pending))
+        let reply = try await self.client.send(
+            EvalCommand(
+                script: Self.projectionScript, keys: [stream],
+                arguments: [start, range.lastDelivered, String(count), String(names.count)] + names + pending))
         let rows = try [String](fromRESP: reply)
         return rows.map { row in
             row.split(separator: "\u{1F}", omittingEmptySubsequences: false).map { $0 == "\u{1E}" ? nil : String($0) }
@@ -207,8 +209,10 @@ public struct RedisEventBus: EventBus {
 
     @discardableResult
     public func renew(_ delivery: Delivery) async throws -> Bool {
-        let reply = try await self.client.send(EvalCommand(script: Self.renewScript, keys: [delivery.stream],
-                                                           arguments: [delivery.group, delivery.consumer, delivery.id]))
+        let reply = try await self.client.send(
+            EvalCommand(
+                script: Self.renewScript, keys: [delivery.stream],
+                arguments: [delivery.group, delivery.consumer, delivery.id]))
         return try Int(fromRESP: reply) == 1
     }
 
@@ -238,7 +242,8 @@ public struct RedisEventBus: EventBus {
     }
 
     public func deadLetter(_ delivery: Delivery, reason: String) async throws {
-        try await self.writeDeadLetter(fields: delivery.fields, id: delivery.id, stream: delivery.stream, group: delivery.group, reason: reason, handlerRuns: delivery.deliveryCount)
+        try await self.writeDeadLetter(
+            fields: delivery.fields, id: delivery.id, stream: delivery.stream, group: delivery.group, reason: reason, handlerRuns: delivery.deliveryCount)
     }
 
     /// Writes the dead letter, and only when that succeeded acknowledges the original.
@@ -266,9 +271,11 @@ public struct RedisEventBus: EventBus {
             } catch let error as RedisClientError where error.isConnectionFailure || error.code == .connectionFailed || error.code == .circuitOpen {
                 // Redis is away: the read loop reconnects with backoff and creates the group
                 // when its read says it is missing (NOGROUP), so consuming starts when Redis is back.
-                self.logger.warning("Redis unreachable while joining the group; consuming starts when it is back", metadata: [
-                    "wave.stream": "\(stream)", "wave.group": "\(options.group)", "wave.error": "\(error)",
-                ])
+                self.logger.warning(
+                    "Redis unreachable while joining the group; consuming starts when it is back",
+                    metadata: [
+                        "wave.stream": "\(stream)", "wave.group": "\(options.group)", "wave.error": "\(error)",
+                    ])
             }
         }
         let (ownPendingReadOnce, ownPendingRead) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
@@ -302,26 +309,28 @@ public struct RedisEventBus: EventBus {
                     // Replies resume on the connection's event loop: no thread hop between a
                     // reply and its delivery.
                     try await withTaskExecutorPreference(EventLoopTaskExecutor(connection.eventLoop)) {
-                    try await self.readOwnPending(options, connection, sink)
-                    ownPendingRead.yield()
-                    while !Task.isCancelled {
-                        let reply = try await connection.send(EnvelopeReadGroup(base:
-                            XReadGroupCommand(
-                                group: options.group, consumer: options.consumer,
-                                streams: options.streams.map { ($0, ">") }, count: options.batchSize, block: options.blockTime
-                            )
-                        ))
-                        var batch: [Delivery] = []
-                        for (stream, entries) in reply {
-                            if let last = entries.last { lastSeen.withLock { $0[stream] = last.id } }
-                            batch.reserveCapacity(batch.count + entries.count)
-                            for entry in entries {
-                                if let delivery = try await self.judge(stream: stream, entry: entry, deliveries: 1, options) { batch.append(delivery) }
+                        try await self.readOwnPending(options, connection, sink)
+                        ownPendingRead.yield()
+                        while !Task.isCancelled {
+                            let reply = try await connection.send(
+                                EnvelopeReadGroup(
+                                    base:
+                                        XReadGroupCommand(
+                                            group: options.group, consumer: options.consumer,
+                                            streams: options.streams.map { ($0, ">") }, count: options.batchSize, block: options.blockTime
+                                        )
+                                ))
+                            var batch: [Delivery] = []
+                            for (stream, entries) in reply {
+                                if let last = entries.last { lastSeen.withLock { $0[stream] = last.id } }
+                                batch.reserveCapacity(batch.count + entries.count)
+                                for entry in entries {
+                                    if let delivery = try await self.judge(stream: stream, entry: entry, deliveries: 1, options) { batch.append(delivery) }
+                                }
                             }
+                            self.noteSequences(batch, sequences)
+                            await sink.send(batch)
                         }
-                        self.noteSequences(batch, sequences)
-                        await sink.send(batch)
-                    }
                     }
                 }
             } catch {
@@ -333,8 +342,9 @@ public struct RedisEventBus: EventBus {
                     // Never `$`, which would skip what was published while the group was missing.
                     let seen = lastSeen.withLock { $0 }
                     sequences.withLock { all in for stream in options.streams { all[stream, default: SenderSequences()].lost() } }
-                    self.logger.warning("consumer group missing (Redis restarted empty or the group was deleted); creating it again after the last entry read",
-                                        metadata: ["wave.group": "\(options.group)", "wave.last_read": "\(seen)"])
+                    self.logger.warning(
+                        "consumer group missing (Redis restarted empty or the group was deleted); creating it again after the last entry read",
+                        metadata: ["wave.group": "\(options.group)", "wave.last_read": "\(seen)"])
                     for stream in options.streams {
                         try? await self.createGroup(options.group, on: stream, start: seen[stream].map { .after($0) } ?? .beginning)
                     }
@@ -363,9 +373,11 @@ public struct RedisEventBus: EventBus {
         }
         for (stream, gap) in gaps {
             self.ledger.state.withLock { $0.counters.vanished[stream, default: 0] += gap.count }
-            self.logger.warning("entries vanished with Redis before they were read: the sender's seq \(gap.first)…\(gap.last) never arrived", metadata: [
-                "wave.stream": "\(stream)", "wave.source": "\(gap.source)", "wave.count": "\(gap.count)",
-            ])
+            self.logger.warning(
+                "entries vanished with Redis before they were read: the sender's seq \(gap.first)…\(gap.last) never arrived",
+                metadata: [
+                    "wave.stream": "\(stream)", "wave.source": "\(gap.source)", "wave.count": "\(gap.count)",
+                ])
         }
     }
 
@@ -373,12 +385,16 @@ public struct RedisEventBus: EventBus {
         for stream in options.streams {
             var after = "0"
             while true {
-                let reply = try await connection.send(EnvelopeReadGroup(base:
-                    XReadGroupCommand(group: options.group, consumer: options.consumer, streams: [(stream, after)], count: options.batchSize)
-                ))
+                let reply = try await connection.send(
+                    EnvelopeReadGroup(
+                        base:
+                            XReadGroupCommand(group: options.group, consumer: options.consumer, streams: [(stream, after)], count: options.batchSize)
+                    ))
                 let entries = reply.first(where: { $0.stream == stream })?.entries ?? []
                 guard let last = entries.last else { break }
-                let counts = try await self.deliveryCounts(stream: stream, options: options, from: entries[0].id, to: last.id, count: entries.count, consumer: options.consumer, connection: connection)
+                let counts = try await self.deliveryCounts(
+                    stream: stream, options: options, from: entries[0].id, to: last.id, count: entries.count, consumer: options.consumer, connection: connection
+                )
                 var batch: [Delivery] = []
                 for entry in entries {
                     if entry.isDeleted {
@@ -415,7 +431,8 @@ public struct RedisEventBus: EventBus {
         var cursor = "0-0"
         repeat {
             let reply = try await self.client.send(
-                XAutoClaimCommand(stream, group: options.group, consumer: options.consumer, minIdle: options.reclaimAfter, start: cursor, count: options.batchSize)
+                XAutoClaimCommand(
+                    stream, group: options.group, consumer: options.consumer, minIdle: options.reclaimAfter, start: cursor, count: options.batchSize)
             )
             if !reply.deletedIDs.isEmpty {
                 self.ledger.state.withLock { $0.counters.deletedWhilePending += reply.deletedIDs.count }
@@ -426,7 +443,9 @@ public struct RedisEventBus: EventBus {
             }
             if let first = reply.entries.first, let last = reply.entries.last {
                 let counts = try await self.client.withConnection { connection in
-                    try await self.deliveryCounts(stream: stream, options: options, from: first.id, to: last.id, count: reply.entries.count, consumer: options.consumer, connection: connection)
+                    try await self.deliveryCounts(
+                        stream: stream, options: options, from: first.id, to: last.id, count: reply.entries.count, consumer: options.consumer,
+                        connection: connection)
                 }
                 var batch: [Delivery] = []
                 for entry in reply.entries {
@@ -438,15 +457,19 @@ public struct RedisEventBus: EventBus {
         } while cursor != "0-0" && !Task.isCancelled
     }
 
-    private func deliveryCounts(stream: String, options: ConsumerOptions, from: String, to: String, count: Int, consumer: String, connection: RedisConnection) async throws -> [String: Int] {
-        let pending = try await connection.send(XPendingCommand(stream, group: options.group, start: from, end: to, count: max(count, 1) * 2, consumer: consumer))
+    private func deliveryCounts(
+        stream: String, options: ConsumerOptions, from: String, to: String, count: Int, consumer: String, connection: RedisConnection
+    ) async throws -> [String: Int] {
+        let pending = try await connection.send(
+            XPendingCommand(stream, group: options.group, start: from, end: to, count: max(count, 1) * 2, consumer: consumer))
         return Dictionary(pending.map { ($0.id, $0.deliveryCount) }, uniquingKeysWith: { a, _ in a })
     }
 
     /// ``judge(stream:entry:deliveries:_:)`` for an entry claimed with `XAUTOCLAIM`.
     private func judge(stream: String, entry: StreamEntry, deliveries: Int, _ options: ConsumerOptions) async throws -> Delivery? {
-        try await self.judge(stream: stream, entry: BusReadEntry(id: entry.id, fields: entry.fields.map { StreamField($0.name, $0.value) }, isDeleted: entry.isDeleted),
-                             deliveries: deliveries, options)
+        try await self.judge(
+            stream: stream, entry: BusReadEntry(id: entry.id, fields: entry.fields.map { StreamField($0.name, $0.value) }, isDeleted: entry.isDeleted),
+            deliveries: deliveries, options)
     }
 
     /// The delivery for an entry, or `nil` when it was dead-lettered instead.
@@ -454,8 +477,9 @@ public struct RedisEventBus: EventBus {
         let fields = entry.fields
         switch Judgement.judge(fields: fields, stream: stream, id: entry.id, deliveryCount: deliveries, options: options) {
         case .deliver(let envelope, let task):
-            return Delivery(stream: stream, id: entry.id, group: options.group, consumer: options.consumer,
-                            envelope: envelope, task: task, deliveryCount: deliveries, fields: fields)
+            return Delivery(
+                stream: stream, id: entry.id, group: options.group, consumer: options.consumer,
+                envelope: envelope, task: task, deliveryCount: deliveries, fields: fields)
         case .deadLetter(let reason, let runs):
             try await self.writeDeadLetter(fields: fields, id: entry.id, stream: stream, group: options.group, reason: reason, handlerRuns: runs)
             return nil

@@ -43,7 +43,8 @@ struct AgentsCommand: AsyncParsableCommand {
         var agents: [String: Agent] = [:]
         for entry in entries {  // oldest first: later signals overwrite
             guard let envelope = try? Envelope(decoding: entry.fields, stream: Channels.signals(name), entryID: entry.id),
-                  let id = envelope.agentID, let role = envelope.senderRole() else { continue }
+                let id = envelope.agentID, let role = envelope.senderRole()
+            else { continue }
             var agent = agents[id] ?? Agent(agent_id: id, role: role, status: "seen", last_seen: "", current_task: nil, last_event: "")
             agent.last_seen = envelope.timestamp?.description ?? entry.id
             agent.last_event = envelope.eventType.rawValue
@@ -63,13 +64,18 @@ struct AgentsCommand: AsyncParsableCommand {
         }
         let roster = agents.values.sorted { $0.agent_id < $1.agent_id }
         if self.global.json {
-            struct Output: Encodable { var project: String; var agents: [Agent] }
+            struct Output: Encodable {
+                var project: String
+                var agents: [Agent]
+            }
             print(try JSONOutput.line(Output(project: self.project, agents: roster)))
             return
         }
         if roster.isEmpty { print("no agent has signalled on \(Channels.signals(name)) (in the newest \(self.count) entries)") }
         for agent in roster {
-            print("\(agent.agent_id.padding(toLength: 10, withPad: " ", startingAt: 0)) \(agent.role.padding(toLength: 4, withPad: " ", startingAt: 0)) \(agent.status.padding(toLength: 6, withPad: " ", startingAt: 0)) last seen \(agent.last_seen) (\(agent.last_event))\(agent.current_task.map { ", task \($0)" } ?? "")")
+            print(
+                "\(agent.agent_id.padding(toLength: 10, withPad: " ", startingAt: 0)) \(agent.role.padding(toLength: 4, withPad: " ", startingAt: 0)) \(agent.status.padding(toLength: 6, withPad: " ", startingAt: 0)) last seen \(agent.last_seen) (\(agent.last_event))\(agent.current_task.map { ", task \($0)" } ?? "")"
+            )
         }
     }
 }

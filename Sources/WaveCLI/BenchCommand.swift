@@ -46,12 +46,15 @@ struct RedisBench: AsyncParsableCommand {
                 BenchTable.render(
                     title: "wave bench redis (\(configuration.redactedURL))",
                     rows: [
-                        .init("XADD, 32 in flight (/s)", wave: result.xadd_pipelined_per_s, raw: result.xadd_pipelined_per_s_redis_benchmark,
-                              ratio: result.xadd_ratio, bar: "≥ 0.70", meets: result.xadd_ratio >= 0.70),
-                        .init("XADD, batches of 32 (/s)", wave: result.xadd_batch32_per_s, raw: result.xadd_pipelined_per_s_redis_benchmark,
-                              ratio: rounded(result.xadd_batch32_per_s / max(1, result.xadd_pipelined_per_s_redis_benchmark)), bar: "", meets: nil),
-                        .init("PING p50 (ms)", wave: result.rtt_p50_ms, raw: result.rtt_p50_ms_redis_benchmark,
-                              ratio: result.rtt_p50_ratio, bar: "≤ 1.5", meets: result.rtt_p50_ratio <= 1.5),
+                        .init(
+                            "XADD, 32 in flight (/s)", wave: result.xadd_pipelined_per_s, raw: result.xadd_pipelined_per_s_redis_benchmark,
+                            ratio: result.xadd_ratio, bar: "≥ 0.70", meets: result.xadd_ratio >= 0.70),
+                        .init(
+                            "XADD, batches of 32 (/s)", wave: result.xadd_batch32_per_s, raw: result.xadd_pipelined_per_s_redis_benchmark,
+                            ratio: rounded(result.xadd_batch32_per_s / max(1, result.xadd_pipelined_per_s_redis_benchmark)), bar: "", meets: nil),
+                        .init(
+                            "PING p50 (ms)", wave: result.rtt_p50_ms, raw: result.rtt_p50_ms_redis_benchmark,
+                            ratio: result.rtt_p50_ratio, bar: "≤ 1.5", meets: result.rtt_p50_ratio <= 1.5),
                         .init("PING p99 (ms)", wave: result.rtt_p99_ms, raw: nil, ratio: nil, bar: "", meets: nil),
                         .init("PING p50, pooled client (ms)", wave: result.rtt_p50_ms_pooled, raw: nil, ratio: nil, bar: "", meets: nil),
                         .init("PING p99, pooled client (ms)", wave: result.rtt_p99_ms_pooled, raw: nil, ratio: nil, bar: "", meets: nil),
@@ -144,10 +147,16 @@ struct BusBench: AsyncParsableCommand {
                 BenchTable.render(
                     title: "wave bench bus (\(configuration.redactedURL))",
                     rows: [
-                        .init("delivery p50 (ms)", wave: result.delivery_p50_ms, raw: result.ping_p50_ms, ratio: rounded(result.delivery_p50_ms / max(result.ping_p50_ms, 0.001)), bar: "", meets: nil),
-                        .init("delivery p99 (ms)", wave: result.delivery_p99_ms, raw: result.ping_p50_ms, ratio: result.delivery_p99_ratio, bar: "≤ 5", meets: result.delivery_p99_ratio <= 5),
+                        .init(
+                            "delivery p50 (ms)", wave: result.delivery_p50_ms, raw: result.ping_p50_ms,
+                            ratio: rounded(result.delivery_p50_ms / max(result.ping_p50_ms, 0.001)), bar: "", meets: nil),
+                        .init(
+                            "delivery p99 (ms)", wave: result.delivery_p99_ms, raw: result.ping_p50_ms, ratio: result.delivery_p99_ratio, bar: "≤ 5",
+                            meets: result.delivery_p99_ratio <= 5),
                         .init("delivery max (ms)", wave: result.delivery_max_ms, raw: nil, ratio: nil, bar: "", meets: nil),
-                        .init("burst (/s)", wave: result.burst_per_s, raw: result.xadd_pipelined_per_s_redis_benchmark, ratio: result.burst_ratio, bar: "≥ 0.30", meets: result.burst_ratio >= 0.30),
+                        .init(
+                            "burst (/s)", wave: result.burst_per_s, raw: result.xadd_pipelined_per_s_redis_benchmark, ratio: result.burst_ratio, bar: "≥ 0.30",
+                            meets: result.burst_ratio >= 0.30),
                         .init("burst lost", wave: Double(result.burst_lost), raw: nil, ratio: nil, bar: "0", meets: result.burst_lost == 0),
                     ]
                 )
@@ -202,12 +211,16 @@ struct StoreBench: AsyncParsableCommand {
             BenchTable.render(
                 title: "wave bench store (SQLite, synchronous=\(result.synchronous), \(result.transitions) transitions per mode)",
                 rows: [
-                    .init("transitions/s, 1 per commit", wave: result.single_per_s, raw: result.raw_single_per_s, ratio: result.single_ratio, bar: "≥ 0.25",
-                          meets: result.single_ratio >= 0.25 && result.single_per_s >= 5_000),
-                    .init("transitions/s, \(result.batch) per commit", wave: result.batched_per_s, raw: result.raw_batched_per_s, ratio: result.batched_ratio, bar: "≥ 0.25",
-                          meets: result.batched_ratio >= 0.25 && result.batched_per_s >= 30_000),
-                    .init("floor: same rows, raw loop", wave: result.schema_floor_batched_per_s, raw: result.raw_batched_per_s,
-                          ratio: result.schema_floor_ratio, bar: "(the ceiling)", meets: nil),
+                    .init(
+                        "transitions/s, 1 per commit", wave: result.single_per_s, raw: result.raw_single_per_s, ratio: result.single_ratio, bar: "≥ 0.25",
+                        meets: result.single_ratio >= 0.25 && result.single_per_s >= 5_000),
+                    .init(
+                        "transitions/s, \(result.batch) per commit", wave: result.batched_per_s, raw: result.raw_batched_per_s, ratio: result.batched_ratio,
+                        bar: "≥ 0.25",
+                        meets: result.batched_ratio >= 0.25 && result.batched_per_s >= 30_000),
+                    .init(
+                        "floor: same rows, raw loop", wave: result.schema_floor_batched_per_s, raw: result.raw_batched_per_s,
+                        ratio: result.schema_floor_ratio, bar: "(the ceiling)", meets: nil),
                 ]
             )
         )
@@ -245,15 +258,23 @@ struct LatencyBench: AsyncParsableCommand {
             print(try JSONOutput.line(result))
             return
         }
-        print(BenchTable.render(title: "wave bench latency (\(configuration.redactedURL), \(result.signals) signals)", rows: [
-            .init("handler p50 (ms)", wave: result.handler_p50_ms, raw: result.ping_p50_ms, ratio: result.handler_p50_ratio, bar: "≤ 2.5", meets: result.handler_p50_ratio <= 2.5),
-            .init("handler p99 (ms)", wave: result.handler_p99_ms, raw: result.ping_p50_ms, ratio: result.handler_p99_ratio, bar: "≤ 5", meets: result.handler_p99_ratio <= 5),
-            .init("handler max (ms)", wave: result.handler_max_ms, raw: nil, ratio: nil, bar: "", meets: nil),
-            .init("committed p50 (ms)", wave: result.committed_p50_ms, raw: result.raw_commit_p50_ms, ratio: nil, bar: "", meets: nil),
-            .init("committed p99 (ms)", wave: result.committed_p99_ms, raw: result.raw_commit_p99_ms, ratio: nil, bar: "≤ \(result.committed_p99_bar_ms)",
-                  meets: result.committed_p99_ms <= result.committed_p99_bar_ms),
-            .init("committed max (ms)", wave: result.committed_max_ms, raw: nil, ratio: nil, bar: "", meets: nil),
-        ]))
+        print(
+            BenchTable.render(
+                title: "wave bench latency (\(configuration.redactedURL), \(result.signals) signals)",
+                rows: [
+                    .init(
+                        "handler p50 (ms)", wave: result.handler_p50_ms, raw: result.ping_p50_ms, ratio: result.handler_p50_ratio, bar: "≤ 2.5",
+                        meets: result.handler_p50_ratio <= 2.5),
+                    .init(
+                        "handler p99 (ms)", wave: result.handler_p99_ms, raw: result.ping_p50_ms, ratio: result.handler_p99_ratio, bar: "≤ 5",
+                        meets: result.handler_p99_ratio <= 5),
+                    .init("handler max (ms)", wave: result.handler_max_ms, raw: nil, ratio: nil, bar: "", meets: nil),
+                    .init("committed p50 (ms)", wave: result.committed_p50_ms, raw: result.raw_commit_p50_ms, ratio: nil, bar: "", meets: nil),
+                    .init(
+                        "committed p99 (ms)", wave: result.committed_p99_ms, raw: result.raw_commit_p99_ms, ratio: nil, bar: "≤ \(result.committed_p99_bar_ms)",
+                        meets: result.committed_p99_ms <= result.committed_p99_bar_ms),
+                    .init("committed max (ms)", wave: result.committed_max_ms, raw: nil, ratio: nil, bar: "", meets: nil),
+                ]))
     }
 }
 
@@ -290,16 +311,23 @@ struct ThroughputBench: AsyncParsableCommand {
             print(try JSONOutput.line(result))
             return
         }
-        print(BenchTable.render(title: "wave bench throughput (\(configuration.redactedURL), \(result.signals) signals per phase)", rows: [
-            .init("A: dispatched, no-op (/s)", wave: result.dispatched_per_s, raw: result.xadd_pipelined_per_s_redis_benchmark, ratio: result.dispatched_ratio, bar: "≥ 0.30",
-                  meets: result.dispatched_ratio >= 0.30),
-            .init("A: committed, real (/s)", wave: result.committed_per_s, raw: result.raw_batched_commits_per_s, ratio: result.committed_ratio, bar: "≥ 0.25",
-                  meets: result.committed_ratio >= 0.25),
-            .init("B: publisher (/s)", wave: result.publisher_per_s, raw: nil, ratio: nil, bar: "", meets: nil),
-            .init("B: handled", wave: Double(result.handled), raw: nil, ratio: nil, bar: "", meets: nil),
-            .init("B: trimmed unread", wave: Double(result.trimmed_unread), raw: nil, ratio: nil, bar: "", meets: nil),
-            .init("B: lost", wave: Double(result.lost), raw: nil, ratio: nil, bar: "0", meets: result.lost == 0),
-        ]))
+        print(
+            BenchTable.render(
+                title: "wave bench throughput (\(configuration.redactedURL), \(result.signals) signals per phase)",
+                rows: [
+                    .init(
+                        "A: dispatched, no-op (/s)", wave: result.dispatched_per_s, raw: result.xadd_pipelined_per_s_redis_benchmark,
+                        ratio: result.dispatched_ratio, bar: "≥ 0.30",
+                        meets: result.dispatched_ratio >= 0.30),
+                    .init(
+                        "A: committed, real (/s)", wave: result.committed_per_s, raw: result.raw_batched_commits_per_s, ratio: result.committed_ratio,
+                        bar: "≥ 0.25",
+                        meets: result.committed_ratio >= 0.25),
+                    .init("B: publisher (/s)", wave: result.publisher_per_s, raw: nil, ratio: nil, bar: "", meets: nil),
+                    .init("B: handled", wave: Double(result.handled), raw: nil, ratio: nil, bar: "", meets: nil),
+                    .init("B: trimmed unread", wave: Double(result.trimmed_unread), raw: nil, ratio: nil, bar: "", meets: nil),
+                    .init("B: lost", wave: Double(result.lost), raw: nil, ratio: nil, bar: "0", meets: result.lost == 0),
+                ]))
     }
 }
 
@@ -333,12 +361,15 @@ struct StopBench: AsyncParsableCommand {
             print(try JSONOutput.line(result))
             return
         }
-        print(BenchTable.render(title: "wave bench stop (\(configuration.redactedURL), \(result.stories) live stories, \(result.stops) stops)", rows: [
-            .init("halt p50 (ms)", wave: result.halt_p50_ms, raw: result.ping_p50_ms, ratio: nil, bar: "", meets: nil),
-            .init("halt p99 (ms)", wave: result.halt_p99_ms, raw: result.ping_p50_ms, ratio: nil, bar: "≤ 10 ms", meets: result.halt_p99_ms <= 10),
-            .init("halt max (ms)", wave: result.halt_max_ms, raw: nil, ratio: nil, bar: "", meets: nil),
-            .init("tasks withdrawn per stop", wave: result.tasks_withdrawn_per_stop, raw: nil, ratio: nil, bar: "", meets: nil),
-        ]))
+        print(
+            BenchTable.render(
+                title: "wave bench stop (\(configuration.redactedURL), \(result.stories) live stories, \(result.stops) stops)",
+                rows: [
+                    .init("halt p50 (ms)", wave: result.halt_p50_ms, raw: result.ping_p50_ms, ratio: nil, bar: "", meets: nil),
+                    .init("halt p99 (ms)", wave: result.halt_p99_ms, raw: result.ping_p50_ms, ratio: nil, bar: "≤ 10 ms", meets: result.halt_p99_ms <= 10),
+                    .init("halt max (ms)", wave: result.halt_max_ms, raw: nil, ratio: nil, bar: "", meets: nil),
+                    .init("tasks withdrawn per stop", wave: result.tasks_withdrawn_per_stop, raw: nil, ratio: nil, bar: "", meets: nil),
+                ]))
     }
 }
 
@@ -347,7 +378,8 @@ struct SoakBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "soak",
         abstract: "Memory over a long run: signals at a steady rate through real handlers, resident memory after the warm-up and at the end.",
-        discussion: "Bar (QUALITY.md): RSS at the end ≤ RSS after 2 minutes + 10 %, with 10 000 signals/s for 10 minutes. Every signal published is accounted for: settled, still waiting in the group (backlog), or lost."
+        discussion:
+            "Bar (QUALITY.md): RSS at the end ≤ RSS after 2 minutes + 10 %, with 10 000 signals/s for 10 minutes. Every signal published is accounted for: settled, still waiting in the group (backlog), or lost."
     )
 
     @OptionGroup var global: GlobalOptions
@@ -375,15 +407,18 @@ struct SoakBench: AsyncParsableCommand {
             print(try JSONOutput.line(result))
             return
         }
-        print(BenchTable.render(title: "wave bench soak (\(configuration.redactedURL), \(result.duration_s) s at \(Int(result.target_per_s))/s, \(result.rounds) rounds)", rows: [
-            .init("RSS after warm-up (MiB)", wave: result.rss_start_mb, raw: nil, ratio: nil, bar: "", meets: nil),
-            .init("RSS at the end (MiB)", wave: result.rss_end_mb, raw: nil, ratio: nil, bar: "", meets: nil),
-            .init("RSS growth (%)", wave: result.rss_growth_pct, raw: nil, ratio: nil, bar: "≤ 10", meets: result.rss_growth_pct <= 10),
-            .init("published /s", wave: result.published_per_s, raw: nil, ratio: nil, bar: "", meets: nil),
-            .init("settled /s", wave: result.settled_per_s, raw: nil, ratio: nil, bar: "", meets: nil),
-            .init("backlog at the end", wave: Double(result.backlog), raw: nil, ratio: nil, bar: "", meets: nil),
-            .init("lost", wave: Double(result.lost), raw: nil, ratio: nil, bar: "0", meets: result.lost == 0),
-        ]))
+        print(
+            BenchTable.render(
+                title: "wave bench soak (\(configuration.redactedURL), \(result.duration_s) s at \(Int(result.target_per_s))/s, \(result.rounds) rounds)",
+                rows: [
+                    .init("RSS after warm-up (MiB)", wave: result.rss_start_mb, raw: nil, ratio: nil, bar: "", meets: nil),
+                    .init("RSS at the end (MiB)", wave: result.rss_end_mb, raw: nil, ratio: nil, bar: "", meets: nil),
+                    .init("RSS growth (%)", wave: result.rss_growth_pct, raw: nil, ratio: nil, bar: "≤ 10", meets: result.rss_growth_pct <= 10),
+                    .init("published /s", wave: result.published_per_s, raw: nil, ratio: nil, bar: "", meets: nil),
+                    .init("settled /s", wave: result.settled_per_s, raw: nil, ratio: nil, bar: "", meets: nil),
+                    .init("backlog at the end", wave: Double(result.backlog), raw: nil, ratio: nil, bar: "", meets: nil),
+                    .init("lost", wave: Double(result.lost), raw: nil, ratio: nil, bar: "0", meets: result.lost == 0),
+                ]))
     }
 }
 

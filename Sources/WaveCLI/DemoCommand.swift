@@ -82,7 +82,11 @@ struct DemoCommand: AsyncParsableCommand {
                 _ = try await redis.serverInfo()
             } catch {
                 await redis.shutdown()
-                throw CLIError(exitCode: 3, message: "cannot reach Redis at \(configuration.host):\(configuration.port): \(error) (is redis-server running? or leave out --redis to use the embedded bus)")
+                throw CLIError(
+                    exitCode: 3,
+                    message:
+                        "cannot reach Redis at \(configuration.host):\(configuration.port): \(error) (is redis-server running? or leave out --redis to use the embedded bus)"
+                )
             }
             client = redis
             loopGroup = group
@@ -95,17 +99,20 @@ struct DemoCommand: AsyncParsableCommand {
         let stories = try DemoStories.make(count: self.count)
         let session = try storeCall { try store.createSession(project: project.key, wave: 1, stories: stories, budgetUSD: 25) }
 
-        let display = DemoDisplay(store: store, sessionID: session.id, stories: stories.map(\.id), json: self.global.json,
-                                  terminal: isatty(STDOUT_FILENO) == 1 && !self.global.json)
+        let display = DemoDisplay(
+            store: store, sessionID: session.id, stories: stories.map(\.id), json: self.global.json,
+            terminal: isatty(STDOUT_FILENO) == 1 && !self.global.json)
         let driver = DemoDriver(bus: bus, store: store, project: project, sessionID: session.id, display: display)
         var configuration = OrchestratorConfiguration(projects: [project], consumer: "demo")
         configuration.busKind = client == nil ? "embedded" : "redis"
         configuration.blockTime = .milliseconds(500)
         if let loopGroup { configuration.executor = EventLoopTaskExecutor(loopGroup.next()) }
-        let orchestrator = Orchestrator(bus: bus, store: store.asStateStore, configuration: configuration, logger: logger, hooks: EventDispatcher.Hooks(
-            entered: { driver.entered($0) },
-            settled: { signal, result in driver.settled(signal, result) }
-        ))
+        let orchestrator = Orchestrator(
+            bus: bus, store: store.asStateStore, configuration: configuration, logger: logger,
+            hooks: EventDispatcher.Hooks(
+                entered: { driver.entered($0) },
+                settled: { signal, result in driver.settled(signal, result) }
+            ))
         var profile = SimulationProfile()
         profile.seed = UInt64(truncatingIfNeeded: self.seed)
         profile.workTime = .milliseconds(self.workMs / 2)...(.milliseconds(self.workMs + self.workMs / 2))
@@ -113,8 +120,9 @@ struct DemoCommand: AsyncParsableCommand {
         profile.scripted = DemoStories.script(count: self.count)
         let agents = ["pm", "cto", "fe", "be", "qa"].flatMap { role in
             (1...2).map { index in
-                SimulatedAgent(kit: AgentKit(bus: bus, identity: AgentIdentity(agentID: "\(role.uppercased())-\(index)", role: role, project: project), logger: logger),
-                               profile: profile)
+                SimulatedAgent(
+                    kit: AgentKit(bus: bus, identity: AgentIdentity(agentID: "\(role.uppercased())-\(index)", role: role, project: project), logger: logger),
+                    profile: profile)
             }
         }
 
@@ -147,9 +155,11 @@ struct DemoCommand: AsyncParsableCommand {
         }
         let wall = ContinuousClock.now - started
         if let client {
-            _ = try? await client.send(DelCommand(keys: [Channels.signals(project), Channels.system(project), Channels.deadLetters(project)]
-                + ["pm", "cto", "fe", "be", "qa"].map { Channels.tasks(project, $0) }
-                + (1...2).flatMap { i in ["PM", "CTO", "FE", "BE", "QA"].map { Channels.agent(project, "\($0)-\(i)") } }))
+            _ = try? await client.send(
+                DelCommand(
+                    keys: [Channels.signals(project), Channels.system(project), Channels.deadLetters(project)]
+                        + ["pm", "cto", "fe", "be", "qa"].map { Channels.tasks(project, $0) }
+                        + (1...2).flatMap { i in ["PM", "CTO", "FE", "BE", "QA"].map { Channels.agent(project, "\($0)-\(i)") } }))
             await client.shutdown()
         }
         try? await loopGroup?.shutdownGracefully()
@@ -187,7 +197,9 @@ enum DemoStories {
     /// QA validation fails (back to gate-1).
     static func script(count: Int) -> [String: TaskReport.Outcome] {
         var script: [String: TaskReport.Outcome] = [:]
-        if count >= 2 { script[SimulationProfile.scriptKey(story: "S-2", gate: try! GateID(1), role: "fe", attempt: 1)] = .error("flaky npm registry", retryable: true) }
+        if count >= 2 {
+            script[SimulationProfile.scriptKey(story: "S-2", gate: try! GateID(1), role: "fe", attempt: 1)] = .error("flaky npm registry", retryable: true)
+        }
         script[SimulationProfile.scriptKey(story: "S-1", gate: try! GateID(4), role: "qa", attempt: 1)] = .fail("checkout total is off by one cent")
         return script
     }
@@ -234,7 +246,8 @@ final class DemoDriver: Sendable {
         guard case .applied? = result.outcomes.first?.outcome else { return }
         let (block, pause, stop) = self.state.withLock { state -> (Bool, Bool, Bool) in
             if [.gatePassed, .gateFailed, .agentError].contains(signal.envelope.eventType) { state.applied += 1 }
-            let block = !state.blocked && signal.envelope.storyIDForRouting == "S-3" && signal.envelope.eventType == .gatePassed
+            let block =
+                !state.blocked && signal.envelope.storyIDForRouting == "S-3" && signal.envelope.eventType == .gatePassed
                 && (signal.envelope.payload["gate_id"]?.stringValue == "gate-0") && signal.envelope.source.hasPrefix("CTO")
             if block { state.blocked = true }
             let pause = !state.paused && state.applied >= 8
@@ -243,21 +256,33 @@ final class DemoDriver: Sendable {
             if stop { state.stopped = true }
             return (block, pause, stop)
         }
-        if block { self.later("blocking S-3: \"waiting for API credentials\" (an agent's story.blocked)", then: "unblocking S-3: credentials issued (wave story unblock)") { first in
-            if first {
-                try await self.publish(.storyBlocked, story: "S-3", source: "BE-1", payload: ["reason": "waiting for API credentials", "blocked_by": "ops"], system: false)
-            } else {
-                try await self.publish(.storyUnblocked, story: "S-3", source: "demo-operator", payload: ["reason": "credentials issued", "by": "demo-operator"], system: true)
+        if block {
+            self.later(
+                "blocking S-3: \"waiting for API credentials\" (an agent's story.blocked)", then: "unblocking S-3: credentials issued (wave story unblock)"
+            ) { first in
+                if first {
+                    try await self.publish(
+                        .storyBlocked, story: "S-3", source: "BE-1", payload: ["reason": "waiting for API credentials", "blocked_by": "ops"], system: false)
+                } else {
+                    try await self.publish(
+                        .storyUnblocked, story: "S-3", source: "demo-operator", payload: ["reason": "credentials issued", "by": "demo-operator"], system: true)
+                }
             }
-        } }
-        if pause { self.later("pausing the session for a sprint review (session.paused)", then: "resuming the session (wave session resume)") { first in
-            try await self.publish(first ? .sessionPaused : .sessionResumed, story: nil, source: first ? "PM-1" : "demo-operator",
-                                   payload: ["reason": first ? "sprint review" : "review done"], system: !first)
-        } }
-        if stop { self.later("EMERGENCY STOP: a suspicious diff (wave stop)", then: "clearing the stop: the diff was fine (wave stop clear)") { first in
-            try await self.publish(first ? .systemEmergencyStop : .systemEmergencyCleared, story: nil, source: "demo-operator",
-                                   payload: ["reason": first ? "a suspicious diff" : "the diff was fine", "by": "demo-operator"], system: true)
-        } }
+        }
+        if pause {
+            self.later("pausing the session for a sprint review (session.paused)", then: "resuming the session (wave session resume)") { first in
+                try await self.publish(
+                    first ? .sessionPaused : .sessionResumed, story: nil, source: first ? "PM-1" : "demo-operator",
+                    payload: ["reason": first ? "sprint review" : "review done"], system: !first)
+            }
+        }
+        if stop {
+            self.later("EMERGENCY STOP: a suspicious diff (wave stop)", then: "clearing the stop: the diff was fine (wave stop clear)") { first in
+                try await self.publish(
+                    first ? .systemEmergencyStop : .systemEmergencyCleared, story: nil, source: "demo-operator",
+                    payload: ["reason": first ? "a suspicious diff" : "the diff was fine", "by": "demo-operator"], system: true)
+            }
+        }
         if (try? self.store.session(id: self.sessionID).status.isTerminal) == true {
             let waiter = self.state.withLock { state -> CheckedContinuation<Void, Never>? in
                 state.done = true
@@ -281,8 +306,9 @@ final class DemoDriver: Sendable {
     }
 
     func publish(_ type: EventType, story: String?, source: String, payload: [String: JSONValue], system: Bool) async throws {
-        let envelope = Envelope(eventType: type, payload: payload, source: source, project: self.project.key,
-                                priority: type == .systemEmergencyStop ? .critical : .high, sessionID: self.sessionID, storyID: story)
+        let envelope = Envelope(
+            eventType: type, payload: payload, source: source, project: self.project.key,
+            priority: type == .systemEmergencyStop ? .critical : .high, sessionID: self.sessionID, storyID: story)
         _ = try await self.bus.publish(envelope, to: system ? Channels.system(self.project) : Channels.signals(self.project))
     }
 
@@ -354,12 +380,15 @@ final class DemoDisplay: Sendable {
     func show(_ signal: Signal, _ result: DispatchResult) {
         // Story changes only (presence signals apply too, but move nothing).
         guard ![.agentBusy, .agentReady, .systemHealth].contains(signal.envelope.eventType),
-              let story = signal.envelope.storyIDForRouting, case .applied? = result.outcomes.first?.outcome,
-              let record = try? self.store.story(story, session: self.sessionID) else { return }
-        let line = "\(story) \(signal.envelope.eventType.rawValue) from \(signal.envelope.source) → \(record.state.status.rawValue) at \(record.state.currentGate)"
+            let story = signal.envelope.storyIDForRouting, case .applied? = result.outcomes.first?.outcome,
+            let record = try? self.store.story(story, session: self.sessionID)
+        else { return }
+        let line =
+            "\(story) \(signal.envelope.eventType.rawValue) from \(signal.envelope.source) → \(record.state.status.rawValue) at \(record.state.currentGate)"
         self.state.withLock { state in
-            state.rows[story] = Row(gate: record.state.status == .complete ? 8 : record.state.currentGate.number, status: record.state.status.rawValue,
-                                    retries: record.state.totalRetries, note: "")
+            state.rows[story] = Row(
+                gate: record.state.status == .complete ? 8 : record.state.currentGate.number, status: record.state.status.rawValue,
+                retries: record.state.totalRetries, note: "")
         }
         if self.terminal {
             self.redraw(force: record.state.status.isFinished)
@@ -404,26 +433,36 @@ final class DemoDisplay: Sendable {
                 var session_id: String, status: String, stories: Int, complete: Int, failed: Int, gates_passed: Int, retries: Int
                 var escalations: Int, wall_seconds: Double, signals: Int, latency_p50_ms: Double, latency_p99_ms: Double, cost_usd: Double
             }
-            print(try JSONOutput.line(Summary(
-                session_id: session.displayID, status: session.status.rawValue, stories: stories.count, complete: complete, failed: failed,
-                gates_passed: gates, retries: retries, escalations: escalations.count, wall_seconds: (seconds * 1000).rounded() / 1000,
-                signals: latencies.count, latency_p50_ms: (p50 * 1000).rounded() / 1000, latency_p99_ms: (p99 * 1000).rounded() / 1000,
-                cost_usd: session.actualCostUSD
-            )))
+            print(
+                try JSONOutput.line(
+                    Summary(
+                        session_id: session.displayID, status: session.status.rawValue, stories: stories.count, complete: complete, failed: failed,
+                        gates_passed: gates, retries: retries, escalations: escalations.count, wall_seconds: (seconds * 1000).rounded() / 1000,
+                        signals: latencies.count, latency_p50_ms: (p50 * 1000).rounded() / 1000, latency_p99_ms: (p99 * 1000).rounded() / 1000,
+                        cost_usd: session.actualCostUSD
+                    )))
             return
         }
         var lines = ["", "session \(session.displayID): \(session.status.rawValue) in \(String(format: "%.1f", seconds)) s (\(storeDescription))", ""]
         lines.append("  story   status      gates  retries  escalations")
         for record in stories {
             let escalated = escalations.filter { $0.storyID == record.state.storyID }.count
-            lines.append("  " + [record.state.storyID.padding(toLength: 6, withPad: " ", startingAt: 0),
-                                  record.state.status.rawValue.padding(toLength: 11, withPad: " ", startingAt: 0),
-                                  "\(record.state.status == .complete ? 8 : record.state.currentGate.number)/8".padding(toLength: 6, withPad: " ", startingAt: 0),
-                                  "\(record.state.totalRetries)".padding(toLength: 8, withPad: " ", startingAt: 0), "\(escalated)"].joined(separator: "  "))
+            lines.append(
+                "  "
+                    + [
+                        record.state.storyID.padding(toLength: 6, withPad: " ", startingAt: 0),
+                        record.state.status.rawValue.padding(toLength: 11, withPad: " ", startingAt: 0),
+                        "\(record.state.status == .complete ? 8 : record.state.currentGate.number)/8".padding(toLength: 6, withPad: " ", startingAt: 0),
+                        "\(record.state.totalRetries)".padding(toLength: 8, withPad: " ", startingAt: 0), "\(escalated)",
+                    ].joined(separator: "  "))
         }
-        lines.append("  total   \(complete) complete, \(failed) failed; \(gates) gates passed, \(retries) retries, \(escalations.count) escalations, $\(String(format: "%.2f", session.actualCostUSD))")
+        lines.append(
+            "  total   \(complete) complete, \(failed) failed; \(gates) gates passed, \(retries) retries, \(escalations.count) escalations, $\(String(format: "%.2f", session.actualCostUSD))"
+        )
         lines.append("")
-        lines.append("signal → handler latency over \(latencies.count) agent signals: p50 \(String(format: "%.3f", p50)) ms, p99 \(String(format: "%.3f", p99)) ms, max \(String(format: "%.3f", latencies.maxMilliseconds)) ms")
+        lines.append(
+            "signal → handler latency over \(latencies.count) agent signals: p50 \(String(format: "%.3f", p50)) ms, p99 \(String(format: "%.3f", p99)) ms, max \(String(format: "%.3f", latencies.maxMilliseconds)) ms"
+        )
         lines.append("")
         lines.append("Next: README.md's tour runs the same with Redis (`wave run --redis URL`), your own stories and agents.")
         self.write(lines.joined(separator: "\n") + "\n")

@@ -76,14 +76,21 @@ struct DlqList: AsyncParsableCommand {
         }
         let entries = letters.map { DeadLetterJSON(id: $0.id, letter: DeadLetter(decoding: $0.fields.map { StreamField($0.name, $0.value) })) }
         if self.global.json {
-            struct Output: Encodable { var project: String; var stream: String; var size: Int; var entries: [DeadLetterJSON] }
+            struct Output: Encodable {
+                var project: String
+                var stream: String
+                var size: Int
+                var entries: [DeadLetterJSON]
+            }
             print(try JSONOutput.line(Output(project: self.target.project, stream: stream, size: size, entries: entries)))
             return
         }
         if entries.isEmpty { print("no dead letters in \(stream)") }
         for entry in entries {
             print("\(entry.id)  \(entry.event_type.isEmpty ? "?" : entry.event_type)  \(entry.story_id.isEmpty ? "-" : entry.story_id)  \(entry.error)")
-            print("    from \(entry.source_stream.isEmpty ? "?" : entry.source_stream) \(entry.original_id), \(entry.delivery_count) deliveries, at \(entry.failed_at), message_id \(entry.message_id)")
+            print(
+                "    from \(entry.source_stream.isEmpty ? "?" : entry.source_stream) \(entry.original_id), \(entry.delivery_count) deliveries, at \(entry.failed_at), message_id \(entry.message_id)"
+            )
         }
         if size > entries.count { print("(\(entries.count) of \(size); --count for more)") }
     }
@@ -107,7 +114,11 @@ struct DlqReplay: AsyncParsableCommand {
 
     func run() async throws {
         let (project, stream) = try self.target.stream()
-        struct Replayed: Encodable { var id: String; var new_id: String; var stream: String }
+        struct Replayed: Encodable {
+            var id: String
+            var new_id: String
+            var stream: String
+        }
         let replayed: [Replayed] = try await withRedisClient(self.global, "wave dlq replay") { client in
             var replayed: [Replayed] = []
             for id in self.ids {

@@ -48,7 +48,10 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Simulated agents: milliseconds of work per task.")
     var workMs = 50
 
-    @Flag(help: "Also write every task for the reference's Python workers (wave:tasks:{role} lists, wave:task:{id} hashes) and take their results from wave:results. Needs --redis.")
+    @Flag(
+        help:
+            "Also write every task for the reference's Python workers (wave:tasks:{role} lists, wave:task:{id} hashes) and take their results from wave:results. Needs --redis."
+    )
     var legacyBridge = false
 
     @Option(help: "Seconds to wait at start for an unreachable Redis (it is tried again with backoff; 0: exit 3 at once). Default: wait until it answers.")
@@ -57,7 +60,9 @@ struct RunCommand: AsyncParsableCommand {
     func validate() throws {
         if let wait = self.waitForRedis, wait < 0 { throw ValidationError("--wait-for-redis is a number of seconds, 0 or more") }
         guard self.agentsPerRole > 0, self.workMs >= 0 else { throw ValidationError("--agents-per-role must be positive and --work-ms not negative") }
-        guard (0...1).contains(self.failureRate), (0...1).contains(self.errorRate) else { throw ValidationError("--failure-rate and --error-rate are probabilities (0…1)") }
+        guard (0...1).contains(self.failureRate), (0...1).contains(self.errorRate) else {
+            throw ValidationError("--failure-rate and --error-rate are probabilities (0…1)")
+        }
     }
 
     func run() async throws {
@@ -105,7 +110,8 @@ struct RunCommand: AsyncParsableCommand {
             configuration.busKind = "redis"
         } else {
             if !self.simulateAgents {
-                FileHandle.standardError.write(Data("warning: on the embedded bus only in-process agents can reach the orchestrator; add --simulate-agents, or --redis URL\n".utf8))
+                FileHandle.standardError.write(
+                    Data("warning: on the embedded bus only in-process agents can reach the orchestrator; add --simulate-agents, or --redis URL\n".utf8))
             }
             bus = InMemoryEventBus()
             configuration.busKind = "embedded"
@@ -120,18 +126,20 @@ struct RunCommand: AsyncParsableCommand {
             for project in projects {
                 for role in ["pm", "cto", "fe", "be", "qa"] {
                     for index in 1...self.agentsPerRole {
-                        let kit = AgentKit(bus: bus, identity: AgentIdentity(agentID: "\(role.uppercased())-\(index)", role: role, project: project),
-                                           logger: Logger(label: "wave.agent"))
+                        let kit = AgentKit(
+                            bus: bus, identity: AgentIdentity(agentID: "\(role.uppercased())-\(index)", role: role, project: project),
+                            logger: Logger(label: "wave.agent"))
                         services.append(AgentService(agent: SimulatedAgent(kit: kit, profile: profile)))
                     }
                 }
             }
         }
-        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
-            services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger
-        ))
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            ))
         try await group.run()
     }
 }
@@ -150,10 +158,16 @@ extension RunCommand {
             } catch {
                 if let deadline, ContinuousClock.now >= deadline {
                     await client.shutdown()
-                    throw CLIError(exitCode: 3, message: "cannot reach Redis at \(configuration.host):\(configuration.port): \(error) (is redis-server running? check --redis or WAVE_REDIS_URL)")
+                    throw CLIError(
+                        exitCode: 3,
+                        message:
+                            "cannot reach Redis at \(configuration.host):\(configuration.port): \(error) (is redis-server running? check --redis or WAVE_REDIS_URL)"
+                    )
                 }
                 if attempt == 0 {
-                    logger.warning("Redis at \(configuration.host):\(configuration.port) is not reachable (\(error)); waiting for it, the orchestrator starts when it answers (--wait-for-redis limits the wait)")
+                    logger.warning(
+                        "Redis at \(configuration.host):\(configuration.port) is not reachable (\(error)); waiting for it, the orchestrator starts when it answers (--wait-for-redis limits the wait)"
+                    )
                 }
             }
             // A backoff between attempts, capped at a quarter second (or the configured reconnect

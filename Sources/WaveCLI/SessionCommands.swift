@@ -27,12 +27,16 @@ struct SessionCommand: AsyncParsableCommand {
             let stories = try loadStories(from: self.stories)
             let store = try self.global.openStore()
             let session = try storeCall { try store.createSession(project: self.project, wave: self.wave, stories: stories, budgetUSD: self.budget) }
-            let envelope = Envelope(eventType: .sessionCreated, payload: ["by": .string(defaultOperator())], source: "wave-cli", project: self.project, sessionID: session.displayID)
+            let envelope = Envelope(
+                eventType: .sessionCreated, payload: ["by": .string(defaultOperator())], source: "wave-cli", project: self.project, sessionID: session.displayID
+            )
             try await self.global.announce(envelope, project: self.project)
             if self.global.json {
                 print(try JSONOutput.line(SessionJSON(session)))
             } else {
-                print("created session \(session.displayID): project \(session.project), wave \(session.wave), \(session.storyCount) stories, budget $\(String(format: "%.2f", session.budgetUSD)) (pending)")
+                print(
+                    "created session \(session.displayID): project \(session.project), wave \(session.wave), \(session.storyCount) stories, budget $\(String(format: "%.2f", session.budgetUSD)) (pending)"
+                )
             }
         }
     }
@@ -51,7 +55,9 @@ struct SessionCommand: AsyncParsableCommand {
             }
             if sessions.isEmpty { print("no sessions (create one with 'wave session create --project P --wave N --stories FILE')") }
             for session in sessions {
-                print("\(session.displayID)  \(session.project)  wave \(session.wave)  \(session.status.rawValue)\(session.isPaused ? " (paused)" : "")  stories \(session.storiesCompleted)/\(session.storyCount) complete, \(session.storiesFailed) failed  $\(String(format: "%.2f", session.actualCostUSD)) of $\(String(format: "%.2f", session.budgetUSD))")
+                print(
+                    "\(session.displayID)  \(session.project)  wave \(session.wave)  \(session.status.rawValue)\(session.isPaused ? " (paused)" : "")  stories \(session.storiesCompleted)/\(session.storyCount) complete, \(session.storiesFailed) failed  $\(String(format: "%.2f", session.actualCostUSD)) of $\(String(format: "%.2f", session.budgetUSD))"
+                )
             }
         }
     }
@@ -84,11 +90,17 @@ struct SessionCommand: AsyncParsableCommand {
                 print(try JSONOutput.line(Shown(session: SessionJSON(session), stories: stories.map(StoryJSON.init))))
                 return
             }
-            print("session \(session.displayID): project \(session.project), wave \(session.wave), \(session.status.rawValue)\(session.isPaused ? " (paused)" : "")")
-            print("  stories \(session.storyCount): \(session.storiesCompleted) complete, \(session.storiesFailed) failed; cost $\(String(format: "%.4f", session.actualCostUSD)) of $\(String(format: "%.2f", session.budgetUSD)), \(session.tokenCount) tokens")
+            print(
+                "session \(session.displayID): project \(session.project), wave \(session.wave), \(session.status.rawValue)\(session.isPaused ? " (paused)" : "")"
+            )
+            print(
+                "  stories \(session.storyCount): \(session.storiesCompleted) complete, \(session.storiesFailed) failed; cost $\(String(format: "%.4f", session.actualCostUSD)) of $\(String(format: "%.2f", session.budgetUSD)), \(session.tokenCount) tokens"
+            )
             for story in stories {
                 let state = story.state
-                print("  \(state.storyID)  \(state.status.rawValue)  \(state.currentGate)  retries \(state.retryCount)\(state.blockedReason.map { "  blocked: \($0)" } ?? "")  \(story.title)")
+                print(
+                    "  \(state.storyID)  \(state.status.rawValue)  \(state.currentGate)  retries \(state.retryCount)\(state.blockedReason.map { "  blocked: \($0)" } ?? "")  \(story.title)"
+                )
             }
         }
     }
@@ -115,7 +127,8 @@ struct SessionCommand: AsyncParsableCommand {
         @Option(help: "Who (default $USER@hostname).") var by: String?
 
         func run() async throws {
-            try await operateOnSession(self.global, id: self.id, reason: self.reason, by: self.by, event: .sessionResumed, verb: "resumed") { store, messageID in
+            try await operateOnSession(self.global, id: self.id, reason: self.reason, by: self.by, event: .sessionResumed, verb: "resumed") {
+                store, messageID in
                 try store.resumeSession(self.id, messageID: messageID)
             }
         }
@@ -129,7 +142,8 @@ struct SessionCommand: AsyncParsableCommand {
         @Option(help: "Who (default $USER@hostname).") var by: String?
 
         func run() async throws {
-            try await operateOnSession(self.global, id: self.id, reason: self.reason, by: self.by, event: .sessionCancelled, verb: "cancelled") { store, messageID in
+            try await operateOnSession(self.global, id: self.id, reason: self.reason, by: self.by, event: .sessionCancelled, verb: "cancelled") {
+                store, messageID in
                 try store.cancelSession(self.id, reason: self.reason, messageID: messageID)
             }
         }
@@ -145,8 +159,9 @@ func operateOnSession(
     let store = try global.openStore()
     let messageID = MessageID.makeTimeOrdered()
     let session = try storeCall { try change(store, messageID) }
-    let envelope = Envelope(eventType: event, payload: ["reason": .string(reason), "by": .string(by ?? defaultOperator())],
-                            source: "wave-cli", project: session.project, messageID: messageID, sessionID: session.displayID)
+    let envelope = Envelope(
+        eventType: event, payload: ["reason": .string(reason), "by": .string(by ?? defaultOperator())],
+        source: "wave-cli", project: session.project, messageID: messageID, sessionID: session.displayID)
     try await global.announce(envelope, project: session.project)
     try printSession(session, verb: verb, json: global.json)
 }

@@ -40,7 +40,9 @@ struct Settings {
     var file: String?
 
     static let topKeys: Set<String> = ["redis", "store", "projects", "consumer", "role_map", "orchestrator", "engine"]
-    static let orchestratorKeys: Set<String> = ["batch_size", "block_ms", "reclaim_after_ms", "max_deliveries", "status_interval_ms", "maintenance_interval_ms"]
+    static let orchestratorKeys: Set<String> = [
+        "batch_size", "block_ms", "reclaim_after_ms", "max_deliveries", "status_interval_ms", "maintenance_interval_ms",
+    ]
     static let engineKeys: Set<String> = ["max_retries", "backoff_base_ms", "backoff_cap_ms", "parallel_limit", "budget_warning_ratio"]
 
     /// Loads the settings for a command's global options.
@@ -72,12 +74,16 @@ struct Settings {
         func unknown(_ keys: some Sequence<String>, in section: String, allowed: Set<String>) throws {
             let extra = Set(keys).subtracting(allowed).sorted()
             guard extra.isEmpty else {
-                throw CLIError.badInput("--config: \(path): unknown key\(extra.count == 1 ? "" : "s") \(extra.map { "\"\($0)\"" }.joined(separator: ", "))\(section.isEmpty ? "" : " in \"\(section)\"") (known: \(allowed.sorted().joined(separator: ", ")))")
+                throw CLIError.badInput(
+                    "--config: \(path): unknown key\(extra.count == 1 ? "" : "s") \(extra.map { "\"\($0)\"" }.joined(separator: ", "))\(section.isEmpty ? "" : " in \"\(section)\"") (known: \(allowed.sorted().joined(separator: ", ")))"
+                )
             }
         }
         func int(_ value: JSONValue?, _ key: String, minimum: Int = 1) throws -> Int? {
             guard let value else { return nil }
-            guard let number = value.numberValue, number == number.rounded(), number >= Double(minimum), number < 1e12 else { throw bad(key, "a whole number ≥ \(minimum)") }
+            guard let number = value.numberValue, number == number.rounded(), number >= Double(minimum), number < 1e12 else {
+                throw bad(key, "a whole number ≥ \(minimum)")
+            }
             return Int(number)
         }
         try unknown(object.keys, in: "", allowed: Self.topKeys)
@@ -90,7 +96,9 @@ struct Settings {
             self.store = (store, .file)
         }
         if let value = object["projects"] {
-            guard case .array(let items) = value, let names = Optional(items.compactMap(\.stringValue)), names.count == items.count else { throw bad("projects", "an array of project names") }
+            guard case .array(let items) = value, let names = Optional(items.compactMap(\.stringValue)), names.count == items.count else {
+                throw bad("projects", "an array of project names")
+            }
             self.projects = (names, .file)
         }
         if let value = object["consumer"] {
@@ -112,7 +120,8 @@ struct Settings {
             self.reclaimAfterMilliseconds = try int(section["reclaim_after_ms"], "orchestrator.reclaim_after_ms") ?? self.reclaimAfterMilliseconds
             self.maxDeliveries = try int(section["max_deliveries"], "orchestrator.max_deliveries") ?? self.maxDeliveries
             self.statusIntervalMilliseconds = try int(section["status_interval_ms"], "orchestrator.status_interval_ms") ?? self.statusIntervalMilliseconds
-            self.maintenanceIntervalMilliseconds = try int(section["maintenance_interval_ms"], "orchestrator.maintenance_interval_ms") ?? self.maintenanceIntervalMilliseconds
+            self.maintenanceIntervalMilliseconds =
+                try int(section["maintenance_interval_ms"], "orchestrator.maintenance_interval_ms") ?? self.maintenanceIntervalMilliseconds
         }
         if let value = object["engine"] {
             guard let section = value.objectValue else { throw bad("engine", "an object") }
@@ -147,7 +156,8 @@ struct ConfigCommand: AsyncParsableCommand {
 }
 
 struct ConfigShow: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "show", abstract: "Print the effective configuration, secrets masked, with where each value came from.")
+    static let configuration = CommandConfiguration(
+        commandName: "show", abstract: "Print the effective configuration, secrets masked, with where each value came from.")
 
     @OptionGroup var global: GlobalOptions
 
@@ -184,7 +194,8 @@ struct ConfigShow: AsyncParsableCommand {
             batch_size: settings.batchSize, block_ms: settings.blockMilliseconds, reclaim_after_ms: settings.reclaimAfterMilliseconds,
             max_deliveries: settings.maxDeliveries, status_interval_ms: settings.statusIntervalMilliseconds,
             maintenance_interval_ms: settings.maintenanceIntervalMilliseconds,
-            max_retries: settings.engine.gates.map(\.maxRetries), backoff_base_ms: ms(settings.engine.backoffBase), backoff_cap_ms: ms(settings.engine.backoffCap),
+            max_retries: settings.engine.gates.map(\.maxRetries), backoff_base_ms: ms(settings.engine.backoffBase),
+            backoff_cap_ms: ms(settings.engine.backoffCap),
             parallel_limit: settings.engine.parallelLimit, budget_warning_ratio: settings.engine.budgetWarningRatio
         )
         if self.global.json {
@@ -194,10 +205,17 @@ struct ConfigShow: AsyncParsableCommand {
         print("config file: \(settings.file ?? "none (--config FILE or WAVE_CONFIG)")")
         print("redis: \(output.redis ?? "none (embedded bus)") [\(output.redis_source.rawValue)]")
         print("store: \(output.store) [\(output.store_source.rawValue)]")
-        print("projects: \(output.projects.isEmpty ? "the store's live sessions" : output.projects.joined(separator: ", ")) [\(output.projects_source.rawValue)]")
+        print(
+            "projects: \(output.projects.isEmpty ? "the store's live sessions" : output.projects.joined(separator: ", ")) [\(output.projects_source.rawValue)]")
         print("consumer: \(output.consumer) [\(output.consumer_source.rawValue)]")
-        print("role map: \(output.role_map.isEmpty ? "none (the agent id's prefix)" : output.role_map.sorted { $0.key < $1.key }.map { "\($0.key)→\($0.value)" }.joined(separator: ", "))")
-        print("orchestrator: batch \(output.batch_size), block \(output.block_ms) ms, reclaim after \(output.reclaim_after_ms) ms, \(output.max_deliveries) deliveries, status every \(output.status_interval_ms) ms, maintenance every \(output.maintenance_interval_ms) ms")
-        print("engine: retries per gate \(output.max_retries), backoff \(output.backoff_base_ms) ms … \(output.backoff_cap_ms) ms, \(output.parallel_limit) stories in parallel, budget warning at \(Int(output.budget_warning_ratio * 100)) %")
+        print(
+            "role map: \(output.role_map.isEmpty ? "none (the agent id's prefix)" : output.role_map.sorted { $0.key < $1.key }.map { "\($0.key)→\($0.value)" }.joined(separator: ", "))"
+        )
+        print(
+            "orchestrator: batch \(output.batch_size), block \(output.block_ms) ms, reclaim after \(output.reclaim_after_ms) ms, \(output.max_deliveries) deliveries, status every \(output.status_interval_ms) ms, maintenance every \(output.maintenance_interval_ms) ms"
+        )
+        print(
+            "engine: retries per gate \(output.max_retries), backoff \(output.backoff_base_ms) ms … \(output.backoff_cap_ms) ms, \(output.parallel_limit) stories in parallel, budget warning at \(Int(output.budget_warning_ratio * 100)) %"
+        )
     }
 }

@@ -10,7 +10,8 @@ struct SignalCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "signal",
         abstract: "Publish one signal to a project's stream (core types to wave:signals:P, Wave's extension types to wave:system:P).",
-        discussion: "Checks only the event type, that --payload is a JSON object within the size limit, and the project rule. --story, --session, --source and --seq are written verbatim."
+        discussion:
+            "Checks only the event type, that --payload is a JSON object within the size limit, and the project rule. --story, --session, --source and --seq are written verbatim."
     )
 
     @OptionGroup var global: GlobalOptions
@@ -135,7 +136,9 @@ struct TailCommand: AsyncParsableCommand {
                 let value = { (name: String) in entry.fields.first(where: { $0.name == name })?.value ?? "-" }
                 if entry.fields.contains(where: { $0.name == "task_id" }) {
                     // A task entry (wave:tasks:{p}:{role}): what is asked of whom, and until when.
-                    print("\(entry.id)  task \(value("action")) \(value("gate")) for \(value("role")) (attempt \(value("attempt")), \(value("priority")))  story=\(value("story_id"))  deadline=\(value("deadline"))")
+                    print(
+                        "\(entry.id)  task \(value("action")) \(value("gate")) for \(value("role")) (attempt \(value("attempt")), \(value("priority")))  story=\(value("story_id"))  deadline=\(value("deadline"))"
+                    )
                 } else {
                     print("\(entry.id)  \(value("event_type"))  source=\(value("source"))  story=\(value("story_id"))  payload=\(value("payload").prefix(120))")
                 }

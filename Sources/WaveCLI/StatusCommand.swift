@@ -31,7 +31,11 @@ struct StatusCommand: AsyncParsableCommand {
                 _ = try await redis.serverInfo()
             } catch {
                 await redis.shutdown()
-                throw CLIError(exitCode: 3, message: "cannot reach Redis at \(configuration.host):\(configuration.port): \(error) (is redis-server running? check --redis or WAVE_REDIS_URL)")
+                throw CLIError(
+                    exitCode: 3,
+                    message:
+                        "cannot reach Redis at \(configuration.host):\(configuration.port): \(error) (is redis-server running? check --redis or WAVE_REDIS_URL)"
+                )
             }
             bus = RedisEventBus(client: redis, logger: Logger(label: "wave.status"))
         }
@@ -48,7 +52,9 @@ struct StatusCommand: AsyncParsableCommand {
             return
         }
         print("bus: \(report.bus)\(bus == nil ? " (no --redis: streams not inspected)" : ""), circuit \(report.circuit)")
-        print("sessions: " + (report.sessions.isEmpty ? "none" : report.sessions.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")))
+        print(
+            "sessions: "
+                + (report.sessions.isEmpty ? "none" : report.sessions.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")))
         if report.stops.isEmpty {
             print("emergency stops: none")
         } else {
@@ -63,7 +69,9 @@ struct StatusCommand: AsyncParsableCommand {
         print("unhandled events: \(report.unhandled_events); trimmed unread: \(report.trimmed_unread); vanished with Redis: \(report.vanished_with_redis)")
         if report.orchestrators.isEmpty { print("orchestrators: none recorded") }
         for instance in report.orchestrators {
-            print("orchestrator \(instance.consumer): \(instance.running ? "running" : "stopped"), \(instance.bus), circuit \(instance.circuit), last seen \(instance.last_seen), handled \(instance.handled), projects \(instance.projects.joined(separator: ","))\(instance.outbox > 0 ? ", \(instance.outbox) entries in the outbox (Redis unavailable)" : "")")
+            print(
+                "orchestrator \(instance.consumer): \(instance.running ? "running" : "stopped"), \(instance.bus), circuit \(instance.circuit), last seen \(instance.last_seen), handled \(instance.handled), projects \(instance.projects.joined(separator: ","))\(instance.outbox > 0 ? ", \(instance.outbox) entries in the outbox (Redis unavailable)" : "")"
+            )
         }
     }
 }

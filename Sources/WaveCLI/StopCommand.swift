@@ -65,8 +65,9 @@ struct SetStop: AsyncParsableCommand {
         let messageID = MessageID.makeTimeOrdered()
         let stop = try await storeCall { try await stops.record(scope, reason: self.reason, by: by, messageID: self.global.redisURL == nil ? nil : messageID) }
         try await withRedis(self.global) { client in
-            try await stops.publish(stop, bus: RedisEventBus(client: client, logger: Logger(label: "wave.stop")), announce: true,
-                                    messageID: messageID, project: project)
+            try await stops.publish(
+                stop, bus: RedisEventBus(client: client, logger: Logger(label: "wave.stop")), announce: true,
+                messageID: messageID, project: project)
         }
         if self.global.json {
             print(try JSONOutput.line(["scope": stop.scope.key, "reason": stop.reason, "by": stop.by, "since": stop.since.description]))
@@ -93,12 +94,17 @@ struct ClearStop: AsyncParsableCommand {
         let stops = EmergencyStops(store: try self.global.openStore().asStateStore)
         let by = self.by ?? defaultOperator()
         let messageID = MessageID.makeTimeOrdered()
-        guard let cleared = try await storeCall({ try await stops.clear(scope, by: by, reason: self.reason, messageID: self.global.redisURL == nil ? nil : messageID) }) else {
+        guard
+            let cleared = try await storeCall({
+                try await stops.clear(scope, by: by, reason: self.reason, messageID: self.global.redisURL == nil ? nil : messageID)
+            })
+        else {
             throw CLIError.badInput("no emergency stop is active for \(scope)")
         }
         try await withRedis(self.global) { client in
-            try await stops.publish(cleared, by: by, reason: self.reason, bus: RedisEventBus(client: client, logger: Logger(label: "wave.stop")),
-                                    announce: true, messageID: messageID, project: project)
+            try await stops.publish(
+                cleared, by: by, reason: self.reason, bus: RedisEventBus(client: client, logger: Logger(label: "wave.stop")),
+                announce: true, messageID: messageID, project: project)
         }
         if self.global.json {
             print(try JSONOutput.line(["scope": cleared.stop.scope.key, "cleared_by": by, "reason": self.reason]))
@@ -121,7 +127,9 @@ func withRedis(_ global: GlobalOptions, _ body: (RedisClient) async throws -> Vo
         try await body(client)
     } catch {
         await client.shutdown()
-        throw CLIError(exitCode: 3, message: "the change is saved, but Redis at \(configuration.host):\(configuration.port) could not be told: \(CLIError.from(error).message)")
+        throw CLIError(
+            exitCode: 3,
+            message: "the change is saved, but Redis at \(configuration.host):\(configuration.port) could not be told: \(CLIError.from(error).message)")
     }
     await client.shutdown()
 }

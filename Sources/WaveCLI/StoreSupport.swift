@@ -51,7 +51,8 @@ extension GlobalOptions {
 extension CLIError {
     static func from(_ error: StoreError) -> CLIError {
         switch error.code {
-        case .notFound: CLIError(exitCode: 2, message: "\(error.message) (hint: wave session list, then wave session show ID, lists sessions and their stories)")
+        case .notFound:
+            CLIError(exitCode: 2, message: "\(error.message) (hint: wave session list, then wave session show ID, lists sessions and their stories)")
         case .ambiguous: CLIError(exitCode: 2, message: "\(error.message) (hint: name the session with --session ID)")
         case .invalidURL, .invalidInput, .notAllowed: CLIError(exitCode: 2, message: error.message)
         case .migrationBlocked, .conflict, .withdrawn: CLIError(exitCode: 1, message: error.message)

@@ -27,7 +27,9 @@ struct StoryCommand: AsyncParsableCommand {
             }
             let state = record.state
             print("\(state.storyID) \(record.title)  session \(StoreIDs.display(state.sessionID))")
-            print("  \(state.status.rawValue) at \(state.currentGate); retries at this gate \(state.retryCount), in all \(state.totalRetries); AC \(state.acceptanceCriteriaPassed)/\(state.acceptanceCriteriaTotal)")
+            print(
+                "  \(state.status.rawValue) at \(state.currentGate); retries at this gate \(state.retryCount), in all \(state.totalRetries); AC \(state.acceptanceCriteriaPassed)/\(state.acceptanceCriteriaTotal)"
+            )
             if let reason = state.blockedReason { print("  blocked: \(reason)") }
             if let next = state.nextAttemptAt { print("  next attempt not before \(next)") }
             if !state.dependencies.isEmpty { print("  depends on \(state.dependencies.joined(separator: ", "))") }
@@ -51,16 +53,24 @@ struct StoryCommand: AsyncParsableCommand {
             let messageID = MessageID.makeTimeOrdered()
             let record = try storeCall { try store.story(self.story, session: self.session) }
             let result = try storeCall {
-                try store.apply(IncomingEvent(messageID: messageID, eventType: EventType.storyUnblocked.rawValue, source: by, sessionID: record.state.sessionID,
-                                              storyID: self.story, event: .unblocked(reason: self.reason)))
+                try store.apply(
+                    IncomingEvent(
+                        messageID: messageID, eventType: EventType.storyUnblocked.rawValue, source: by, sessionID: record.state.sessionID,
+                        storyID: self.story, event: .unblocked(reason: self.reason)))
             }
             guard case .applied(let after, _, _) = result else {
                 throw CLIError.badInput("story \(self.story) is \(record.state.status.rawValue), not blocked")
             }
             let project = try storeCall { try store.session(id: after.state.sessionID).project }
-            try await self.global.announce(Envelope(eventType: .storyUnblocked, payload: ["by": .string(by), "reason": .string(self.reason)], source: "wave-cli",
-                                                    project: project, messageID: messageID, sessionID: StoreIDs.display(after.state.sessionID), storyID: self.story), project: project)
-            if self.global.json { print(try JSONOutput.line(StoryJSON(after))) } else { print("unblocked \(self.story): \(after.state.status.rawValue) at \(after.state.currentGate)") }
+            try await self.global.announce(
+                Envelope(
+                    eventType: .storyUnblocked, payload: ["by": .string(by), "reason": .string(self.reason)], source: "wave-cli",
+                    project: project, messageID: messageID, sessionID: StoreIDs.display(after.state.sessionID), storyID: self.story), project: project)
+            if self.global.json {
+                print(try JSONOutput.line(StoryJSON(after)))
+            } else {
+                print("unblocked \(self.story): \(after.state.status.rawValue) at \(after.state.currentGate)")
+            }
         }
     }
 
@@ -78,7 +88,8 @@ struct StoryCommand: AsyncParsableCommand {
 
         func run() async throws {
             guard let strategy = RecoveryStrategy(rawValue: self.strategy) else {
-                throw CLIError.badInput("--strategy must be one of \(RecoveryStrategy.allCases.map(\.rawValue).joined(separator: ", ")), not \"\(self.strategy)\"")
+                throw CLIError.badInput(
+                    "--strategy must be one of \(RecoveryStrategy.allCases.map(\.rawValue).joined(separator: ", ")), not \"\(self.strategy)\"")
             }
             var target: GateID?
             if let gate = self.gate {
@@ -87,15 +98,22 @@ struct StoryCommand: AsyncParsableCommand {
             let store = try self.global.openStore()
             let by = self.by ?? defaultOperator()
             let messageID = MessageID.makeTimeOrdered()
-            let outcome = try storeCall { try store.recover(story: self.story, session: self.session, strategy: strategy, gate: target, by: by, messageID: messageID) }
+            let outcome = try storeCall {
+                try store.recover(story: self.story, session: self.session, strategy: strategy, gate: target, by: by, messageID: messageID)
+            }
             let project = try storeCall { try store.session(id: outcome.story.state.sessionID).project }
-            try await self.global.announce(Envelope(
-                eventType: .storyRecovered, payload: ["strategy": .string(strategy.rawValue), "gate": .string(outcome.story.state.currentGate.description), "by": .string(by)],
-                source: "wave-cli", project: project, messageID: messageID, sessionID: StoreIDs.display(outcome.story.state.sessionID), storyID: self.story), project: project)
+            try await self.global.announce(
+                Envelope(
+                    eventType: .storyRecovered,
+                    payload: ["strategy": .string(strategy.rawValue), "gate": .string(outcome.story.state.currentGate.description), "by": .string(by)],
+                    source: "wave-cli", project: project, messageID: messageID, sessionID: StoreIDs.display(outcome.story.state.sessionID), storyID: self.story),
+                project: project)
             if self.global.json {
                 print(try JSONOutput.line(StoryJSON(outcome.story)))
             } else {
-                print("recovered \(self.story) (\(strategy.rawValue)): \(outcome.story.state.status.rawValue) at \(outcome.story.state.currentGate)\(outcome.superseded > 0 ? ", \(outcome.superseded) checkpoints superseded" : "")")
+                print(
+                    "recovered \(self.story) (\(strategy.rawValue)): \(outcome.story.state.status.rawValue) at \(outcome.story.state.currentGate)\(outcome.superseded > 0 ? ", \(outcome.superseded) checkpoints superseded" : "")"
+                )
             }
         }
     }
@@ -124,13 +142,20 @@ struct ApproveCommand: AsyncParsableCommand {
         let record: StoryRecord
         switch result {
         case .applied(let after, _, _): record = after
-        case .ignored(let reason, let after, _): throw CLIError.badInput("\(self.story) is \(after.state.status.rawValue); the approval had no effect (\(reason.rawValue))")
+        case .ignored(let reason, let after, _):
+            throw CLIError.badInput("\(self.story) is \(after.state.status.rawValue); the approval had no effect (\(reason.rawValue))")
         case .duplicate, .staleSequence: throw CLIError(exitCode: 1, message: "the approval was not applied")
         }
         let project = try storeCall { try store.session(id: record.state.sessionID).project }
-        try await self.global.announce(Envelope(eventType: .gateApproved, payload: ["gate_id": .string(gate.description), "by": .string(by)], source: "wave-cli",
-                                                project: project, messageID: messageID, sessionID: StoreIDs.display(record.state.sessionID), storyID: self.story), project: project)
-        if self.global.json { print(try JSONOutput.line(StoryJSON(record))) } else { print("approved \(gate) of \(self.story) as \(by): now \(record.state.status.rawValue) at \(record.state.currentGate)") }
+        try await self.global.announce(
+            Envelope(
+                eventType: .gateApproved, payload: ["gate_id": .string(gate.description), "by": .string(by)], source: "wave-cli",
+                project: project, messageID: messageID, sessionID: StoreIDs.display(record.state.sessionID), storyID: self.story), project: project)
+        if self.global.json {
+            print(try JSONOutput.line(StoryJSON(record)))
+        } else {
+            print("approved \(gate) of \(self.story) as \(by): now \(record.state.status.rawValue) at \(record.state.currentGate)")
+        }
     }
 }
 
@@ -170,15 +195,22 @@ struct EscalationsCommand: AsyncParsableCommand {
                 struct Item: Encodable {
                     var id: String, kind: String, reason: String, story_id: String?, session_id: String?, created_at: String, acknowledged_by: String?
                 }
-                print(try JSONOutput.line(["escalations": escalations.map {
-                    Item(id: StoreIDs.display($0.id), kind: $0.kind, reason: $0.reason, story_id: $0.storyID, session_id: $0.sessionID.map(StoreIDs.display),
-                         created_at: $0.createdAt.description, acknowledged_by: $0.acknowledgedBy)
-                }]))
+                print(
+                    try JSONOutput.line([
+                        "escalations": escalations.map {
+                            Item(
+                                id: StoreIDs.display($0.id), kind: $0.kind, reason: $0.reason, story_id: $0.storyID,
+                                session_id: $0.sessionID.map(StoreIDs.display),
+                                created_at: $0.createdAt.description, acknowledged_by: $0.acknowledgedBy)
+                        }
+                    ]))
                 return
             }
             if escalations.isEmpty { print("no open escalations") }
             for escalation in escalations {
-                print("\(StoreIDs.display(escalation.id))  \(escalation.createdAt)  \(escalation.kind)  \(escalation.storyID ?? "-")  \(escalation.reason)\(escalation.acknowledgedBy.map { "  (acknowledged by \($0))" } ?? "")")
+                print(
+                    "\(StoreIDs.display(escalation.id))  \(escalation.createdAt)  \(escalation.kind)  \(escalation.storyID ?? "-")  \(escalation.reason)\(escalation.acknowledgedBy.map { "  (acknowledged by \($0))" } ?? "")"
+                )
             }
         }
     }
@@ -192,7 +224,11 @@ struct EscalationsCommand: AsyncParsableCommand {
         func run() async throws {
             let store = try self.global.openStore()
             try storeCall { try store.acknowledgeEscalation(self.id, by: self.by ?? defaultOperator()) }
-            if self.global.json { print(try JSONOutput.line(["id": StoreIDs.display(self.id), "acknowledged": "true"])) } else { print("acknowledged \(StoreIDs.display(self.id))") }
+            if self.global.json {
+                print(try JSONOutput.line(["id": StoreIDs.display(self.id), "acknowledged": "true"]))
+            } else {
+                print("acknowledged \(StoreIDs.display(self.id))")
+            }
         }
     }
 }
@@ -235,7 +271,8 @@ struct StoreCommand: AsyncParsableCommand {
             if self.global.json {
                 print(try JSONOutput.line(MigrationsJSON(store: location.description, applied: pending.map(\.id), total: applied.count)))
             } else {
-                print(pending.isEmpty ? "\(location) was already up to date (\(applied.count) migrations)" : "applied \(pending.count) migrations to \(location)")
+                print(
+                    pending.isEmpty ? "\(location) was already up to date (\(applied.count) migrations)" : "applied \(pending.count) migrations to \(location)")
             }
         }
     }

@@ -12,7 +12,8 @@ struct Wave: AsyncParsableCommand {
             3 a server could not be reached (with a hint).
             """,
         subcommands: [
-            DemoCommand.self, RunCommand.self, StatusCommand.self, StopCommand.self, DlqCommand.self, AgentsCommand.self, ConfigCommand.self, SessionCommand.self, StoryCommand.self, ApproveCommand.self, ApprovalsCommand.self, EscalationsCommand.self,
+            DemoCommand.self, RunCommand.self, StatusCommand.self, StopCommand.self, DlqCommand.self, AgentsCommand.self, ConfigCommand.self,
+            SessionCommand.self, StoryCommand.self, ApproveCommand.self, ApprovalsCommand.self, EscalationsCommand.self,
             SignalCommand.self, TailCommand.self, StoreCommand.self, BenchCommand.self,
         ]
     )

@@ -19,7 +19,9 @@ public struct GatePolicy: Sendable, Hashable {
     public var requiredChecklist: [String]
 
     /// Creates a policy.
-    public init(owner: String, automatic: Bool, action: String, maxRetries: Int = 3, timeout: Duration, requiredCoverage: Double = 70, requiredChecklist: [String] = []) {
+    public init(
+        owner: String, automatic: Bool, action: String, maxRetries: Int = 3, timeout: Duration, requiredCoverage: Double = 70, requiredChecklist: [String] = []
+    ) {
         self.owner = owner
         self.automatic = automatic
         self.action = action

@@ -83,9 +83,11 @@ private struct Change {
         self.story.startedAt = self.now
         self.story.failedAt = nil
         self.story.errorMessage = nil
-        self.checkpoint(.storyStart, "Story started: \(self.story.storyID)", gate: .first, [
-            "current_gate": .string(GateID.first.description), "retry_count": 0, "started_at": .string(self.now.description),
-        ])
+        self.checkpoint(
+            .storyStart, "Story started: \(self.story.storyID)", gate: .first,
+            [
+                "current_gate": .string(GateID.first.description), "retry_count": 0, "started_at": .string(self.now.description),
+            ])
         self.dispatchCurrentGate()
         return nil
     }
@@ -106,7 +108,8 @@ private struct Change {
         guard self.story.status == .blocked else { return self.story.status.isFinished ? .storyFinished : .noChange }
         self.transition(to: StoryStatus.working(at: self.story.currentGate))
         self.story.blockedReason = nil
-        self.checkpoint(.manual, "Unblocked: \(self.story.storyID)", gate: self.story.currentGate, ["kind": "unblocked", "reason": reason.map { .string($0) } ?? .null])
+        self.checkpoint(
+            .manual, "Unblocked: \(self.story.storyID)", gate: self.story.currentGate, ["kind": "unblocked", "reason": reason.map { .string($0) } ?? .null])
         self.dispatchCurrentGate()
         return nil
     }
@@ -134,7 +137,8 @@ private struct Change {
         }
         // Gate-0's plan step: the PM's result names the dev roles; it is not an approval.
         if self.story.currentGate == .first, input.gate == .first, input.approvedBy == nil,
-           input.senderRole == "pm", self.configuration[.first].owner != "pm" {
+            input.senderRole == "pm", self.configuration[.first].owner != "pm"
+        {
             return self.plan(input)
         }
         if self.configuration[input.gate].automatic {
@@ -147,9 +151,11 @@ private struct Change {
         let named = Self.devRoles(from: input.payload)
         self.story.devRoles = named.isEmpty ? self.story.defaultDevRoles : named
         self.story.planned = true
-        self.checkpoint(.manual, "Planned: \(self.story.storyID)", gate: .first, [
-            "kind": "plan", "dev_roles": .array(self.story.devRoles.map { .string($0) }),
-        ], agent: input.agentID)
+        self.checkpoint(
+            .manual, "Planned: \(self.story.storyID)", gate: .first,
+            [
+                "kind": "plan", "dev_roles": .array(self.story.devRoles.map { .string($0) }),
+            ], agent: input.agentID)
         self.dispatchCurrentGate()
         return nil
     }
@@ -164,7 +170,10 @@ private struct Change {
         let authorized = input.approvedBy != nil || input.senderRole == policy.owner
         guard authorized else {
             if passed {
-                self.escalate("unauthorized_approval", "\(input.agentID ?? input.senderRole ?? "an unknown sender") (role \(input.senderRole ?? "unknown")) tried to pass \(gate) of \(self.story.storyID), which \(policy.owner) owns")
+                self.escalate(
+                    "unauthorized_approval",
+                    "\(input.agentID ?? input.senderRole ?? "an unknown sender") (role \(input.senderRole ?? "unknown")) tried to pass \(gate) of \(self.story.storyID), which \(policy.owner) owns"
+                )
                 return .unauthorizedApproval
             }
             return .notOwner
@@ -265,9 +274,11 @@ private struct Change {
         guard let next = gate.next else {
             self.transition(to: .complete)
             self.story.completedAt = self.now
-            self.checkpoint(.storyComplete, "Story complete: \(self.story.storyID)", gate: gate, [
-                "completed_at": .string(self.now.description), "total_retries": .number(Double(self.story.totalRetries)),
-            ])
+            self.checkpoint(
+                .storyComplete, "Story complete: \(self.story.storyID)", gate: gate,
+                [
+                    "completed_at": .string(self.now.description), "total_retries": .number(Double(self.story.totalRetries)),
+                ])
             return
         }
         self.story.currentGate = next
@@ -293,9 +304,11 @@ private struct Change {
         case .inProgress, .review: break
         }
         let gate = self.story.currentGate
-        self.checkpoint(.manual, "\(kind == "timeout" ? "Timed out" : "Agent error"): \(self.story.storyID)", gate: gate, [
-            "kind": .string(kind), "message": .string(message), "retryable": .bool(retryable), "role": role.map { .string($0) } ?? .null,
-        ])
+        self.checkpoint(
+            .manual, "\(kind == "timeout" ? "Timed out" : "Agent error"): \(self.story.storyID)", gate: gate,
+            [
+                "kind": .string(kind), "message": .string(message), "retryable": .bool(retryable), "role": role.map { .string($0) } ?? .null,
+            ])
         if !retryable {
             self.story.errorMessage = message
             self.transition(to: .blocked)
@@ -324,9 +337,11 @@ private struct Change {
             self.transition(to: .failed)
             self.story.failedAt = self.now
             self.story.nextAttemptAt = nil
-            self.checkpoint(.error, "Failed: \(self.story.storyID)", gate: gate, [
-                "error_message": .string(message), "retry_count": .number(Double(failures)), "failed_at": .string(self.now.description),
-            ])
+            self.checkpoint(
+                .error, "Failed: \(self.story.storyID)", gate: gate,
+                [
+                    "error_message": .string(message), "retry_count": .number(Double(failures)), "failed_at": .string(self.now.description),
+                ])
             self.escalate("retries_exhausted", "\(self.story.storyID) failed \(gate) \(failures) times (limit \(limit)): \(message)")
             return true
         }
@@ -356,7 +371,10 @@ private struct Change {
             let present = Set(items.compactMap(\.stringValue))
             let missing = policy.requiredChecklist.filter { !present.contains($0) }
             let passedCount = policy.requiredChecklist.count - missing.count
-            return (missing.isEmpty, "checklist", missing.isEmpty ? nil : "Missing items: \(missing.joined(separator: ", "))", (passedCount, policy.requiredChecklist.count))
+            return (
+                missing.isEmpty, "checklist", missing.isEmpty ? nil : "Missing items: \(missing.joined(separator: ", "))",
+                (passedCount, policy.requiredChecklist.count)
+            )
         case 2:
             guard let success = payload["build_success"]?.boolValue else { return (byResult, "absent", fallbackReason, nil) }
             return (success, "build", success ? nil : "Build failed", (success ? 1 : 0, 1))

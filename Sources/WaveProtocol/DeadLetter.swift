@@ -22,7 +22,10 @@ public struct DeadLetter: Hashable, Sendable {
     ]
 
     /// Creates a dead letter.
-    public init(originalFields: [StreamField], error: String, originalID: String, sourceStream: String, group: String, deliveryCount: Int, failedAt: WaveTimestamp = .now()) {
+    public init(
+        originalFields: [StreamField], error: String, originalID: String, sourceStream: String, group: String, deliveryCount: Int,
+        failedAt: WaveTimestamp = .now()
+    ) {
         self.originalFields = originalFields.filter { !Self.dlqFieldNames.contains($0.name) }
         self.error = error
         self.originalID = originalID

@@ -111,8 +111,9 @@ struct RedisConnectionStateMachine<Sink> {
     private func pushKind(_ token: RESPToken) -> PushKind? {
         // Fast path: only a push frame (or an array in RESP2 subscribed mode) can be a push.
         let first = token.base.getInteger(at: token.base.readerIndex, as: UInt8.self)
-        guard first == RESPTypeIdentifier.push.rawValue || first == RESPTypeIdentifier.attribute.rawValue
-            || (self.resp2Subscribed && first == RESPTypeIdentifier.array.rawValue)
+        guard
+            first == RESPTypeIdentifier.push.rawValue || first == RESPTypeIdentifier.attribute.rawValue
+                || (self.resp2Subscribed && first == RESPTypeIdentifier.array.rawValue)
         else { return nil }
         let elements: RESPToken.Array
         switch token.value {

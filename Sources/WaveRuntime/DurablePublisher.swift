@@ -73,7 +73,7 @@ public final class DurablePublisher: Sendable {
         do {
             _ = try await self.bus.publish(entries: entries)
             return true
-        } catch where Self.isUnavailable(error) {
+        } catch  where Self.isUnavailable(error) {
             let first = try await self.order.withLock {
                 try await self.store.enqueueOutbox(entries.map { OutboxDraft(stream: $0.stream, fields: $0.fields) })
                 return self.state.withLock { state -> Bool in
@@ -83,8 +83,9 @@ public final class DurablePublisher: Sendable {
                 }
             }
             if first {
-                self.logger.warning("Redis unavailable: Wave's own entries are kept in the outbox and go out in order when it is back",
-                                    metadata: ["wave.error": "\(error)"])
+                self.logger.warning(
+                    "Redis unavailable: Wave's own entries are kept in the outbox and go out in order when it is back",
+                    metadata: ["wave.error": "\(error)"])
             }
             return false
         }
@@ -104,11 +105,13 @@ public final class DurablePublisher: Sendable {
 
     /// Sends what waits in the outbox, oldest first, in batches; stops at the first failure.
     public func flush() async {
-        guard self.state.withLock({ state in
-            if state.flushing || state.parked == false { return false }
-            state.flushing = true
-            return true
-        }) else { return }
+        guard
+            self.state.withLock({ state in
+                if state.flushing || state.parked == false { return false }
+                state.flushing = true
+                return true
+            })
+        else { return }
         defer { self.state.withLock { $0.flushing = false } }
         var sent = 0
         while true {

@@ -50,8 +50,9 @@ public enum EmergencyKeys {
                 logger.warning("emergency stop re-written to Redis, which had lost it", metadata: ["wave.scope": "\(scope)"])
             case (nil, let text?):
                 let object = JSONValue(jsonText: text)?.objectValue ?? [:]
-                let stop = try await store.recordStop(scope: scope, reason: object["reason"]?.stringValue ?? "emergency stop (\(scope.emergencyKey))",
-                                                by: object["by"]?.stringValue ?? "unknown", source: object["source"]?.stringValue ?? "wave", messageID: nil)
+                let stop = try await store.recordStop(
+                    scope: scope, reason: object["reason"]?.stringValue ?? "emergency stop (\(scope.emergencyKey))",
+                    by: object["by"]?.stringValue ?? "unknown", source: object["source"]?.stringValue ?? "wave", messageID: nil)
                 active[scope] = stop
                 logger.critical("EMERGENCY STOP (\(scope)) found in Redis and recorded: \(stop.reason)")
             default:
@@ -95,14 +96,17 @@ public struct EmergencyStops: Sendable {
     /// Writes the stop's key and, with `announce`, publishes `system.emergency_stop` (priority
     /// critical) on the scope's system stream with `messageID`, which every orchestrator reads.
     /// - Parameter project: the project as the operator spelled it (the envelope keeps it).
-    public func publish(_ stop: EmergencyStopRecord, bus: any EventBus, announce: Bool, messageID: String = MessageID.makeTimeOrdered(),
-                        project: String? = nil) async throws {
+    public func publish(
+        _ stop: EmergencyStopRecord, bus: any EventBus, announce: Bool, messageID: String = MessageID.makeTimeOrdered(),
+        project: String? = nil
+    ) async throws {
         try await EmergencyKeys.write(stop, bus: bus)
         guard announce else { return }
-        _ = try await bus.publish(Envelope(
-            eventType: .systemEmergencyStop, payload: ["reason": .string(stop.reason), "by": .string(stop.by)], source: stop.by,
-            project: project ?? stop.scope.key, priority: .critical, messageID: messageID
-        ), to: stop.scope.systemStream)
+        _ = try await bus.publish(
+            Envelope(
+                eventType: .systemEmergencyStop, payload: ["reason": .string(stop.reason), "by": .string(stop.by)], source: stop.by,
+                project: project ?? stop.scope.key, priority: .critical, messageID: messageID
+            ), to: stop.scope.systemStream)
     }
 
     /// Lifts the active stop of a scope; `onlySource` limits it to stops from that source (a
@@ -114,14 +118,17 @@ public struct EmergencyStops: Sendable {
 
     /// Deletes the scope's key unless a stop still holds it and, with `announce`, publishes
     /// `system.emergency_cleared` on the scope's system stream.
-    public func publish(_ cleared: Cleared, by: String, reason: String, bus: any EventBus, announce: Bool,
-                        messageID: String = MessageID.makeTimeOrdered(), project: String? = nil) async throws {
+    public func publish(
+        _ cleared: Cleared, by: String, reason: String, bus: any EventBus, announce: Bool,
+        messageID: String = MessageID.makeTimeOrdered(), project: String? = nil
+    ) async throws {
         let scope = cleared.stop.scope
         if !cleared.stillStopped { try await EmergencyKeys.delete(scope: scope, bus: bus) }
         guard announce else { return }
-        _ = try await bus.publish(Envelope(
-            eventType: .systemEmergencyCleared, payload: ["reason": .string(reason), "by": .string(by)], source: by,
-            project: project ?? scope.key, priority: .critical, messageID: messageID
-        ), to: scope.systemStream)
+        _ = try await bus.publish(
+            Envelope(
+                eventType: .systemEmergencyCleared, payload: ["reason": .string(reason), "by": .string(by)], source: by,
+                project: project ?? scope.key, priority: .critical, messageID: messageID
+            ), to: scope.systemStream)
     }
 }

@@ -21,8 +21,9 @@ struct EmergencyResponse: Sendable {
         // The key holds the stop across restarts of everything that reads it.
         try await self.stops.publish(stop, bus: self.core.bus, announce: false)
         let from = source == "legacy" ? " from the legacy channel" : ""
-        self.core.logger.critical("EMERGENCY STOP (\(scope))\(from): \(reason); dispatch halted, \(withdrawn.count) tasks withdrawn",
-                                  metadata: ["wave.by": "\(by)", "wave.source": "\(source)"])
+        self.core.logger.critical(
+            "EMERGENCY STOP (\(scope))\(from): \(reason); dispatch halted, \(withdrawn.count) tasks withdrawn",
+            metadata: ["wave.by": "\(by)", "wave.source": "\(source)"])
         await self.core.tellAgents(withdrawn, reason: "stopped")
         return stop
     }

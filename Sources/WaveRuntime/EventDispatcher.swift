@@ -52,8 +52,10 @@ public final class EventDispatcher: Service, Sendable {
         public var acknowledged: (@Sendable ([Delivery]) -> Void)?
 
         /// Creates hooks.
-        public init(entered: (@Sendable (Signal) -> Void)? = nil, settled: (@Sendable (Signal, DispatchResult) -> Void)? = nil,
-                    acknowledged: (@Sendable ([Delivery]) -> Void)? = nil) {
+        public init(
+            entered: (@Sendable (Signal) -> Void)? = nil, settled: (@Sendable (Signal, DispatchResult) -> Void)? = nil,
+            acknowledged: (@Sendable ([Delivery]) -> Void)? = nil
+        ) {
             self.entered = entered
             self.settled = settled
             self.acknowledged = acknowledged
@@ -73,8 +75,10 @@ public final class EventDispatcher: Service, Sendable {
     ///   - hooks: calls made as it works.
     ///   - executor: where reads are handled (the bus client's event loop); `nil`: the default.
     ///   - supervision: how a consumer whose loop fails is started again.
-    public init(bus: any EventBus, registry: HandlerRegistry, consumers: [ConsumerOptions], logger: Logger, hooks: Hooks = Hooks(),
-                executor: (any TaskExecutor)? = nil, supervision: SupervisionPolicy = SupervisionPolicy()) {
+    public init(
+        bus: any EventBus, registry: HandlerRegistry, consumers: [ConsumerOptions], logger: Logger, hooks: Hooks = Hooks(),
+        executor: (any TaskExecutor)? = nil, supervision: SupervisionPolicy = SupervisionPolicy()
+    ) {
         self.supervision = supervision
         self.bus = bus
         self.registry = registry
@@ -124,7 +128,7 @@ public final class EventDispatcher: Service, Sendable {
                     }
                 }
             }
-        } catch where Task.isShuttingDownGracefully {
+        } catch  where Task.isShuttingDownGracefully {
             // The shutdown cancelled a request in flight (a group being created, a read being
             // issued): that is the stop asked for, not a failure.
             self.logger.debug("consumers stopped by the graceful shutdown", metadata: ["wave.error": "\(error)"])
@@ -132,9 +136,11 @@ public final class EventDispatcher: Service, Sendable {
     }
 
     func consume(_ options: ConsumerOptions) async throws {
-        self.logger.info("consuming", metadata: [
-            "wave.group": "\(options.group)", "wave.consumer": "\(options.consumer)", "wave.streams": "\(options.streams.joined(separator: ","))",
-        ])
+        self.logger.info(
+            "consuming",
+            metadata: [
+                "wave.group": "\(options.group)", "wave.consumer": "\(options.consumer)", "wave.streams": "\(options.streams.joined(separator: ","))",
+            ])
         try await self.bus.withConsumer(options) { deliveries in
             var iterator = deliveries.makeAsyncIterator()
             while !Task.isCancelled, let batch = await iterator.nextBatch() {
@@ -163,7 +169,8 @@ public final class EventDispatcher: Service, Sendable {
                 var run = [signal]
                 var next = index + 1
                 while next < batch.count, let envelope = batch[next].envelope, let info = self.info(of: batch[next].stream),
-                      let other = self.registry.batchHandler(for: envelope.eventType), other.name == batcher.name {
+                    let other = self.registry.batchHandler(for: envelope.eventType), other.name == batcher.name
+                {
                     run.append(Signal(delivery: batch[next], envelope: envelope, kind: info.kind, project: info.project))
                     next += 1
                 }
@@ -191,9 +198,11 @@ public final class EventDispatcher: Service, Sendable {
         } catch {
             // Not lost: the entries stay pending, are delivered again, and the ledger makes their
             // second application a no-op.
-            self.logger.warning("acknowledgement failed; the entries will be delivered again", metadata: [
-                "wave.count": "\(acknowledged.count)", "wave.error": "\(error)",
-            ])
+            self.logger.warning(
+                "acknowledgement failed; the entries will be delivered again",
+                metadata: [
+                    "wave.count": "\(acknowledged.count)", "wave.error": "\(error)",
+                ])
         }
     }
 
@@ -236,9 +245,13 @@ public final class EventDispatcher: Service, Sendable {
             return false
         case .retry:
             self.counters.withLock { $0.failures += 1 }
-            self.logger.warning("handler failed; the entry stays pending and is delivered again", metadata: Self.metadata(signal, [
-                "wave.error": "\(result.error.map { String(describing: $0) } ?? "")", "wave.delivery": "\(signal.delivery.deliveryCount)",
-            ]))
+            self.logger.warning(
+                "handler failed; the entry stays pending and is delivered again",
+                metadata: Self.metadata(
+                    signal,
+                    [
+                        "wave.error": "\(result.error.map { String(describing: $0) } ?? "")", "wave.delivery": "\(signal.delivery.deliveryCount)",
+                    ]))
             return false
         }
     }

@@ -40,12 +40,13 @@ struct OrchestratorCore: Sendable {
         guard let storyID = envelope.storyIDForRouting else {
             return .failure(Refusal(outcome: .deadLetter("missing_story_id: \(envelope.eventType.rawValue) names no story (envelope or payload story_id)")))
         }
-        return .success(IncomingEvent(
-            messageID: envelope.messageID, eventType: envelope.eventType.rawValue, source: envelope.agentID, seq: envelope.seq,
-            sessionID: envelope.sessionID ?? envelope.payload["session_id"]?.stringValue, storyID: storyID, event: event,
-            costUSD: envelope.payload["cost_usd"]?.numberValue, tokens: envelope.payload["tokens"]?.numberValue.map { Int(clamping: Int64($0)) },
-            project: signal.project?.key, correlationID: envelope.correlationID
-        ))
+        return .success(
+            IncomingEvent(
+                messageID: envelope.messageID, eventType: envelope.eventType.rawValue, source: envelope.agentID, seq: envelope.seq,
+                sessionID: envelope.sessionID ?? envelope.payload["session_id"]?.stringValue, storyID: storyID, event: event,
+                costUSD: envelope.payload["cost_usd"]?.numberValue, tokens: envelope.payload["tokens"]?.numberValue.map { Int(clamping: Int64($0)) },
+                project: signal.project?.key, correlationID: envelope.correlationID
+            ))
     }
 
     /// Applies the story events of several signals in one store transaction, in order, then
@@ -109,7 +110,9 @@ struct OrchestratorCore: Sendable {
     /// Carries out what an applied change implies: log lines, tasks, escalation notices, the next
     /// stories of the session and the next session of the project.
     /// - Parameter dispatch: where the tasks to dispatch are collected (the caller sends them all at once).
-    func react(to result: ApplyResult, incoming: IncomingEvent, signal: Signal?, dispatch: inout [(story: StoryRecord, drafts: [TaskDraft])]) async throws -> HandlerOutcome {
+    func react(
+        to result: ApplyResult, incoming: IncomingEvent, signal: Signal?, dispatch: inout [(story: StoryRecord, drafts: [TaskDraft])]
+    ) async throws -> HandlerOutcome {
         switch result {
         case .applied(let record, let effects, let sessionEffects):
             let state = record.state
@@ -126,7 +129,8 @@ struct OrchestratorCore: Sendable {
             }
             for dependent in sessionEffects.cancelledDependents {
                 self.tasks.forget(storyID: dependent, sessionID: state.sessionID)
-                self.logger.warning("story cancelled: a story it depends on failed", metadata: ["wave.story": "\(dependent)", "wave.failed": "\(state.storyID)"])
+                self.logger.warning(
+                    "story cancelled: a story it depends on failed", metadata: ["wave.story": "\(dependent)", "wave.failed": "\(state.storyID)"])
             }
             if !effects.escalations.isEmpty || sessionEffects.otherEffects.values.contains(where: { !$0.escalations.isEmpty }) {
                 try await self.announceEscalations(of: incoming.messageID, project: signal?.project)
@@ -147,9 +151,11 @@ struct OrchestratorCore: Sendable {
             return .applied("\(state.storyID) \(state.status.rawValue) at \(state.currentGate)")
         case .ignored(let reason, let record, let effects):
             if !effects.escalations.isEmpty { try await self.announceEscalations(of: incoming.messageID, project: signal?.project) }
-            self.logger.info("signal had no effect", metadata: [
-                "wave.story": "\(record.state.storyID)", "wave.event": "\(incoming.eventType)", "wave.reason": "\(reason.rawValue)",
-            ])
+            self.logger.info(
+                "signal had no effect",
+                metadata: [
+                    "wave.story": "\(record.state.storyID)", "wave.event": "\(incoming.eventType)", "wave.reason": "\(reason.rawValue)",
+                ])
             return .ignored(reason.rawValue)
         case .duplicate:
             return .duplicate
@@ -163,9 +169,11 @@ struct OrchestratorCore: Sendable {
         let state = record.state
         let moves = effects.transitions.map { "\($0.from.rawValue)→\($0.to.rawValue)" }.joined(separator: ", ")
         let what = effects.checkpoints.map(\.name).joined(separator: "; ")
-        self.logger.info("story \(state.storyID): \(what.isEmpty ? incoming.eventType : what) → \(state.status.rawValue) at \(state.currentGate)\(moves.isEmpty ? "" : " (\(moves))")", metadata: [
-            "wave.session": "\(StoreIDs.display(state.sessionID))", "wave.from": "\(incoming.source ?? "")", "wave.retries": "\(state.retryCount)",
-        ])
+        self.logger.info(
+            "story \(state.storyID): \(what.isEmpty ? incoming.eventType : what) → \(state.status.rawValue) at \(state.currentGate)\(moves.isEmpty ? "" : " (\(moves))")",
+            metadata: [
+                "wave.session": "\(StoreIDs.display(state.sessionID))", "wave.from": "\(incoming.source ?? "")", "wave.retries": "\(state.retryCount)",
+            ])
     }
 
     /// Starts the stories of a session that became ready and, when the session is over, the next
@@ -178,7 +186,9 @@ struct OrchestratorCore: Sendable {
         await self.tasks.dispatch(started.map { ($0.0, $0.1.dispatches) })
         let session = try await self.store.session(id: sessionID)
         guard session.status.isTerminal else { return }
-        self.logger.info("session \(session.displayID): \(session.status.rawValue) (\(session.storiesCompleted) of \(session.storyCount) stories complete, \(session.storiesFailed) failed)")
+        self.logger.info(
+            "session \(session.displayID): \(session.status.rawValue) (\(session.storiesCompleted) of \(session.storyCount) stories complete, \(session.storiesFailed) failed)"
+        )
         try await self.advanceProject(session.project)
     }
 
@@ -199,8 +209,9 @@ struct OrchestratorCore: Sendable {
     /// A task ran out of time: the story gets a timeout (a failure counted at its gate, a retry or
     /// an escalation), and the agent that held the task, if known, is told it is cancelled.
     func applyTimeout(_ task: TaskEntry) async {
-        let incoming = IncomingEvent(messageID: "timeout-\(task.messageID)", eventType: "task.timeout", source: "orchestrator",
-                                     sessionID: task.sessionID, storyID: task.storyID, event: .timeout(role: task.role), project: task.project)
+        let incoming = IncomingEvent(
+            messageID: "timeout-\(task.messageID)", eventType: "task.timeout", source: "orchestrator",
+            sessionID: task.sessionID, storyID: task.storyID, event: .timeout(role: task.role), project: task.project)
         do {
             var work: [(story: StoryRecord, drafts: [TaskDraft])] = []
             _ = try await self.react(to: try await self.store.apply(incoming), incoming: incoming, signal: nil, dispatch: &work)
@@ -220,11 +231,13 @@ struct OrchestratorCore: Sendable {
         let agents = self.roster.all
         for task in tasks {
             guard let project = try? ProjectName(task.project),
-                  let agent = agents.first(where: { $0.currentTask == task.taskID || $0.currentTask == task.messageID }) else { continue }
-            try? await self.publishNotice(Envelope(
-                eventType: .taskCancelled, payload: ["task_id": .string(task.taskID), "reason": .string(reason)], source: "orchestrator",
-                project: task.project, priority: .high, sessionID: task.sessionID, storyID: task.storyID, correlationID: task.messageID
-            ), to: Channels.agent(project, agent.id))
+                let agent = agents.first(where: { $0.currentTask == task.taskID || $0.currentTask == task.messageID })
+            else { continue }
+            try? await self.publishNotice(
+                Envelope(
+                    eventType: .taskCancelled, payload: ["task_id": .string(task.taskID), "reason": .string(reason)], source: "orchestrator",
+                    project: task.project, priority: .high, sessionID: task.sessionID, storyID: task.storyID, correlationID: task.messageID
+                ), to: Channels.agent(project, agent.id))
         }
     }
 
@@ -277,16 +290,21 @@ struct OrchestratorCore: Sendable {
 
     func announceEscalations(of messageID: String, project: ProjectName?) async throws {
         for escalation in try await self.store.escalations(messageID: messageID) {
-            self.logger.warning("escalation \(escalation.kind): \(escalation.reason)", metadata: [
-                "wave.story": "\(escalation.storyID ?? "")", "wave.escalation": "\(escalation.id)",
-            ])
+            self.logger.warning(
+                "escalation \(escalation.kind): \(escalation.reason)",
+                metadata: [
+                    "wave.story": "\(escalation.storyID ?? "")", "wave.escalation": "\(escalation.id)",
+                ])
             guard let project = try await self.project(of: escalation.sessionID) ?? project else { continue }
-            try await self.publishNotice(Envelope(
-                eventType: .escalationRaised,
-                payload: ["escalation_id": .string(StoreIDs.display(escalation.id)), "kind": .string(escalation.kind), "detail": .string(escalation.reason)],
-                source: "orchestrator", project: project.key, priority: .high,
-                sessionID: escalation.sessionID.map(StoreIDs.display), storyID: escalation.storyID
-            ), project: project)
+            try await self.publishNotice(
+                Envelope(
+                    eventType: .escalationRaised,
+                    payload: [
+                        "escalation_id": .string(StoreIDs.display(escalation.id)), "kind": .string(escalation.kind), "detail": .string(escalation.reason),
+                    ],
+                    source: "orchestrator", project: project.key, priority: .high,
+                    sessionID: escalation.sessionID.map(StoreIDs.display), storyID: escalation.storyID
+                ), project: project)
         }
     }
 
@@ -294,12 +312,17 @@ struct OrchestratorCore: Sendable {
         let session = try await self.store.session(id: sessionID)
         guard let project = try? ProjectName(session.project) else { return }
         let ratio = session.budgetUSD > 0 ? session.actualCostUSD / session.budgetUSD : 0
-        self.logger.warning("session \(session.displayID): \(paused ? "over budget, paused" : "budget warning") (\(session.actualCostUSD) of \(session.budgetUSD) USD)")
-        try await self.publishNotice(Envelope(
-            eventType: .sessionBudgetWarning,
-            payload: ["budget_usd": .number(session.budgetUSD), "actual_cost_usd": .number(session.actualCostUSD), "ratio": .number(ratio), "paused": .bool(paused)],
-            source: "orchestrator", project: session.project, priority: .high, sessionID: session.displayID
-        ), project: project)
+        self.logger.warning(
+            "session \(session.displayID): \(paused ? "over budget, paused" : "budget warning") (\(session.actualCostUSD) of \(session.budgetUSD) USD)")
+        try await self.publishNotice(
+            Envelope(
+                eventType: .sessionBudgetWarning,
+                payload: [
+                    "budget_usd": .number(session.budgetUSD), "actual_cost_usd": .number(session.actualCostUSD), "ratio": .number(ratio),
+                    "paused": .bool(paused),
+                ],
+                source: "orchestrator", project: session.project, priority: .high, sessionID: session.displayID
+            ), project: project)
     }
 
     /// Publishes a notice (on the project's system stream unless `stream` says otherwise); a
@@ -365,9 +388,11 @@ struct StoryEventHandler: BatchEventHandler {
         if self.core.tasks.timedOut(correlationID: signal.envelope.correlationID) {
             // The task ran out of time and was taken back: its late result is recorded, not applied.
             try? await self.core.store.bump("late_results")
-            self.core.logger.info("late result ignored: its task had timed out", metadata: [
-                "wave.story": "\(signal.envelope.storyIDForRouting ?? "")", "wave.correlation_id": "\(signal.envelope.correlationID ?? "")",
-            ])
+            self.core.logger.info(
+                "late result ignored: its task had timed out",
+                metadata: [
+                    "wave.story": "\(signal.envelope.storyIDForRouting ?? "")", "wave.correlation_id": "\(signal.envelope.correlationID ?? "")",
+                ])
             return .failure(Refusal(outcome: .ignored("late_result")))
         }
         var payload = signal.envelope.payload
@@ -379,7 +404,9 @@ struct StoryEventHandler: BatchEventHandler {
             return .failure(Refusal(outcome: .deadLetter("invalid_payload: \(signal.envelope.eventType.rawValue) has no gate_id")))
         }
         let gate: GateID
-        do { gate = try GateID(parsing: text) } catch { return .failure(Refusal(outcome: .deadLetter("invalid_payload: gate_id \(text) is not gate-0 … gate-7"))) }
+        do { gate = try GateID(parsing: text) } catch {
+            return .failure(Refusal(outcome: .deadLetter("invalid_payload: gate_id \(text) is not gate-0 … gate-7")))
+        }
         if signal.envelope.eventType == .gateFailed, GateOutcome(payload: payload) == .passed {
             payload["result"] = .string("fail")
         }
@@ -405,7 +432,9 @@ struct StoryBlockHandler: EventHandler {
             var reason = payload["reason"]?.stringValue ?? "blocked"
             if let by = payload["blocked_by"]?.stringValue, !by.isEmpty { reason += " (blocked by \(by))" }
             let outcome = try await self.core.applyStoryEvent(signal, .blocked(reason: reason))
-            if case .applied = outcome, let story = signal.envelope.storyIDForRouting, let record = try? await self.core.store.story(story, session: self.core.sessionID(of: signal)) {
+            if case .applied = outcome, let story = signal.envelope.storyIDForRouting,
+                let record = try? await self.core.store.story(story, session: self.core.sessionID(of: signal))
+            {
                 self.core.tasks.forget(storyID: story, sessionID: record.state.sessionID)
             }
             return outcome
@@ -474,7 +503,8 @@ struct SessionHandler: EventHandler {
             case .sessionPaused:
                 guard !session.status.isTerminal else { return .ignored("session_\(session.status.rawValue)") }
                 try await self.core.store.pauseSession(session.id, messageID: envelope.messageID)
-                self.core.logger.info("session \(session.displayID): paused; in-flight work finishes, nothing new is dispatched", metadata: ["wave.reason": "\(reason ?? "")"])
+                self.core.logger.info(
+                    "session \(session.displayID): paused; in-flight work finishes, nothing new is dispatched", metadata: ["wave.reason": "\(reason ?? "")"])
                 return .applied("paused")
             case .sessionResumed:
                 guard signal.kind != .signals else { return .ignored("resume_not_on_system_stream") }
@@ -536,8 +566,9 @@ struct AgentPresenceHandler: EventHandler {
         let envelope = signal.envelope
         guard let agentID = envelope.agentID else { return .ignored("no_agent_id") }
         let status = envelope.eventType == .agentReady ? "ready" : "busy"
-        self.core.roster.heard(from: agentID, role: self.core.role(of: signal), project: signal.project?.key, status: status,
-                               task: envelope.payload["task_id"]?.stringValue ?? envelope.correlationID)
+        self.core.roster.heard(
+            from: agentID, role: self.core.role(of: signal), project: signal.project?.key, status: status,
+            task: envelope.payload["task_id"]?.stringValue ?? envelope.correlationID)
         let reportsCost = (envelope.payload["cost_usd"]?.numberValue ?? 0) > 0 || (envelope.payload["tokens"]?.numberValue ?? 0) > 0
         if reportsCost, envelope.storyIDForRouting != nil {
             return try await self.core.applyStoryEvent(signal, .report)

@@ -26,7 +26,8 @@ public struct LegacyTaskResult: Sendable, Hashable {
     /// Parses a result's JSON; `nil` when it is not a JSON object with a `task_id` and a `status`.
     public init?(jsonText: String) {
         guard let object = JSONValue(jsonText: jsonText)?.objectValue, let taskID = object["task_id"]?.stringValue,
-              let status = object["status"]?.stringValue else { return nil }
+            let status = object["status"]?.stringValue
+        else { return nil }
         self.taskID = taskID
         self.status = status.lowercased()
         self.agentID = object["agent_id"]?.stringValue
@@ -126,12 +127,13 @@ public final class LegacyTaskBridge: Sendable {
         payload["wave_task_id"] = .string(entry.taskID)
         payload["message_id"] = .string(entry.messageID)
         payload["deadline"] = .string(entry.deadline.description)
-        let priority: Double = switch entry.priority {
-        case .critical: 10
-        case .high: 8
-        case .normal: 5
-        case .low: 2
-        }
+        let priority: Double =
+            switch entry.priority {
+            case .critical: 10
+            case .high: 8
+            case .normal: 5
+            case .low: 2
+            }
         let data: JSONValue = .object([
             "task_id": .string(Self.legacyID(of: entry)), "story_id": .string(entry.storyID), "domain": .string(entry.role),
             "action": .string(entry.action), "payload": .object(payload), "priority": .number(priority),
@@ -162,9 +164,12 @@ public final class LegacyTaskBridge: Sendable {
             let id = Self.legacyID(of: entry)
             let list = Channels.Legacy.taskList(domain: entry.role)
             let hash = Channels.Legacy.taskHash(id)
-            commands.append(HSetCommand(hash, fields: [
-                ("data", Self.taskData(of: entry)), ("status", "pending"), ("queue", list), ("enqueued_at", Self.naive(.now())),
-            ]))
+            commands.append(
+                HSetCommand(
+                    hash,
+                    fields: [
+                        ("data", Self.taskData(of: entry)), ("status", "pending"), ("queue", list), ("enqueued_at", Self.naive(.now())),
+                    ]))
             commands.append(ExpireCommand(hash, seconds: Self.keyLifetime))
             commands.append(LPushCommand(list, elements: [id]))
             let notice: JSONValue = ["event": "task_enqueued", "task_id": .string(id), "story_id": .string(entry.storyID), "action": .string(entry.action)]
@@ -272,7 +277,8 @@ public final class LegacyTaskBridge: Sendable {
         guard let entry = self.state.withLock({ $0.out.removeValue(forKey: id) }) else { return }
         guard let result = LegacyTaskResult(jsonText: resultJSON) else {
             self.state.withLock { $0.ignored += 1 }
-            self.logger.error("unreadable legacy result; the task's deadline will retry it", metadata: ["wave.task_id": "\(id)", "wave.result": "\(resultJSON.prefix(200))"])
+            self.logger.error(
+                "unreadable legacy result; the task's deadline will retry it", metadata: ["wave.task_id": "\(id)", "wave.result": "\(resultJSON.prefix(200))"])
             return
         }
         guard self.tasks.isOut(entry) else {
@@ -283,7 +289,9 @@ public final class LegacyTaskBridge: Sendable {
         if result.isWorkerException {
             // The worker published `agent.error` with the story id just before: that signal is the
             // failure. If it never reaches Wave, the task's deadline counts one.
-            self.logger.info("legacy task failed in its worker; its agent.error carries the failure", metadata: ["wave.task_id": "\(id)", "wave.error": "\(result.error ?? "")"])
+            self.logger.info(
+                "legacy task failed in its worker; its agent.error carries the failure",
+                metadata: ["wave.task_id": "\(id)", "wave.error": "\(result.error ?? "")"])
             return
         }
         let envelope = Self.signal(for: result, task: entry, roleMap: self.roleMap)
@@ -291,9 +299,11 @@ public final class LegacyTaskBridge: Sendable {
             let project = try ProjectName(entry.project)
             _ = try await self.bus.publish(envelope, to: Channels.signals(project))
             self.state.withLock { $0.settled += 1 }
-            self.logger.info("legacy result → \(envelope.eventType.rawValue)", metadata: [
-                "wave.task_id": "\(id)", "wave.story": "\(entry.storyID)", "wave.gate": "\(entry.gate)", "wave.status": "\(result.status)",
-            ])
+            self.logger.info(
+                "legacy result → \(envelope.eventType.rawValue)",
+                metadata: [
+                    "wave.task_id": "\(id)", "wave.story": "\(entry.storyID)", "wave.gate": "\(entry.gate)", "wave.status": "\(result.status)",
+                ])
         } catch {
             // Still out in Wave: a re-read after the next subscription, or the deadline, covers it.
             self.state.withLock { $0.out[id] = entry }

@@ -87,8 +87,10 @@ public final class Orchestrator: Service, Sendable {
     /// - Parameters:
     ///   - register: adds handlers after the standard ones (extensions, tests).
     ///   - hooks: the dispatcher's hooks (metrics, benchmarks, tests).
-    public init(bus: any EventBus, store: any StateStore, configuration: OrchestratorConfiguration, logger: Logger,
-                register: (inout HandlerRegistry) -> Void = { _ in }, hooks: EventDispatcher.Hooks = EventDispatcher.Hooks()) {
+    public init(
+        bus: any EventBus, store: any StateStore, configuration: OrchestratorConfiguration, logger: Logger,
+        register: (inout HandlerRegistry) -> Void = { _ in }, hooks: EventDispatcher.Hooks = EventDispatcher.Hooks()
+    ) {
         self.bus = bus
         self.store = store
         self.configuration = configuration
@@ -102,8 +104,9 @@ public final class Orchestrator: Service, Sendable {
         } else {
             self.legacy = nil
         }
-        let core = OrchestratorCore(store: store, bus: bus, tasks: self.tasks, roster: self.roster, roleMap: configuration.roleMap,
-                                    legacy: self.legacy, logger: logger)
+        let core = OrchestratorCore(
+            store: store, bus: bus, tasks: self.tasks, roster: self.roster, roleMap: configuration.roleMap,
+            legacy: self.legacy, logger: logger)
         self.core = core
         self.tasks.onTimeout { task in await core.applyTimeout(task) }
         var registry = HandlerRegistry()
@@ -120,8 +123,9 @@ public final class Orchestrator: Service, Sendable {
             }
             settled?(signal, result)
         }
-        self.dispatcher = EventDispatcher(bus: bus, registry: registry, consumers: Self.consumers(configuration), logger: logger, hooks: hooks,
-                                          executor: configuration.executor, supervision: configuration.supervision)
+        self.dispatcher = EventDispatcher(
+            bus: bus, registry: registry, consumers: Self.consumers(configuration), logger: logger, hooks: hooks,
+            executor: configuration.executor, supervision: configuration.supervision)
     }
 
     static func consumers(_ configuration: OrchestratorConfiguration) -> [ConsumerOptions] {
@@ -174,38 +178,44 @@ public final class Orchestrator: Service, Sendable {
             try await self.core.advanceProject(project.key)
         }
         let inFlight = try await self.store.inFlightStories()
-        if !inFlight.isEmpty {
+        // Nothing to look for when every task the working stories need is out already (a first
+        // start: this instance has just dispatched them).
+        var missing = self.tasks.notOut(inFlight)
+        if !missing.isEmpty {
             // Tasks still in the agents' streams (held by an agent, or not read yet) are out
             // already: a restart must not hand out second copies.
             var waiting: [TaskEntry] = []
             for project in self.configuration.projects {
                 for role in Self.roles(self.store.engine.configuration) {
-                    let entries = try await self.bus.unacknowledged(stream: Channels.tasks(project, role), group: Channels.agentsGroup(role: role), count: 100_000)
+                    let entries = try await self.bus.unacknowledged(
+                        stream: Channels.tasks(project, role), group: Channels.agentsGroup(role: role), count: 100_000)
                     waiting.append(contentsOf: entries.compactMap { try? TaskEntry(decoding: $0.fields) })
                 }
             }
-            let adopted = self.tasks.adopt(waiting, needed: inFlight)
+            let adopted = self.tasks.adopt(waiting, needed: missing)
+            missing = self.tasks.notOut(missing)
             // Results already waiting in the signals stream (answered by their agents, not yet
             // applied, pending or unread in the shared group) settle their tasks when they apply:
-            // those tasks are not sent a second time.
-            // Only the fields that say which task a result answers are read (one short row per
-            // entry, built by the bus), so that a backlog of thousands costs little at start.
+            // those tasks are not sent a second time. Only the fields that say which task a
+            // result answers are read (one short row per entry, built by the bus), so that a
+            // backlog of thousands costs little at start.
             let names = ["event_type", "payload", "source", "project", "message_id", "session_id", "story_id", "correlation_id"]
-            // Nothing to look for when every task the working stories need is out already (a
-            // first start: this instance just dispatched them).
-            let missing = self.tasks.notOut(inFlight)
             var answers: [Envelope] = []
             for project in self.configuration.projects where !missing.isEmpty {
-                let rows = try await self.bus.unacknowledged(stream: Channels.signals(project), group: Channels.orchestratorGroup, count: 100_000, fields: names)
-                answers.append(contentsOf: rows.compactMap { row in
-                    let fields = zip(names, row).compactMap { name, value in value.map { StreamField(name, $0) } }
-                    return try? Envelope(decoding: fields)
-                })
+                let rows = try await self.bus.unacknowledged(
+                    stream: Channels.signals(project), group: Channels.orchestratorGroup, count: 100_000, fields: names)
+                answers.append(
+                    contentsOf: rows.compactMap { row in
+                        let fields = zip(names, row).compactMap { name, value in value.map { StreamField(name, $0) } }
+                        return try? Envelope(decoding: fields)
+                    })
             }
             let answered = answers.isEmpty ? 0 : await self.tasks.adoptAnswered(answers, needed: missing, roleMap: self.configuration.roleMap)
-            self.logger.info("recovery: dispatching again the tasks of working stories that are neither still waiting in the agents' streams nor answered in the signals stream", metadata: [
-                "wave.stories": "\(inFlight.count)", "wave.tasks_still_out": "\(adopted)", "wave.tasks_answered": "\(answered)",
-            ])
+            self.logger.info(
+                "recovery: dispatching again the tasks of working stories that are neither still waiting in the agents' streams nor answered in the signals stream",
+                metadata: [
+                    "wave.stories": "\(inFlight.count)", "wave.tasks_still_out": "\(adopted)", "wave.tasks_answered": "\(answered)",
+                ])
         }
         try await self.tasks.redispatch()
         try await self.recordState()
@@ -214,10 +224,12 @@ public final class Orchestrator: Service, Sendable {
     /// Runs until graceful shutdown: prepares, consumes, records its state on its interval, and on
     /// a clean exit deletes its own system-stream groups.
     public func run() async throws {
-        self.logger.info("orchestrator starting", metadata: [
-            "wave.consumer": "\(self.configuration.consumer)", "wave.projects": "\(self.configuration.projects.map(\.key).joined(separator: ","))",
-            "wave.bus": "\(self.configuration.busKind)",
-        ])
+        self.logger.info(
+            "orchestrator starting",
+            metadata: [
+                "wave.consumer": "\(self.configuration.consumer)", "wave.projects": "\(self.configuration.projects.map(\.key).joined(separator: ","))",
+                "wave.bus": "\(self.configuration.busKind)",
+            ])
         try await withTaskExecutorPreference(self.configuration.executor) {
             try await self.prepare()
         }
@@ -340,27 +352,30 @@ public final class Orchestrator: Service, Sendable {
         let health = self.bus.health
         let now = self.store.now()
         let outbox = (try? await self.store.outboxCount()) ?? 0
-        try await self.store.recordOrchestrator(OrchestratorRecord(
-            consumer: self.configuration.consumer, projects: self.configuration.projects.map(\.key), bus: self.configuration.busKind,
-            circuit: health.circuit,
-            state: [
-                "handled": .number(Double(counters.handled)), "unhandled": .number(Double(counters.unhandledTotal)),
-                "failures": .number(Double(counters.failures)), "dead_lettered": .number(Double(counters.deadLettered)),
-                "tasks_published": .number(Double(totals.published)), "tasks_held": .number(Double(totals.held)),
-                "tasks_outstanding": .number(Double(self.tasks.outstandingCount)),
-                "tasks_timed_out": .number(Double(self.tasks.timeouts)),
-                "outbox": .number(Double(outbox)),
-                "halted": .array(self.tasks.haltedScopes.sorted().map { .string($0.key) }),
-                "trimmed_unread": .number(Double(health.trimmedUnread)),
-                "vanished_with_redis": .number(Double(health.vanished)),
-                "legacy_bridge": self.legacy.map { legacy in
-                    let totals = legacy.totals
-                    return .object(["written": .number(Double(totals.written)), "settled": .number(Double(totals.settled)),
-                                    "ignored": .number(Double(totals.ignored)), "outstanding": .number(Double(legacy.outstandingCount))])
-                } ?? .null,
-            ],
-            startedAt: self.startedAt, lastSeen: now, stoppedAt: stopped ? now : nil
-        ))
+        try await self.store.recordOrchestrator(
+            OrchestratorRecord(
+                consumer: self.configuration.consumer, projects: self.configuration.projects.map(\.key), bus: self.configuration.busKind,
+                circuit: health.circuit,
+                state: [
+                    "handled": .number(Double(counters.handled)), "unhandled": .number(Double(counters.unhandledTotal)),
+                    "failures": .number(Double(counters.failures)), "dead_lettered": .number(Double(counters.deadLettered)),
+                    "tasks_published": .number(Double(totals.published)), "tasks_held": .number(Double(totals.held)),
+                    "tasks_outstanding": .number(Double(self.tasks.outstandingCount)),
+                    "tasks_timed_out": .number(Double(self.tasks.timeouts)),
+                    "outbox": .number(Double(outbox)),
+                    "halted": .array(self.tasks.haltedScopes.sorted().map { .string($0.key) }),
+                    "trimmed_unread": .number(Double(health.trimmedUnread)),
+                    "vanished_with_redis": .number(Double(health.vanished)),
+                    "legacy_bridge": self.legacy.map { legacy in
+                        let totals = legacy.totals
+                        return .object([
+                            "written": .number(Double(totals.written)), "settled": .number(Double(totals.settled)),
+                            "ignored": .number(Double(totals.ignored)), "outstanding": .number(Double(legacy.outstandingCount)),
+                        ])
+                    } ?? .null,
+                ],
+                startedAt: self.startedAt, lastSeen: now, stoppedAt: stopped ? now : nil
+            ))
     }
 
     /// The roles tasks go to: every gate owner and the dev roles.

@@ -112,8 +112,10 @@ public struct StatusReport: Sendable, Codable, Hashable {
             }
             for stream in streams {
                 for info in try await bus.groups(of: stream) {
-                    groups.append(Group(stream: info.stream, group: info.group, consumers: info.consumers, pending: info.pending,
-                                        lag: info.lag, entries_read: info.entriesRead))
+                    groups.append(
+                        Group(
+                            stream: info.stream, group: info.group, consumers: info.consumers, pending: info.pending,
+                            lag: info.lag, entries_read: info.entriesRead))
                 }
             }
         }
@@ -123,15 +125,18 @@ public struct StatusReport: Sendable, Codable, Hashable {
             circuit: circuit,
             groups: groups,
             dlq: dlq,
-            stops: try await store.activeStops().map { Stop(scope: $0.scope.key, reason: $0.reason, by: $0.by, since: $0.since.description, source: $0.source) },
+            stops: try await store.activeStops().map {
+                Stop(scope: $0.scope.key, reason: $0.reason, by: $0.by, since: $0.since.description, source: $0.source)
+            },
             sessions: try await store.sessionCounts(),
             unhandled_events: try await store.counters(prefix: "unhandled.").values.reduce(0, +),
             trimmed_unread: instances.map { number($0, "trimmed_unread") }.reduce(0, +),
             vanished_with_redis: instances.map { number($0, "vanished_with_redis") }.reduce(0, +),
             orchestrators: instances.map {
-                Instance(consumer: $0.consumer, circuit: $0.circuit, last_seen: $0.lastSeen.description, bus: $0.bus, projects: $0.projects,
-                         running: $0.stoppedAt == nil, handled: number($0, "handled"), dead_lettered: number($0, "dead_lettered"),
-                         tasks_outstanding: number($0, "tasks_outstanding"), outbox: number($0, "outbox"))
+                Instance(
+                    consumer: $0.consumer, circuit: $0.circuit, last_seen: $0.lastSeen.description, bus: $0.bus, projects: $0.projects,
+                    running: $0.stoppedAt == nil, handled: number($0, "handled"), dead_lettered: number($0, "dead_lettered"),
+                    tasks_outstanding: number($0, "tasks_outstanding"), outbox: number($0, "outbox"))
             }
         )
     }

@@ -164,9 +164,10 @@ public final class TaskDispatcher: Sendable {
         for (story, drafts) in ordered {
             let sessionID = story.state.sessionID
             if sessions[sessionID] == nil {
-                sessions[sessionID] = .some((try? await self.store.session(id: sessionID)).flatMap { session in
-                    (try? ProjectName(session.project)).map { (session, $0) }
-                })
+                sessions[sessionID] = .some(
+                    (try? await self.store.session(id: sessionID)).flatMap { session in
+                        (try? ProjectName(session.project)).map { (session, $0) }
+                    })
                 if let (_, project) = sessions[sessionID] ?? nil {
                     self.state.withLock { $0.projects[sessionID] = project.key }
                 }
@@ -193,10 +194,12 @@ public final class TaskDispatcher: Sendable {
             for (key, entry, _) in due { self.arm(key, entry) }
             if sent, let mirror = self.publishedHandler.withLock({ $0 }) { await mirror(due.map(\.entry)) }
             for (key, entry, _) in due {
-                self.logger.info(sent ? "task dispatched" : "task kept in the outbox", metadata: [
-                    "wave.story": "\(key.storyID)", "wave.gate": "\(key.gate)", "wave.role": "\(key.role)", "wave.action": "\(entry.action)",
-                    "wave.attempt": "\(entry.attempt)", "wave.task_id": "\(entry.taskID)",
-                ])
+                self.logger.info(
+                    sent ? "task dispatched" : "task kept in the outbox",
+                    metadata: [
+                        "wave.story": "\(key.storyID)", "wave.gate": "\(key.gate)", "wave.role": "\(key.role)", "wave.action": "\(entry.action)",
+                        "wave.attempt": "\(entry.attempt)", "wave.task_id": "\(entry.taskID)",
+                    ])
             }
         } catch {
             // Neither on the bus nor in the outbox (the store failed): not out; the next in-flight
@@ -267,9 +270,10 @@ public final class TaskDispatcher: Sendable {
             state.deadlines.insert(Deadline(at: entry.deadline.microsecondsSinceEpoch, key: key, messageID: entry.messageID))
             // Answered tasks leave their deadline behind; keep only the live ones now and then.
             if state.deadlines.count > state.compactAt {
-                state.deadlines = Heap(state.outstanding.values.flatMap { tasks in
-                    tasks.map { Deadline(at: $0.value.deadline.microsecondsSinceEpoch, key: $0.key, messageID: $0.value.messageID) }
-                })
+                state.deadlines = Heap(
+                    state.outstanding.values.flatMap { tasks in
+                        tasks.map { Deadline(at: $0.value.deadline.microsecondsSinceEpoch, key: $0.key, messageID: $0.value.messageID) }
+                    })
                 state.compactAt = max(4_096, 4 * state.deadlines.count)
             }
             self.rearm(&state)
@@ -384,8 +388,11 @@ public final class TaskDispatcher: Sendable {
             guard let story = envelope.storyIDForRouting else { continue }
             let gateText = envelope.payload["gate_id"]?.stringValue ?? envelope.payload["gate"]?.stringValue
             let session = envelope.sessionID ?? envelope.payload["session_id"]?.stringValue
-            waiting[story, default: []].append((envelope.senderRole(roleMap: roleMap), gateText.flatMap { try? GateID(parsing: $0) },
-                                                session.map(StoreIDs.normalize), envelope.correlationID))
+            waiting[story, default: []].append(
+                (
+                    envelope.senderRole(roleMap: roleMap), gateText.flatMap { try? GateID(parsing: $0) },
+                    session.map(StoreIDs.normalize), envelope.correlationID
+                ))
         }
         guard !waiting.isEmpty else { return 0 }
         var entries: [TaskEntry] = []
@@ -396,18 +403,21 @@ public final class TaskDispatcher: Sendable {
             for draft in item.tasks {
                 // A result of this story, from the draft's role, for its gate (or naming none, as
                 // an agent error may), and not for another session of the same story id.
-                guard let answer = answers.first(where: { answer in
-                    answer.role == draft.role && (answer.gate == nil || answer.gate == draft.gate)
-                        && (answer.session == nil || answer.session == StoreIDs.normalize(state.sessionID))
-                }) else { continue }
+                guard
+                    let answer = answers.first(where: { answer in
+                        answer.role == draft.role && (answer.gate == nil || answer.gate == draft.gate)
+                            && (answer.session == nil || answer.session == StoreIDs.normalize(state.sessionID))
+                    })
+                else { continue }
                 let timeout = self.store.engine.configuration.gates[draft.gate.number].timeout
                 if projects[state.sessionID] == nil { projects[state.sessionID] = await self.projectKey(ofSession: state.sessionID) ?? "" }
                 let id = answer.correlation ?? MessageID.makeTimeOrdered()
-                entries.append(TaskEntry(
-                    taskID: id, storyID: state.storyID, sessionID: state.sessionID, role: draft.role, action: draft.action, gate: draft.gate,
-                    attempt: state.gateFailures[draft.gate.number] + 1, deadline: now.adding(timeout), messageID: id, timestamp: now,
-                    project: projects[state.sessionID] ?? ""
-                ))
+                entries.append(
+                    TaskEntry(
+                        taskID: id, storyID: state.storyID, sessionID: state.sessionID, role: draft.role, action: draft.action, gate: draft.gate,
+                        attempt: state.gateFailures[draft.gate.number] + 1, deadline: now.adding(timeout), messageID: id, timestamp: now,
+                        project: projects[state.sessionID] ?? ""
+                    ))
             }
         }
         return self.adopt(entries, needed: needed)
@@ -428,7 +438,8 @@ public final class TaskDispatcher: Sendable {
     func claim(_ key: Key, draft: TaskDraft, story: StoryRecord, session: SessionRecord, project: ProjectName, now: WaveTimestamp) -> TaskEntry? {
         guard !self.isHalted(project: project.key), !session.isPaused, session.status == .inProgress else {
             self.state.withLock { $0.held += 1 }
-            self.logger.debug("task held back", metadata: ["wave.task": "\(key)", "wave.why": "\(session.isPaused ? "session paused" : "stopped or not in progress")"])
+            self.logger.debug(
+                "task held back", metadata: ["wave.task": "\(key)", "wave.why": "\(session.isPaused ? "session paused" : "stopped or not in progress")"])
             return nil
         }
         let attempt = story.state.gateFailures[draft.gate.number] + 1
@@ -503,4 +514,3 @@ public final class TaskDispatcher: Sendable {
         }
     }
 }
-

@@ -120,7 +120,10 @@ public struct NewStory: Sendable, Hashable {
     public var source: [String: JSONValue]
 
     /// Creates a story.
-    public init(id: String, title: String, domain: String, agent: String, priority: String? = nil, storyPoints: Int? = nil, dependencies: [String] = [], acceptanceCriteriaTotal: Int = 0, source: [String: JSONValue] = [:]) {
+    public init(
+        id: String, title: String, domain: String, agent: String, priority: String? = nil, storyPoints: Int? = nil, dependencies: [String] = [],
+        acceptanceCriteriaTotal: Int = 0, source: [String: JSONValue] = [:]
+    ) {
         self.id = id
         self.title = title
         self.domain = domain
@@ -141,7 +144,9 @@ public struct NewStory: Sendable, Hashable {
         if let value = object["dependencies"] {
             guard case .array(let items) = value else { throw StoreError(.invalidInput, "story \(id): \"dependencies\" is not an array of story ids") }
             for item in items {
-                guard let dependency = item.stringValue else { throw StoreError(.invalidInput, "story \(id): \"dependencies\" holds a value that is not a story id") }
+                guard let dependency = item.stringValue else {
+                    throw StoreError(.invalidInput, "story \(id): \"dependencies\" holds a value that is not a story id")
+                }
                 dependencies.append(dependency)
             }
         }

@@ -100,7 +100,9 @@ public final class SQLiteStateStore: StateStore {
 
     // MARK: Applying messages
 
-    public func apply(batch: [IncomingEvent], stopAtSessionChange: Bool, withdrawn: (@Sendable (IncomingEvent) -> Bool)?) async throws
+    public func apply(
+        batch: [IncomingEvent], stopAtSessionChange: Bool, withdrawn: (@Sendable (IncomingEvent) -> Bool)?
+    ) async throws
         -> [Result<ApplyResult, any Error>]
     {
         let results = try await self.write { store, now in
@@ -111,7 +113,9 @@ public final class SQLiteStateStore: StateStore {
 
     // MARK: Operators
 
-    public func recover(story storyID: String, session: String?, strategy: RecoveryStrategy, gate target: GateID?, by: String, messageID: String?) async throws
+    public func recover(
+        story storyID: String, session: String?, strategy: RecoveryStrategy, gate target: GateID?, by: String, messageID: String?
+    ) async throws
         -> RecoveryOutcome
     {
         try await self.write { try $0.recover(story: storyID, session: session, strategy: strategy, gate: target, by: by, messageID: messageID, now: $1) }
@@ -149,7 +153,9 @@ public final class SQLiteStateStore: StateStore {
         return try await self.read { try $0.inFlightStories(now: now) }
     }
     public func pruneLedger(now: WaveTimestamp) async throws -> Int { try await self.write { store, _ in try store.pruneLedger(now: now) } }
-    public func pruneCheckpoints(olderThan cutoff: WaveTimestamp) async throws -> Int { try await self.write { store, _ in try store.pruneCheckpoints(olderThan: cutoff) } }
+    public func pruneCheckpoints(olderThan cutoff: WaveTimestamp) async throws -> Int {
+        try await self.write { store, _ in try store.pruneCheckpoints(olderThan: cutoff) }
+    }
     public func bump(_ name: String, by amount: Int) async throws { try await self.write { store, _ in try store.bump(name, by: amount) } }
     public func counters(prefix: String) async throws -> [String: Int] { try await self.read { try $0.counters(prefix: prefix) } }
     public func isApplied(messageID: String) async throws -> Bool { try await self.read { try $0.isApplied(messageID: messageID) } }

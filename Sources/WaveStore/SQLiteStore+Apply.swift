@@ -31,7 +31,10 @@ public struct IncomingEvent: Sendable, Hashable {
     public var correlationID: String?
 
     /// Creates an incoming event.
-    public init(messageID: String, eventType: String, source: String? = nil, seq: UInt64? = nil, sessionID: String? = nil, storyID: String, event: StoryEvent, costUSD: Double? = nil, tokens: Int? = nil, project: String? = nil, correlationID: String? = nil) {
+    public init(
+        messageID: String, eventType: String, source: String? = nil, seq: UInt64? = nil, sessionID: String? = nil, storyID: String, event: StoryEvent,
+        costUSD: Double? = nil, tokens: Int? = nil, project: String? = nil, correlationID: String? = nil
+    ) {
         self.correlationID = correlationID
         self.messageID = messageID
         self.eventType = eventType
@@ -95,7 +98,9 @@ extension SQLiteStore {
     ///   may start now): the results returned are then a prefix of `batch`, and the caller starts
     ///   what is ready before applying the rest, so that each message sees what applying the
     ///   messages one by one, with the orchestrator's reactions between them, would show it.
-    public func apply(batch: [IncomingEvent], now: WaveTimestamp = .now(), jitter: Double? = nil, stopAtSessionChange: Bool = false) throws -> [Result<ApplyResult, any Error>] {
+    public func apply(
+        batch: [IncomingEvent], now: WaveTimestamp = .now(), jitter: Double? = nil, stopAtSessionChange: Bool = false
+    ) throws -> [Result<ApplyResult, any Error>] {
         try self.apply(batch: batch, now: now, jitter: jitter, stopAtSessionChange: stopAtSessionChange, withdrawn: nil)
     }
 
@@ -104,8 +109,10 @@ extension SQLiteStore {
     /// message it names gets ``StoreError/Code/withdrawn`` in its slot and changes nothing. The
     /// orchestrator asks whether the task a result answers was taken back, so that a stop that
     /// lands between reading a result and applying it still keeps the result out.
-    public func apply(batch: [IncomingEvent], now: WaveTimestamp = .now(), jitter: Double? = nil, stopAtSessionChange: Bool = false,
-                      withdrawn: ((IncomingEvent) -> Bool)?) throws -> [Result<ApplyResult, any Error>] {
+    public func apply(
+        batch: [IncomingEvent], now: WaveTimestamp = .now(), jitter: Double? = nil, stopAtSessionChange: Bool = false,
+        withdrawn: ((IncomingEvent) -> Bool)?
+    ) throws -> [Result<ApplyResult, any Error>] {
         try self.immediateWrite { db in
             var writer = BatchWriter(store: self, db: db, now: now)
             return try writer.apply(batch, jitter: jitter, stopAtSessionChange: stopAtSessionChange, withdrawn: withdrawn)
@@ -113,14 +120,18 @@ extension SQLiteStore {
     }
 
     func apply(_ db: Database, _ incoming: IncomingEvent, now: WaveTimestamp, jitter: Double) throws -> ApplyResult {
-        if let outcome = try db.fetchOneDirect(cached: "SELECT outcome FROM wave_processed_messages WHERE message_id = ?", { $0.text(incoming.messageID) }, { $0.text(0) }) {
+        if let outcome = try db.fetchOneDirect(
+            cached: "SELECT outcome FROM wave_processed_messages WHERE message_id = ?", { $0.text(incoming.messageID) }, { $0.text(0) })
+        {
             return .duplicate(outcome: outcome ?? "")
         }
         var record = try self.findStory(db, storyID: incoming.storyID, session: try self.knownSession(db, incoming.sessionID), project: incoming.project)
         let sessionID = record.state.sessionID
         if let seq = incoming.seq, let source = incoming.source,
-           let last = try Int64.fetchOne(cached: db, sql: "SELECT last_seq FROM wave_source_seq WHERE session_id = ? AND story_id = ? AND source = ?",
-                                         arguments: [sessionID, record.state.storyID, source]), seq <= UInt64(last) {
+            let last = try Int64.fetchOne(
+                cached: db, sql: "SELECT last_seq FROM wave_source_seq WHERE session_id = ? AND story_id = ? AND source = ?",
+                arguments: [sessionID, record.state.storyID, source]), seq <= UInt64(last)
+        {
             try self.recordLedger(db, incoming, sessionID: sessionID, outcome: "stale_seq", now: now)
             return .staleSequence(last: UInt64(last))
         }
@@ -130,7 +141,9 @@ extension SQLiteStore {
 
         // A result for a pending story whose dependencies are complete starts it.
         var startEffects = StoryEffects()
-        if record.state.status == .pending, case .gateResult = incoming.event, try self.sessionInProgress(db, sessionID), try self.dependenciesComplete(db, record) {
+        if record.state.status == .pending, case .gateResult = incoming.event, try self.sessionInProgress(db, sessionID),
+            try self.dependenciesComplete(db, record)
+        {
             if case .applied(let started, let effects) = try self.engine.apply(.start, to: record.state, now: now, jitter: jitter) {
                 record.state = started
                 startEffects = effects
@@ -215,8 +228,9 @@ extension SQLiteStore {
 
     func dependenciesComplete(_ db: Database, _ record: StoryRecord) throws -> Bool {
         for dependency in record.state.dependencies {
-            let status = try String.fetchOne(cached: db, sql: "SELECT status FROM wave_story_executions WHERE session_id = ? AND story_id = ?",
-                                             arguments: [record.state.sessionID, dependency])
+            let status = try String.fetchOne(
+                cached: db, sql: "SELECT status FROM wave_story_executions WHERE session_id = ? AND story_id = ?",
+                arguments: [record.state.sessionID, dependency])
             guard status == StoryStatus.complete.rawValue else { return false }
         }
         return true
@@ -228,7 +242,9 @@ extension SQLiteStore {
     /// - Parameter storedStatus: the status the row has now, if known: when the status does not
     ///   change it is left out of the `SET` list, since SQLite rewrites the entries of the two
     ///   indexes holding `status` for a column that is assigned, even to the same value.
-    func writeStory(_ db: Database, _ record: inout StoryRecord, expectedVersion: Int, now: WaveTimestamp, changes: Int = 1, storedStatus: StoryStatus? = nil) throws {
+    func writeStory(
+        _ db: Database, _ record: inout StoryRecord, expectedVersion: Int, now: WaveTimestamp, changes: Int = 1, storedStatus: StoryStatus? = nil
+    ) throws {
         let state = record.state
         record.state.version = expectedVersion + changes
         let setStatus = storedStatus != state.status
@@ -272,9 +288,10 @@ extension SQLiteStore {
             try self.appendCheckpoint(db, sessionID: sessionID, storyID: storyID, checkpoint)
         }
         for escalation in effects.escalations {
-            try db.execute(cached: """
-                INSERT INTO wave_escalations (id, session_id, story_id, kind, reason, message_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
-                """, arguments: [StoreIDs.make(), sessionID, storyID, escalation.kind, escalation.reason, messageID, Self.format(now)])
+            try db.execute(
+                cached: """
+                    INSERT INTO wave_escalations (id, session_id, story_id, kind, reason, message_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+                    """, arguments: [StoreIDs.make(), sessionID, storyID, escalation.kind, escalation.reason, messageID, Self.format(now)])
             try self.bump(db, "escalations.\(escalation.kind)")
         }
     }
@@ -283,41 +300,49 @@ extension SQLiteStore {
         // The sender's seq is remembered with the ledger entry, after the decision: a message the
         // engine refused leaves no trace, so its redelivery is judged again.
         if let seq = incoming.seq, let source = incoming.source, let sessionID, outcome != "stale_seq" {
-            try db.execute(cached: """
-                INSERT INTO wave_source_seq (session_id, story_id, source, last_seq) VALUES (?, ?, ?, ?)
-                ON CONFLICT (session_id, story_id, source) DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq)
-                """, arguments: [sessionID, incoming.storyID, source, Int64(clamping: seq)])
+            try db.execute(
+                cached: """
+                    INSERT INTO wave_source_seq (session_id, story_id, source, last_seq) VALUES (?, ?, ?, ?)
+                    ON CONFLICT (session_id, story_id, source) DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq)
+                    """, arguments: [sessionID, incoming.storyID, source, Int64(clamping: seq)])
         }
         try Self.insertLedger(db, incoming, sessionID: sessionID, outcome: outcome, applied: Self.format(now))
     }
 
     /// One ledger entry.
     static func insertLedger(_ db: Database, _ incoming: IncomingEvent, sessionID: String?, outcome: String, applied: String) throws {
-        try db.executeDirect(cached: """
-            INSERT INTO wave_processed_messages (message_id, session_id, story_id, event_type, outcome, applied_at) VALUES (?, ?, ?, ?, ?, ?)
-            """) { bind in
-                bind.text(incoming.messageID)
-                bind.text(sessionID)
-                bind.text(incoming.storyID)
-                bind.text(incoming.eventType)
-                bind.text(outcome)
-                bind.text(applied)
-            }
+        try db.executeDirect(
+            cached: """
+                INSERT INTO wave_processed_messages (message_id, session_id, story_id, event_type, outcome, applied_at) VALUES (?, ?, ?, ?, ?, ?)
+                """
+        ) { bind in
+            bind.text(incoming.messageID)
+            bind.text(sessionID)
+            bind.text(incoming.storyID)
+            bind.text(incoming.eventType)
+            bind.text(outcome)
+            bind.text(applied)
+        }
     }
 
     func bump(_ db: Database, _ name: String, by amount: Int = 1) throws {
-        try db.execute(cached: "INSERT INTO wave_counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
-                       arguments: [name, amount])
+        try db.execute(
+            cached: "INSERT INTO wave_counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
+            arguments: [name, amount])
     }
 
     /// Cancels, transitively, the unfinished stories that depend on a failed one.
     func cancelDependents(_ db: Database, of failed: String, sessionID: String, now: WaveTimestamp, into effects: inout SessionEffects) throws {
         var queue = [failed]
         while let current = queue.popLast() {
-            let rows = try Row.fetchAll(cached: db, sql: "SELECT \(Self.storyColumns) FROM wave_story_executions WHERE session_id = ?", arguments: [sessionID]).map(Self.story)
+            let rows = try Row.fetchAll(cached: db, sql: "SELECT \(Self.storyColumns) FROM wave_story_executions WHERE session_id = ?", arguments: [sessionID])
+                .map(Self.story)
             for var record in rows where record.state.dependencies.contains(current) && !record.state.status.isFinished {
                 let version = record.state.version
-                guard case .applied(let state, let storyEffects) = try self.engine.apply(.cancel(reason: "dependency \(current) failed"), to: record.state, now: now) else { continue }
+                guard
+                    case .applied(let state, let storyEffects) = try self.engine.apply(
+                        .cancel(reason: "dependency \(current) failed"), to: record.state, now: now)
+                else { continue }
                 record.state = state
                 try self.writeStory(db, &record, expectedVersion: version, now: now)
                 try self.writeEffects(db, sessionID: sessionID, storyID: state.storyID, storyEffects, messageID: nil, now: now)
@@ -332,18 +357,24 @@ extension SQLiteStore {
     /// cost and tokens move by that story's difference (derived, never typed in; the full
     /// ``refreshSession(_:sessionID:now:into:)`` recounts on the other paths), the session
     /// completes or fails when its last story finishes, and the budget rules apply.
-    func updateSession(_ db: Database, sessionID: String, from before: StoryState, to after: StoryState, now: WaveTimestamp, into effects: inout SessionEffects) throws {
+    func updateSession(
+        _ db: Database, sessionID: String, from before: StoryState, to after: StoryState, now: WaveTimestamp, into effects: inout SessionEffects
+    ) throws {
         let completed = (after.status == .complete ? 1 : 0) - (before.status == .complete ? 1 : 0)
         let failed = (after.status == .failed ? 1 : 0) - (before.status == .failed ? 1 : 0)
         let cost = after.costUSD - before.costUSD
         let tokens = after.tokens - before.tokens
         let finishedNow = after.status.isFinished && !before.status.isFinished
         guard completed != 0 || failed != 0 || cost != 0 || tokens != 0 || finishedNow else { return }
-        guard let row = try Row.fetchOne(cached: db, sql: """
-            UPDATE wave_sessions SET stories_completed = stories_completed + ?, stories_failed = stories_failed + ?,
-                actual_cost_usd = ROUND(actual_cost_usd + ?, 4), token_count = token_count + ?, updated_at = ?
-            WHERE id = ? RETURNING status, budget_usd, actual_cost_usd, paused_at, metadata, story_count, stories_completed, stories_failed
-            """, arguments: [completed, failed, cost, tokens, Self.format(now), sessionID]) else { return }
+        guard
+            let row = try Row.fetchOne(
+                cached: db,
+                sql: """
+                    UPDATE wave_sessions SET stories_completed = stories_completed + ?, stories_failed = stories_failed + ?,
+                        actual_cost_usd = ROUND(actual_cost_usd + ?, 4), token_count = token_count + ?, updated_at = ?
+                    WHERE id = ? RETURNING status, budget_usd, actual_cost_usd, paused_at, metadata, story_count, stories_completed, stories_failed
+                    """, arguments: [completed, failed, cost, tokens, Self.format(now), sessionID])
+        else { return }
         var status = SessionStatus(rawValue: row[0]) ?? .pending
         let budget: Double = row[1] ?? 2.0
         let total: Double = row[2] ?? 0
@@ -356,16 +387,26 @@ extension SQLiteStore {
         var mayBeDone = false
         if finishedNow, !status.isTerminal {
             let remaining = (row[5] as Int? ?? 0) - (row[6] as Int? ?? 0) - (row[7] as Int? ?? 0)
-            mayBeDone = try remaining <= 0 || remaining <= (Int.fetchOne(cached: db, sql: """
-                SELECT COUNT(*) FROM wave_story_executions WHERE session_id = ? AND status = 'cancelled'
-                """, arguments: [sessionID]) ?? 0)
+            mayBeDone =
+                try remaining <= 0
+                || remaining
+                    <= (Int.fetchOne(
+                        cached: db,
+                        sql: """
+                            SELECT COUNT(*) FROM wave_story_executions WHERE session_id = ? AND status = 'cancelled'
+                            """, arguments: [sessionID]) ?? 0)
         }
         if mayBeDone {
-            let unfinished = try Int.fetchOne(cached: db, sql: """
-                SELECT COUNT(*) FROM wave_story_executions WHERE session_id = ? AND status NOT IN ('complete', 'cancelled', 'failed')
-                """, arguments: [sessionID]) ?? 0
+            let unfinished =
+                try Int.fetchOne(
+                    cached: db,
+                    sql: """
+                        SELECT COUNT(*) FROM wave_story_executions WHERE session_id = ? AND status NOT IN ('complete', 'cancelled', 'failed')
+                        """, arguments: [sessionID]) ?? 0
             if unfinished == 0 {
-                let anyFailed = try Int.fetchOne(cached: db, sql: "SELECT COUNT(*) FROM wave_story_executions WHERE session_id = ? AND status = 'failed'", arguments: [sessionID]) ?? 0
+                let anyFailed =
+                    try Int.fetchOne(
+                        cached: db, sql: "SELECT COUNT(*) FROM wave_story_executions WHERE session_id = ? AND status = 'failed'", arguments: [sessionID]) ?? 0
                 status = anyFailed > 0 ? .failed : .completed
                 effects.statusChange = status
                 changed = true
@@ -386,12 +427,16 @@ extension SQLiteStore {
             }
         }
         guard changed else { return }
-        try db.execute(cached: """
-            UPDATE wave_sessions SET status = ?, paused_at = ?, metadata = ?,
-                completed_at = CASE WHEN ? = 'completed' AND completed_at IS NULL THEN ? ELSE completed_at END,
-                failed_at = CASE WHEN ? = 'failed' AND failed_at IS NULL THEN ? ELSE failed_at END
-            WHERE id = ?
-            """, arguments: [status.rawValue, pausedAt, JSONValue.object(metadata).jsonText, status.rawValue, Self.format(now), status.rawValue, Self.format(now), sessionID])
+        try db.execute(
+            cached: """
+                UPDATE wave_sessions SET status = ?, paused_at = ?, metadata = ?,
+                    completed_at = CASE WHEN ? = 'completed' AND completed_at IS NULL THEN ? ELSE completed_at END,
+                    failed_at = CASE WHEN ? = 'failed' AND failed_at IS NULL THEN ? ELSE failed_at END
+                WHERE id = ?
+                """,
+            arguments: [
+                status.rawValue, pausedAt, JSONValue.object(metadata).jsonText, status.rawValue, Self.format(now), status.rawValue, Self.format(now), sessionID,
+            ])
     }
 
     /// Derives the session's counters, cost and tokens from its stories; completes or fails it
@@ -400,12 +445,14 @@ extension SQLiteStore {
         guard let row = try Row.fetchOne(cached: db, sql: "SELECT * FROM wave_sessions WHERE id = ?", arguments: [sessionID]) else { return }
         var session = Self.session(row)
         // One aggregate over the session's stories (SQLite does the counting).
-        let totals = try Row.fetchOne(cached: db, sql: """
-            SELECT COUNT(*) AS n, COALESCE(SUM(status = 'complete'), 0) AS completed, COALESCE(SUM(status = 'failed'), 0) AS failed,
-                COALESCE(SUM(status IN ('complete', 'cancelled', 'failed')), 0) AS finished, COALESCE(SUM(cost_usd), 0.0) AS cost,
-                COALESCE(SUM(token_count), 0) AS tokens
-            FROM wave_story_executions WHERE session_id = ?
-            """, arguments: [sessionID])!
+        let totals = try Row.fetchOne(
+            cached: db,
+            sql: """
+                SELECT COUNT(*) AS n, COALESCE(SUM(status = 'complete'), 0) AS completed, COALESCE(SUM(status = 'failed'), 0) AS failed,
+                    COALESCE(SUM(status IN ('complete', 'cancelled', 'failed')), 0) AS finished, COALESCE(SUM(cost_usd), 0.0) AS cost,
+                    COALESCE(SUM(token_count), 0) AS tokens
+                FROM wave_story_executions WHERE session_id = ?
+                """, arguments: [sessionID])!
         let count: Int = totals["n"]
         let completed: Int = totals["completed"]
         let failed: Int = totals["failed"]
@@ -433,12 +480,14 @@ extension SQLiteStore {
         }
         if status != session.status { effects.statusChange = status }
         session.status = status
-        try db.execute(cached: """
-            UPDATE wave_sessions SET status = ?, story_count = ?, stories_completed = ?, stories_failed = ?, actual_cost_usd = ?, token_count = ?,
-                paused_at = ?, metadata = ?, completed_at = CASE WHEN ? = 'completed' AND completed_at IS NULL THEN ? ELSE completed_at END,
-                failed_at = CASE WHEN ? = 'failed' AND failed_at IS NULL THEN ? ELSE failed_at END, updated_at = ?
-            WHERE id = ?
-            """, arguments: [
+        try db.execute(
+            cached: """
+                UPDATE wave_sessions SET status = ?, story_count = ?, stories_completed = ?, stories_failed = ?, actual_cost_usd = ?, token_count = ?,
+                    paused_at = ?, metadata = ?, completed_at = CASE WHEN ? = 'completed' AND completed_at IS NULL THEN ? ELSE completed_at END,
+                    failed_at = CASE WHEN ? = 'failed' AND failed_at IS NULL THEN ? ELSE failed_at END, updated_at = ?
+                WHERE id = ?
+                """,
+            arguments: [
                 status.rawValue, count, completed, failed, (cost * 10_000).rounded() / 10_000, tokens, pausedAt.map(Self.format),
                 JSONValue.object(metadata).jsonText, status.rawValue, Self.format(now), status.rawValue, Self.format(now), Self.format(now), sessionID,
             ])
@@ -451,16 +500,23 @@ extension SQLiteStore {
     public func startNextSession(project: String, now: WaveTimestamp = .now()) throws -> SessionRecord? {
         let key = Self.projectKey(project)
         return try self.immediateWrite { db in
-            if let running = try Row.fetchOne(cached: db, sql: "SELECT * FROM wave_sessions WHERE \(Self.projectIs()) AND status = 'in_progress' ORDER BY created_at LIMIT 1",
-                                              arguments: [key]) {
+            if let running = try Row.fetchOne(
+                cached: db, sql: "SELECT * FROM wave_sessions WHERE \(Self.projectIs()) AND status = 'in_progress' ORDER BY created_at LIMIT 1",
+                arguments: [key])
+            {
                 return Self.session(running)
             }
-            guard let next = try Row.fetchOne(cached: db, sql: "SELECT * FROM wave_sessions WHERE \(Self.projectIs()) AND status = 'pending' ORDER BY created_at, rowid LIMIT 1",
-                                              arguments: [key]) else {
+            guard
+                let next = try Row.fetchOne(
+                    cached: db, sql: "SELECT * FROM wave_sessions WHERE \(Self.projectIs()) AND status = 'pending' ORDER BY created_at, rowid LIMIT 1",
+                    arguments: [key])
+            else {
                 return nil
             }
             let id: String = next["id"]
-            try db.execute(cached: "UPDATE wave_sessions SET status = 'in_progress', started_at = ?, updated_at = ? WHERE id = ?", arguments: [Self.format(now), Self.format(now), id])
+            try db.execute(
+                cached: "UPDATE wave_sessions SET status = 'in_progress', started_at = ?, updated_at = ? WHERE id = ?",
+                arguments: [Self.format(now), Self.format(now), id])
             return Self.session(try Row.fetchOne(cached: db, sql: "SELECT * FROM wave_sessions WHERE id = ?", arguments: [id])!)
         }
     }
@@ -476,11 +532,16 @@ extension SQLiteStore {
             guard current.status == .inProgress, current.pausedAt == nil else { return [] }
             // Only the pending rows are read, and the working ones counted (both from the
             // (session, status) index): finishing one story of thousands must not read them all.
-            let pending = try Row.fetchAll(cached: db, sql: "SELECT \(Self.storyColumns) FROM wave_story_executions WHERE session_id = ? AND status = 'pending' ORDER BY created_at, rowid",
-                                           arguments: [session.id]).map(Self.story)
+            let pending = try Row.fetchAll(
+                cached: db,
+                sql: "SELECT \(Self.storyColumns) FROM wave_story_executions WHERE session_id = ? AND status = 'pending' ORDER BY created_at, rowid",
+                arguments: [session.id]
+            ).map(Self.story)
             guard !pending.isEmpty else { return [] }
-            var working = try Int.fetchOne(cached: db, sql: "SELECT COUNT(*) FROM wave_story_executions WHERE session_id = ? AND status IN ('in_progress', 'review', 'blocked')",
-                                           arguments: [session.id]) ?? 0
+            var working =
+                try Int.fetchOne(
+                    cached: db, sql: "SELECT COUNT(*) FROM wave_story_executions WHERE session_id = ? AND status IN ('in_progress', 'review', 'blocked')",
+                    arguments: [session.id]) ?? 0
             var started: [(StoryRecord, StoryEffects)] = []
             for var record in pending {
                 guard working < self.engine.configuration.parallelLimit else { break }
@@ -520,14 +581,18 @@ extension SQLiteStore {
         try self.immediateWrite { db in
             // The same announcement applied before (an orchestrator receiving the CLI's event): no-op.
             if try self.alreadyApplied(db, messageID) { return }
-            try db.execute(cached: "UPDATE wave_sessions SET paused_at = ?, updated_at = ? WHERE id = ?",
-                           arguments: [paused ? Self.format(now) : nil, Self.format(now), session.id])
-            try self.appendCheckpoint(db, sessionID: session.id, storyID: nil, CheckpointDraft(
-                type: .manual, name: paused ? "Session paused" : "Session resumed", gate: nil,
-                state: ["kind": .string(paused ? "session_paused" : "session_resumed"), "timestamp": .string(now.description)], agentID: nil))
+            try db.execute(
+                cached: "UPDATE wave_sessions SET paused_at = ?, updated_at = ? WHERE id = ?",
+                arguments: [paused ? Self.format(now) : nil, Self.format(now), session.id])
+            try self.appendCheckpoint(
+                db, sessionID: session.id, storyID: nil,
+                CheckpointDraft(
+                    type: .manual, name: paused ? "Session paused" : "Session resumed", gate: nil,
+                    state: ["kind": .string(paused ? "session_paused" : "session_resumed"), "timestamp": .string(now.description)], agentID: nil))
             if let messageID {
-                try self.recordLedger(db, IncomingEvent(messageID: messageID, eventType: paused ? "session.paused" : "session.resumed", storyID: "", event: .start),
-                                      sessionID: session.id, outcome: "applied", now: now)
+                try self.recordLedger(
+                    db, IncomingEvent(messageID: messageID, eventType: paused ? "session.paused" : "session.resumed", storyID: "", event: .start),
+                    sessionID: session.id, outcome: "applied", now: now)
             }
         }
         return try self.session(id: id)
@@ -541,7 +606,9 @@ extension SQLiteStore {
         guard !session.status.isTerminal else { throw StoreError(.notAllowed, "session \(session.displayID) is already \(session.status.rawValue)") }
         try self.immediateWrite { db in
             if try self.alreadyApplied(db, messageID) { return }
-            let stories = try Row.fetchAll(cached: db, sql: "SELECT \(Self.storyColumns) FROM wave_story_executions WHERE session_id = ?", arguments: [session.id]).map(Self.story)
+            let stories = try Row.fetchAll(
+                cached: db, sql: "SELECT \(Self.storyColumns) FROM wave_story_executions WHERE session_id = ?", arguments: [session.id]
+            ).map(Self.story)
             for var record in stories where !record.state.status.isFinished {
                 let version = record.state.version
                 guard case .applied(let state, let effects) = try self.engine.apply(.cancel(reason: reason), to: record.state, now: now) else { continue }
@@ -553,8 +620,9 @@ extension SQLiteStore {
             var effects = SessionEffects()
             try self.refreshSession(db, sessionID: session.id, now: now, into: &effects)
             if let messageID {
-                try self.recordLedger(db, IncomingEvent(messageID: messageID, eventType: "session.cancelled", storyID: "", event: .start),
-                                      sessionID: session.id, outcome: "applied", now: now)
+                try self.recordLedger(
+                    db, IncomingEvent(messageID: messageID, eventType: "session.cancelled", storyID: "", event: .start),
+                    sessionID: session.id, outcome: "applied", now: now)
             }
         }
         return try self.session(id: id)

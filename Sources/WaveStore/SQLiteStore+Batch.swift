@@ -28,16 +28,16 @@ struct BatchWriter {
         var changes = 0
     }
 
-    var stories: [String: Work] = [:]          // by "session\0story"
-    var order: [String] = []                   // keys in first-touch order
+    var stories: [String: Work] = [:]  // by "session\0story"
+    var order: [String] = []  // keys in first-touch order
     var checkpoints: [(sessionID: String, storyID: String, draft: CheckpointDraft)] = []
     var escalations: [(sessionID: String, storyID: String, draft: EscalationDraft, messageID: String)] = []
     var ledger: [(incoming: IncomingEvent, sessionID: String, outcome: String)] = []
     var counters: [String: Int] = [:]
-    var tokens: [String: Int] = [:]            // by session
-    var outcomes: [String: String] = [:]       // message id → outcome, this batch
-    var located: [String: String] = [:]        // "project\0story" → key in `stories`, for messages without a known session
-    var sequences: [String: SequenceMark] = [:] // "session\0story\0source"
+    var tokens: [String: Int] = [:]  // by session
+    var outcomes: [String: String] = [:]  // message id → outcome, this batch
+    var located: [String: String] = [:]  // "project\0story" → key in `stories`, for messages without a known session
+    var sequences: [String: SequenceMark] = [:]  // "session\0story\0source"
     var tallies: [String: SessionTally] = [:]  // by session
 
     /// A session's stories left to finish, as this batch has them.
@@ -68,8 +68,10 @@ struct BatchWriter {
         self.now = now
     }
 
-    mutating func apply(_ batch: [IncomingEvent], jitter: Double?, stopAtSessionChange: Bool = false,
-                        withdrawn: ((IncomingEvent) -> Bool)? = nil) throws -> [Result<ApplyResult, any Error>] {
+    mutating func apply(
+        _ batch: [IncomingEvent], jitter: Double?, stopAtSessionChange: Bool = false,
+        withdrawn: ((IncomingEvent) -> Bool)? = nil
+    ) throws -> [Result<ApplyResult, any Error>] {
         let jitters = batch.map { _ in jitter ?? Double.random(in: 0..<1) }
         try self.loadLedger(batch.map(\.messageID))
         var results: [Result<ApplyResult, any Error>] = []
@@ -98,8 +100,9 @@ struct BatchWriter {
     func changesSession(_ result: ApplyResult) throws -> Bool {
         guard case .applied(let record, _, let session) = result, record.state.status.isFinished else { return false }
         if session.statusChange != nil { return true }
-        return try Bool.fetchOne(cached: self.db, sql: "SELECT EXISTS (SELECT 1 FROM wave_story_executions WHERE session_id = ? AND status = 'pending')",
-                                 arguments: [record.state.sessionID]) ?? false
+        return try Bool.fetchOne(
+            cached: self.db, sql: "SELECT EXISTS (SELECT 1 FROM wave_story_executions WHERE session_id = ? AND status = 'pending')",
+            arguments: [record.state.sessionID]) ?? false
     }
 
     mutating func loadLedger(_ ids: [String]) throws {
@@ -107,8 +110,10 @@ struct BatchWriter {
         while start < ids.count {
             let chunk = Array(ids[start..<min(start + 500, ids.count)])
             let marks = Array(repeating: "?", count: chunk.count).joined(separator: ", ")
-            for row in try Row.fetchAll(self.db, sql: "SELECT message_id, outcome FROM wave_processed_messages WHERE message_id IN (\(marks))",
-                                        arguments: StatementArguments(chunk)) {
+            for row in try Row.fetchAll(
+                self.db, sql: "SELECT message_id, outcome FROM wave_processed_messages WHERE message_id IN (\(marks))",
+                arguments: StatementArguments(chunk))
+            {
                 self.outcomes[row[0]] = row[1]
             }
             start += chunk.count
@@ -214,14 +219,19 @@ struct BatchWriter {
     /// finished nor cancelled (so the session does not end with it).
     mutating func completionLeavesWork(_ sessionID: String) throws -> Bool {
         if self.tallies[sessionID] == nil {
-            guard let row = try Row.fetchOne(cached: self.db, sql: """
-                SELECT status, story_count - stories_completed - stories_failed,
-                    (SELECT COUNT(*) FROM wave_story_executions WHERE session_id = wave_sessions.id AND status = 'cancelled')
-                FROM wave_sessions WHERE id = ?
-                """, arguments: [sessionID]) else { return false }
+            guard
+                let row = try Row.fetchOne(
+                    cached: self.db,
+                    sql: """
+                        SELECT status, story_count - stories_completed - stories_failed,
+                            (SELECT COUNT(*) FROM wave_story_executions WHERE session_id = wave_sessions.id AND status = 'cancelled')
+                        FROM wave_sessions WHERE id = ?
+                        """, arguments: [sessionID])
+            else { return false }
             let status: String = row[0]
-            self.tallies[sessionID] = SessionTally(unfinished: row[1] ?? 0, cancelled: row[2] ?? 0,
-                                                   terminal: SessionStatus(rawValue: status)?.isTerminal ?? true)
+            self.tallies[sessionID] = SessionTally(
+                unfinished: row[1] ?? 0, cancelled: row[2] ?? 0,
+                terminal: SessionStatus(rawValue: status)?.isTerminal ?? true)
         }
         let tally = self.tallies[sessionID]!
         return !tally.terminal && tally.unfinished - 1 > tally.cancelled
@@ -231,8 +241,9 @@ struct BatchWriter {
     mutating func sequence(sessionID: String, storyID: String, source: String) throws -> (key: String, last: UInt64?) {
         let key = "\(sessionID)\u{0}\(storyID)\u{0}\(source)"
         if let mark = self.sequences[key] { return (key, mark.last) }
-        let stored = try Int64.fetchOne(cached: self.db, sql: "SELECT last_seq FROM wave_source_seq WHERE session_id = ? AND story_id = ? AND source = ?",
-                                        arguments: [sessionID, storyID, source])
+        let stored = try Int64.fetchOne(
+            cached: self.db, sql: "SELECT last_seq FROM wave_source_seq WHERE session_id = ? AND story_id = ? AND source = ?",
+            arguments: [sessionID, storyID, source])
         let last = stored.map { UInt64(clamping: $0) }
         self.sequences[key] = SequenceMark(sessionID: sessionID, storyID: storyID, source: source, last: last)
         return (key, last)
@@ -243,7 +254,8 @@ struct BatchWriter {
     mutating func flush() throws {
         for key in self.order {
             guard var work = self.stories[key], work.changes > 0 else { continue }
-            try self.store.writeStory(self.db, &work.record, expectedVersion: work.storedVersion, now: self.now, changes: work.changes, storedStatus: work.storedStatus)
+            try self.store.writeStory(
+                self.db, &work.record, expectedVersion: work.storedVersion, now: self.now, changes: work.changes, storedStatus: work.storedStatus)
             work.storedVersion = work.record.state.version
             work.storedStatus = work.record.state.status
             work.changes = 0
@@ -251,10 +263,14 @@ struct BatchWriter {
         }
         try self.insertCheckpoints()
         for escalation in self.escalations {
-            try self.db.execute(cached: """
-                INSERT INTO wave_escalations (id, session_id, story_id, kind, reason, message_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
-                """, arguments: [StoreIDs.make(), escalation.sessionID, escalation.storyID, escalation.draft.kind, escalation.draft.reason,
-                                 escalation.messageID, SQLiteStore.format(self.now)])
+            try self.db.execute(
+                cached: """
+                    INSERT INTO wave_escalations (id, session_id, story_id, kind, reason, message_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [
+                    StoreIDs.make(), escalation.sessionID, escalation.storyID, escalation.draft.kind, escalation.draft.reason,
+                    escalation.messageID, SQLiteStore.format(self.now),
+                ])
             self.counters["escalations.\(escalation.draft.kind)", default: 0] += 1
         }
         self.escalations.removeAll(keepingCapacity: true)
@@ -263,13 +279,15 @@ struct BatchWriter {
         for (name, amount) in self.counters { try self.store.bump(self.db, name, by: amount) }
         self.counters.removeAll(keepingCapacity: true)
         for (sessionID, tally) in self.tallies where tally.completed > 0 {
-            try self.db.execute(cached: "UPDATE wave_sessions SET stories_completed = stories_completed + ?, updated_at = ? WHERE id = ?",
-                                arguments: [tally.completed, SQLiteStore.format(self.now), sessionID])
+            try self.db.execute(
+                cached: "UPDATE wave_sessions SET stories_completed = stories_completed + ?, updated_at = ? WHERE id = ?",
+                arguments: [tally.completed, SQLiteStore.format(self.now), sessionID])
             self.tallies[sessionID]!.completed = 0
         }
         for (sessionID, amount) in self.tokens {
-            try self.db.execute(cached: "UPDATE wave_sessions SET token_count = token_count + ?, updated_at = ? WHERE id = ?",
-                                arguments: [amount, SQLiteStore.format(self.now), sessionID])
+            try self.db.execute(
+                cached: "UPDATE wave_sessions SET token_count = token_count + ?, updated_at = ? WHERE id = ?",
+                arguments: [amount, SQLiteStore.format(self.now), sessionID])
         }
         self.tokens.removeAll(keepingCapacity: true)
     }
@@ -282,14 +300,18 @@ struct BatchWriter {
         for (sessionID, storyID, draft) in self.checkpoints {
             let key = "\(sessionID)\u{0}\(storyID)"
             if parents[key] == nil {
-                parents[key] = .some(try self.db.fetchOneDirect(cached: "SELECT id FROM wave_checkpoints WHERE session_id = ? AND story_id = ? ORDER BY seq DESC LIMIT 1", { bind in
-                    bind.text(sessionID)
-                    bind.text(storyID)
-                }, { $0.text(0) }) ?? nil)
+                parents[key] = .some(
+                    try self.db.fetchOneDirect(
+                        cached: "SELECT id FROM wave_checkpoints WHERE session_id = ? AND story_id = ? ORDER BY seq DESC LIMIT 1",
+                        { bind in
+                            bind.text(sessionID)
+                            bind.text(storyID)
+                        }, { $0.text(0) }) ?? nil)
             }
             let id = StoreIDs.make()
             seq += 1
-            try SQLiteStore.insertCheckpoint(self.db, id: id, sessionID: sessionID, storyID: storyID, draft, parent: parents[key] ?? nil, created: created, seq: seq)
+            try SQLiteStore.insertCheckpoint(
+                self.db, id: id, sessionID: sessionID, storyID: storyID, draft, parent: parents[key] ?? nil, created: created, seq: seq)
             parents[key] = .some(id)
         }
         self.checkpoints.removeAll(keepingCapacity: true)
@@ -312,8 +334,9 @@ struct BatchWriter {
             self.sequences[key]!.dirty = false
         }
         guard !rows.isEmpty else { return }
-        try self.insertRows("INSERT INTO wave_source_seq (session_id, story_id, source, last_seq) VALUES ", rowTemplate: "(?, ?, ?, ?)", rows: rows,
-                            tail: " ON CONFLICT (session_id, story_id, source) DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq)")
+        try self.insertRows(
+            "INSERT INTO wave_source_seq (session_id, story_id, source, last_seq) VALUES ", rowTemplate: "(?, ?, ?, ?)", rows: rows,
+            tail: " ON CONFLICT (session_id, story_id, source) DO UPDATE SET last_seq = MAX(last_seq, excluded.last_seq)")
     }
 
     /// Multi-row INSERTs, up to 64 rows a statement.

@@ -21,8 +21,9 @@ extension SQLiteStore {
             for entry in entries {
                 let messageID = entry.fields.first(where: { $0.name == "message_id" })?.value ?? ""
                 let fields = JSONValue.array(entry.fields.map { .array([.string($0.name), .string($0.value)]) }).jsonText
-                try db.execute(cached: "INSERT INTO wave_outbox (stream, message_id, fields, created_at) VALUES (?, ?, ?, ?)",
-                               arguments: [entry.stream, messageID, fields, Self.format(now)])
+                try db.execute(
+                    cached: "INSERT INTO wave_outbox (stream, message_id, fields, created_at) VALUES (?, ?, ?, ?)",
+                    arguments: [entry.stream, messageID, fields, Self.format(now)])
             }
         }
     }

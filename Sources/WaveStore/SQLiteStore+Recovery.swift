@@ -44,7 +44,10 @@ extension SQLiteStore {
     /// - Throws: ``StoreError`` (`notFound`, `notAllowed`: a complete or cancelled story, a
     ///   gate not reached, a missing `--gate`).
     @discardableResult
-    public func recover(story storyID: String, session: String? = nil, strategy: RecoveryStrategy, gate target: GateID? = nil, by: String, messageID: String? = nil, now: WaveTimestamp = .now()) throws -> RecoveryOutcome {
+    public func recover(
+        story storyID: String, session: String? = nil, strategy: RecoveryStrategy, gate target: GateID? = nil, by: String, messageID: String? = nil,
+        now: WaveTimestamp = .now()
+    ) throws -> RecoveryOutcome {
         try self.immediateWrite { db in
             var record = try self.findStory(db, storyID: storyID, session: session)
             if try self.alreadyApplied(db, messageID) {
@@ -57,9 +60,11 @@ extension SQLiteStore {
             }
             var state = before
             var superseded = 0
-            var checkpoint: [String: JSONValue] = ["kind": "recovered", "strategy": .string(strategy.rawValue), "by": .string(by),
-                                                  "previous_status": .string(before.status.rawValue), "previous_gate": .string(before.currentGate.description),
-                                                  "timestamp": .string(now.description)]
+            var checkpoint: [String: JSONValue] = [
+                "kind": "recovered", "strategy": .string(strategy.rawValue), "by": .string(by),
+                "previous_status": .string(before.status.rawValue), "previous_gate": .string(before.currentGate.description),
+                "timestamp": .string(now.description),
+            ]
             switch strategy {
             case .resumeFromLast:
                 state.gateFailures[state.currentGate.number] = 0
@@ -71,8 +76,11 @@ extension SQLiteStore {
                 }
             case .resumeFromGate:
                 guard let target else { throw StoreError(.invalidInput, "resume_from_gate needs --gate") }
-                let reached = try String.fetchAll(cached: db, sql: "SELECT DISTINCT gate FROM wave_checkpoints WHERE session_id = ? AND story_id = ? AND checkpoint_type = 'gate' AND superseded = 0",
-                                                  arguments: [before.sessionID, storyID]).compactMap { try? GateID(parsing: $0) }
+                let reached = try String.fetchAll(
+                    cached: db,
+                    sql: "SELECT DISTINCT gate FROM wave_checkpoints WHERE session_id = ? AND story_id = ? AND checkpoint_type = 'gate' AND superseded = 0",
+                    arguments: [before.sessionID, storyID]
+                ).compactMap { try? GateID(parsing: $0) }
                 let furthest = max(before.currentGate, reached.max() ?? .first)
                 guard target <= furthest else {
                     throw StoreError(.notAllowed, "story \(storyID) never reached \(target) (furthest: \(furthest))")
@@ -86,8 +94,10 @@ extension SQLiteStore {
                 state.failedAt = nil
                 state.errorMessage = nil
                 state.blockedReason = nil
-                try db.execute(cached: "UPDATE wave_checkpoints SET superseded = 1 WHERE session_id = ? AND story_id = ? AND checkpoint_type = 'gate' AND gate >= ? AND superseded = 0",
-                               arguments: [before.sessionID, storyID, target.description])
+                try db.execute(
+                    cached:
+                        "UPDATE wave_checkpoints SET superseded = 1 WHERE session_id = ? AND story_id = ? AND checkpoint_type = 'gate' AND gate >= ? AND superseded = 0",
+                    arguments: [before.sessionID, storyID, target.description])
                 superseded = db.changesCount
                 checkpoint["target_gate"] = .string(target.description)
             case .restart:
@@ -101,8 +111,9 @@ extension SQLiteStore {
                 fresh.tokens = before.tokens
                 fresh.totalRetries = before.totalRetries
                 state = fresh
-                try db.execute(cached: "UPDATE wave_checkpoints SET superseded = 1 WHERE session_id = ? AND story_id = ? AND superseded = 0",
-                               arguments: [before.sessionID, storyID])
+                try db.execute(
+                    cached: "UPDATE wave_checkpoints SET superseded = 1 WHERE session_id = ? AND story_id = ? AND superseded = 0",
+                    arguments: [before.sessionID, storyID])
                 superseded = db.changesCount
             case .skip:
                 state.status = .cancelled
@@ -110,20 +121,25 @@ extension SQLiteStore {
                 state.nextAttemptAt = nil
             }
             guard before.status == state.status || before.status.canRecover(to: state.status) else {
-                throw StoreError(.notAllowed, "story \(storyID): \(before.status.rawValue) → \(state.status.rawValue) is not a recovery the state machine allows")
+                throw StoreError(
+                    .notAllowed, "story \(storyID): \(before.status.rawValue) → \(state.status.rawValue) is not a recovery the state machine allows")
             }
             record.state = state
             try self.writeStory(db, &record, expectedVersion: before.version, now: now)
-            try self.appendCheckpoint(db, sessionID: before.sessionID, storyID: storyID, CheckpointDraft(
-                type: .manual, name: "Recovered (\(strategy.rawValue)): \(storyID)", gate: state.currentGate, state: checkpoint, agentID: nil))
+            try self.appendCheckpoint(
+                db, sessionID: before.sessionID, storyID: storyID,
+                CheckpointDraft(
+                    type: .manual, name: "Recovered (\(strategy.rawValue)): \(storyID)", gate: state.currentGate, state: checkpoint, agentID: nil))
             // A failed session whose story is back at work is in progress again.
-            try db.execute(cached: "UPDATE wave_sessions SET status = 'in_progress', failed_at = NULL WHERE id = ? AND status = 'failed'",
-                           arguments: [before.sessionID])
+            try db.execute(
+                cached: "UPDATE wave_sessions SET status = 'in_progress', failed_at = NULL WHERE id = ? AND status = 'failed'",
+                arguments: [before.sessionID])
             var effects = SessionEffects()
             try self.refreshSession(db, sessionID: before.sessionID, now: now, into: &effects)
             if let messageID {
-                try self.recordLedger(db, IncomingEvent(messageID: messageID, eventType: EventType.storyRecovered.rawValue, storyID: storyID, event: .start),
-                                      sessionID: before.sessionID, outcome: "applied", now: now)
+                try self.recordLedger(
+                    db, IncomingEvent(messageID: messageID, eventType: EventType.storyRecovered.rawValue, storyID: storyID, event: .start),
+                    sessionID: before.sessionID, outcome: "applied", now: now)
             }
             return RecoveryOutcome(story: record, dispatches: self.engine.tasks(for: record.state, now: now), superseded: superseded)
         }
@@ -142,10 +158,13 @@ extension SQLiteStore {
     /// gate's tasks (issue 6's leases decide which of them are re-dispatched).
     public func inFlightStories(now: WaveTimestamp = .now()) throws -> [InFlightStory] {
         try self.pool.read { db in
-            try Row.fetchAll(cached: db, sql: """
-                SELECT \(Self.storyColumnsPrefixed) FROM wave_story_executions s JOIN wave_sessions w ON w.id = s.session_id
-                WHERE w.status = 'in_progress' AND s.status IN ('in_progress', 'review', 'blocked') ORDER BY w.created_at, s.created_at, s.rowid
-                """).map(Self.story).map { InFlightStory(story: $0, tasks: self.engine.tasks(for: $0.state, now: now)) }
+            try Row.fetchAll(
+                cached: db,
+                sql: """
+                    SELECT \(Self.storyColumnsPrefixed) FROM wave_story_executions s JOIN wave_sessions w ON w.id = s.session_id
+                    WHERE w.status = 'in_progress' AND s.status IN ('in_progress', 'review', 'blocked') ORDER BY w.created_at, s.created_at, s.rowid
+                    """
+            ).map(Self.story).map { InFlightStory(story: $0, tasks: self.engine.tasks(for: $0.state, now: now)) }
         }
     }
 
@@ -153,18 +172,23 @@ extension SQLiteStore {
     public func awaitingApproval() throws -> [StoryRecord] {
         let manual = GateID.all.filter { !self.engine.configuration[$0].automatic }.map(\.description)
         return try self.pool.read { db in
-            try Row.fetchAll(cached: db, sql: """
-                SELECT \(Self.storyColumnsPrefixed) FROM wave_story_executions s JOIN wave_sessions w ON w.id = s.session_id
-                WHERE w.status = 'in_progress' AND s.status IN ('in_progress', 'review') AND s.current_gate IN (\(manual.map { "'\($0)'" }.joined(separator: ", ")))
-                ORDER BY w.created_at, s.created_at, s.rowid
-                """).map(Self.story)
+            try Row.fetchAll(
+                cached: db,
+                sql: """
+                    SELECT \(Self.storyColumnsPrefixed) FROM wave_story_executions s JOIN wave_sessions w ON w.id = s.session_id
+                    WHERE w.status = 'in_progress' AND s.status IN ('in_progress', 'review') AND s.current_gate IN (\(manual.map { "'\($0)'" }.joined(separator: ", ")))
+                    ORDER BY w.created_at, s.created_at, s.rowid
+                    """
+            ).map(Self.story)
         }
     }
 
     /// An operator's approval of a story's current manual gate (`wave approve`).
     /// - Throws: ``StoreError`` when the story is not at that gate or cannot take it.
     @discardableResult
-    public func approve(story storyID: String, session: String? = nil, gate: GateID, by: String, messageID: String, now: WaveTimestamp = .now()) throws -> ApplyResult {
+    public func approve(
+        story storyID: String, session: String? = nil, gate: GateID, by: String, messageID: String, now: WaveTimestamp = .now()
+    ) throws -> ApplyResult {
         let record = try self.story(storyID, session: session)
         guard record.state.currentGate == gate else {
             throw StoreError(.notAllowed, "story \(storyID) is at \(record.state.currentGate), not \(gate)")
@@ -193,16 +217,19 @@ extension SQLiteStore {
     @discardableResult
     public func pruneCheckpoints(olderThan cutoff: WaveTimestamp) throws -> Int {
         try self.immediateWrite { db in
-            let stories = try Row.fetchAll(cached: db, sql: """
-                SELECT c.session_id, c.story_id FROM wave_checkpoints c
-                JOIN wave_story_executions s ON s.session_id = c.session_id AND s.story_id = c.story_id
-                WHERE s.status IN ('complete', 'cancelled')
-                GROUP BY c.session_id, c.story_id HAVING MAX(c.created_at) < ?
-                """, arguments: [Self.format(cutoff)])
+            let stories = try Row.fetchAll(
+                cached: db,
+                sql: """
+                    SELECT c.session_id, c.story_id FROM wave_checkpoints c
+                    JOIN wave_story_executions s ON s.session_id = c.session_id AND s.story_id = c.story_id
+                    WHERE s.status IN ('complete', 'cancelled')
+                    GROUP BY c.session_id, c.story_id HAVING MAX(c.created_at) < ?
+                    """, arguments: [Self.format(cutoff)])
             var deleted = 0
             for story in stories {
-                let ids = try String.fetchAll(cached: db, sql: "SELECT id FROM wave_checkpoints WHERE session_id = ? AND story_id = ? ORDER BY seq DESC",
-                                              arguments: [story[0] as String, story[1] as String])
+                let ids = try String.fetchAll(
+                    cached: db, sql: "SELECT id FROM wave_checkpoints WHERE session_id = ? AND story_id = ? ORDER BY seq DESC",
+                    arguments: [story[0] as String, story[1] as String])
                 for id in ids {
                     // Another story's checkpoint never names this one as parent, but be safe.
                     try db.execute(cached: "UPDATE wave_checkpoints SET parent_checkpoint_id = NULL WHERE parent_checkpoint_id = ?", arguments: [id])

@@ -40,8 +40,10 @@ public struct OrchestratorRecord: Sendable, Hashable {
     public var stoppedAt: WaveTimestamp?
 
     /// Creates a record.
-    public init(consumer: String, projects: [String], bus: String, circuit: String, state: [String: JSONValue] = [:],
-                startedAt: WaveTimestamp, lastSeen: WaveTimestamp, stoppedAt: WaveTimestamp? = nil) {
+    public init(
+        consumer: String, projects: [String], bus: String, circuit: String, state: [String: JSONValue] = [:],
+        startedAt: WaveTimestamp, lastSeen: WaveTimestamp, stoppedAt: WaveTimestamp? = nil
+    ) {
         self.consumer = consumer
         self.projects = projects
         self.bus = bus
@@ -60,16 +62,19 @@ extension SQLiteStore {
     /// returns the active stop. With `messageID`, the announcing message goes to the ledger, so an
     /// orchestrator receiving it does not record it again.
     @discardableResult
-    public func recordStop(scope: StopScope, reason: String, by: String, source: String = "wave", messageID: String? = nil,
-                           now: WaveTimestamp = .now()) throws -> EmergencyStopRecord {
+    public func recordStop(
+        scope: StopScope, reason: String, by: String, source: String = "wave", messageID: String? = nil,
+        now: WaveTimestamp = .now()
+    ) throws -> EmergencyStopRecord {
         try self.immediateWrite { db in
             if let active = try Self.activeStop(db, scope: scope) {
                 try self.recordAnnouncement(db, messageID: messageID, eventType: "system.emergency_stop", now: now)
                 return active
             }
-            try db.execute(cached: """
-                INSERT INTO wave_emergency_stops (scope, reason, stopped_by, created_at, source, message_id) VALUES (?, ?, ?, ?, ?, ?)
-                """, arguments: [scope.key, reason, by, Self.format(now), source, messageID])
+            try db.execute(
+                cached: """
+                    INSERT INTO wave_emergency_stops (scope, reason, stopped_by, created_at, source, message_id) VALUES (?, ?, ?, ?, ?, ?)
+                    """, arguments: [scope.key, reason, by, Self.format(now), source, messageID])
             let id = db.lastInsertedRowID
             try self.bump(db, "emergency_stops")
             try self.recordAnnouncement(db, messageID: messageID, eventType: "system.emergency_stop", now: now)
@@ -102,8 +107,9 @@ extension SQLiteStore {
                 "kind": "emergency_stop", "stop_id": .number(Double(stopID)), "scope": .string(scope.key), "reason": .string(reason),
                 "by": .string(by), "source": .string(source), "status": .string(status), "retry_count": .number(Double(retries)),
             ]
-            let draft = CheckpointDraft(type: .manual, name: "Emergency stop (\(scope)): \(storyID)",
-                                        gate: gateText.flatMap { try? GateID(parsing: $0) }, state: state, agentID: nil)
+            let draft = CheckpointDraft(
+                type: .manual, name: "Emergency stop (\(scope)): \(storyID)",
+                gate: gateText.flatMap { try? GateID(parsing: $0) }, state: state, agentID: nil)
             try self.appendCheckpoint(db, sessionID: sessionID, storyID: storyID, draft)
         }
     }
@@ -111,14 +117,17 @@ extension SQLiteStore {
     /// Clears the active stop of `scope`; `onlySource` limits it to stops from that source (a legacy
     /// `RESUME` clears only a legacy stop). Returns the stop cleared, `nil` if none was active.
     @discardableResult
-    public func clearStop(scope: StopScope, by: String, reason: String?, onlySource: String? = nil, messageID: String? = nil,
-                          now: WaveTimestamp = .now()) throws -> EmergencyStopRecord? {
+    public func clearStop(
+        scope: StopScope, by: String, reason: String?, onlySource: String? = nil, messageID: String? = nil,
+        now: WaveTimestamp = .now()
+    ) throws -> EmergencyStopRecord? {
         try self.immediateWrite { db in
             try self.recordAnnouncement(db, messageID: messageID, eventType: "system.emergency_cleared", now: now)
             guard let active = try Self.activeStop(db, scope: scope) else { return nil }
             if let onlySource, active.source != onlySource { return nil }
-            try db.execute(cached: "UPDATE wave_emergency_stops SET cleared_at = ?, cleared_by = ?, clear_reason = ? WHERE id = ?",
-                           arguments: [Self.format(now), by, reason, active.id])
+            try db.execute(
+                cached: "UPDATE wave_emergency_stops SET cleared_at = ?, cleared_by = ?, clear_reason = ? WHERE id = ?",
+                arguments: [Self.format(now), by, reason, active.id])
             return active
         }
     }
@@ -148,14 +157,16 @@ extension SQLiteStore {
     /// (written by hand): no stop Wave can act on.
     static func stop(_ row: Row) -> EmergencyStopRecord? {
         guard let scope = try? StopScope(key: row["scope"] ?? "") else { return nil }
-        return EmergencyStopRecord(id: row["id"], scope: scope, reason: row["reason"], by: row["stopped_by"],
-                            since: Self.timestamp(row["created_at"]) ?? WaveTimestamp(microsecondsSinceEpoch: 0), source: row["source"] ?? "wave")
+        return EmergencyStopRecord(
+            id: row["id"], scope: scope, reason: row["reason"], by: row["stopped_by"],
+            since: Self.timestamp(row["created_at"]) ?? WaveTimestamp(microsecondsSinceEpoch: 0), source: row["source"] ?? "wave")
     }
 
     func recordAnnouncement(_ db: Database, messageID: String?, eventType: String, now: WaveTimestamp) throws {
         guard let messageID, try !self.alreadyApplied(db, messageID) else { return }
-        try self.recordLedger(db, IncomingEvent(messageID: messageID, eventType: eventType, storyID: "", event: .report),
-                              sessionID: nil, outcome: "applied", now: now)
+        try self.recordLedger(
+            db, IncomingEvent(messageID: messageID, eventType: eventType, storyID: "", event: .report),
+            sessionID: nil, outcome: "applied", now: now)
     }
 
     /// Whether a message id is in the ledger (applied before, by this process or another).
@@ -168,11 +179,13 @@ extension SQLiteStore {
     /// Records (inserts or replaces) what an orchestrator instance says about itself.
     public func recordOrchestrator(_ record: OrchestratorRecord) throws {
         try self.pool.write { db in
-            try db.execute(cached: """
-                INSERT INTO wave_orchestrators (consumer, projects, bus, circuit, state, started_at, last_seen, stopped_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                ON CONFLICT (consumer) DO UPDATE SET projects = excluded.projects, bus = excluded.bus, circuit = excluded.circuit,
-                    state = excluded.state, started_at = excluded.started_at, last_seen = excluded.last_seen, stopped_at = excluded.stopped_at
-                """, arguments: [
+            try db.execute(
+                cached: """
+                    INSERT INTO wave_orchestrators (consumer, projects, bus, circuit, state, started_at, last_seen, stopped_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (consumer) DO UPDATE SET projects = excluded.projects, bus = excluded.bus, circuit = excluded.circuit,
+                        state = excluded.state, started_at = excluded.started_at, last_seen = excluded.last_seen, stopped_at = excluded.stopped_at
+                    """,
+                arguments: [
                     record.consumer, record.projects.joined(separator: ","), record.bus, record.circuit, JSONValue.object(record.state).jsonText,
                     Self.format(record.startedAt), Self.format(record.lastSeen), record.stoppedAt.map(Self.format),
                 ])
@@ -213,8 +226,10 @@ extension SQLiteStore {
     public func processedMessages(session id: String) throws -> [String: Int] {
         try self.pool.read { db in
             var counts: [String: Int] = [:]
-            for row in try Row.fetchAll(cached: db, sql: "SELECT outcome, COUNT(*) FROM wave_processed_messages WHERE session_id = ? GROUP BY outcome",
-                                        arguments: [StoreIDs.normalize(id)]) {
+            for row in try Row.fetchAll(
+                cached: db, sql: "SELECT outcome, COUNT(*) FROM wave_processed_messages WHERE session_id = ? GROUP BY outcome",
+                arguments: [StoreIDs.normalize(id)])
+            {
                 counts[row[0]] = row[1]
             }
             return counts
@@ -226,10 +241,13 @@ extension SQLiteStore {
         let key = Self.projectKey(project)
         return try self.pool.read { db in
             var counts: [String: Int] = [:]
-            for row in try Row.fetchAll(cached: db, sql: """
-                SELECT m.outcome, COUNT(*) FROM wave_processed_messages m JOIN wave_sessions s ON s.id = m.session_id
-                WHERE \(Self.projectIs("s.project_name")) GROUP BY m.outcome
-                """, arguments: [key]) {
+            for row in try Row.fetchAll(
+                cached: db,
+                sql: """
+                    SELECT m.outcome, COUNT(*) FROM wave_processed_messages m JOIN wave_sessions s ON s.id = m.session_id
+                    WHERE \(Self.projectIs("s.project_name")) GROUP BY m.outcome
+                    """, arguments: [key])
+            {
                 counts[row[0]] = row[1]
             }
             return counts
@@ -240,7 +258,9 @@ extension SQLiteStore {
     public func counters(prefix: String) throws -> [String: Int] {
         try self.pool.read { db in
             var counters: [String: Int] = [:]
-            for row in try Row.fetchAll(cached: db, sql: "SELECT name, value FROM wave_counters WHERE substr(name, 1, ?) = ?", arguments: [prefix.count, prefix]) {
+            for row in try Row.fetchAll(
+                cached: db, sql: "SELECT name, value FROM wave_counters WHERE substr(name, 1, ?) = ?", arguments: [prefix.count, prefix])
+            {
                 counters[row[0]] = row[1]
             }
             return counters
@@ -255,7 +275,9 @@ extension SQLiteStore {
     /// The projects with a session that is not terminal (pending or in progress).
     public func liveProjects() throws -> [String] {
         try self.pool.read { db in
-            try String.fetchAll(cached: db, sql: "SELECT DISTINCT lower(trim(project_name)) AS project FROM wave_sessions WHERE status IN ('pending', 'in_progress') ORDER BY project")
+            try String.fetchAll(
+                cached: db,
+                sql: "SELECT DISTINCT lower(trim(project_name)) AS project FROM wave_sessions WHERE status IN ('pending', 'in_progress') ORDER BY project")
         }
     }
 
@@ -264,9 +286,11 @@ extension SQLiteStore {
     public func oldestLiveSessionCreatedAt(project: String) throws -> WaveTimestamp? {
         let key = Self.projectKey(project)
         return try self.pool.read { db in
-            let text = try String.fetchOne(cached: db, sql: """
-                SELECT MIN(created_at) FROM wave_sessions WHERE status IN ('pending', 'in_progress') AND \(Self.projectIs())
-                """, arguments: [key])
+            let text = try String.fetchOne(
+                cached: db,
+                sql: """
+                    SELECT MIN(created_at) FROM wave_sessions WHERE status IN ('pending', 'in_progress') AND \(Self.projectIs())
+                    """, arguments: [key])
             return Self.timestamp(text)
         }
     }
@@ -275,8 +299,10 @@ extension SQLiteStore {
     public func sessionsInProgress(project: String) throws -> [SessionRecord] {
         let key = Self.projectKey(project)
         return try self.pool.read { db in
-            try Row.fetchAll(cached: db, sql: "SELECT * FROM wave_sessions WHERE status = 'in_progress' AND \(Self.projectIs()) ORDER BY created_at, rowid",
-                             arguments: [key]).map(Self.session)
+            try Row.fetchAll(
+                cached: db, sql: "SELECT * FROM wave_sessions WHERE status = 'in_progress' AND \(Self.projectIs()) ORDER BY created_at, rowid",
+                arguments: [key]
+            ).map(Self.session)
         }
     }
 }
@@ -285,7 +311,8 @@ extension SQLiteStore {
     /// The escalations a message raised (to announce them with their ids).
     public func escalations(messageID: String) throws -> [EscalationRecord] {
         try self.pool.read { db in
-            try Row.fetchAll(cached: db, sql: "SELECT * FROM wave_escalations WHERE message_id = ? ORDER BY created_at, rowid", arguments: [messageID]).map(Self.escalation)
+            try Row.fetchAll(cached: db, sql: "SELECT * FROM wave_escalations WHERE message_id = ? ORDER BY created_at, rowid", arguments: [messageID]).map(
+                Self.escalation)
         }
     }
 }

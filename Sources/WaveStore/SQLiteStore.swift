@@ -1,7 +1,7 @@
 import Foundation
 import GRDB
-import Synchronization
 import Logging
+import Synchronization
 import WaveEngine
 import WaveProtocol
 
@@ -71,8 +71,10 @@ public final class SQLiteStore: Sendable {
     let sessionIDs = Mutex<[String: String]>([:])
 
     /// Opens (creating it and its folder if needed) and migrates the store.
-    public init(location: StoreLocation, synchronous: SynchronousMode = .normal, engine: StoryEngine = StoryEngine(),
-                ledgerRetention: Duration = .seconds(7 * 24 * 3600), logger: Logger) throws {
+    public init(
+        location: StoreLocation, synchronous: SynchronousMode = .normal, engine: StoryEngine = StoryEngine(),
+        ledgerRetention: Duration = .seconds(7 * 24 * 3600), logger: Logger
+    ) throws {
         self.location = location
         self.ledgerRetention = ledgerRetention
         self.engine = engine
@@ -165,23 +167,27 @@ public final class SQLiteStore: Sendable {
                 let metadata = Self.object(row["metadata"])
                 var gate = (metadata["current_gate"]?.stringValue).flatMap { try? GateID(parsing: $0) } ?? .first
                 var fromCheckpoints: GateID?
-                let passed = try String.fetchAll(cached: db, sql: """
-                    SELECT gate FROM wave_checkpoints WHERE session_id = ? AND story_id = ? AND checkpoint_type = 'gate' AND gate IS NOT NULL
-                    AND (state LIKE '%"status": "passed"%' OR state LIKE '%"status":"passed"%' OR checkpoint_name LIKE '%: passed%')
-                    """, arguments: [sessionID, storyID])
+                let passed = try String.fetchAll(
+                    cached: db,
+                    sql: """
+                        SELECT gate FROM wave_checkpoints WHERE session_id = ? AND story_id = ? AND checkpoint_type = 'gate' AND gate IS NOT NULL
+                        AND (state LIKE '%"status": "passed"%' OR state LIKE '%"status":"passed"%' OR checkpoint_name LIKE '%: passed%')
+                        """, arguments: [sessionID, storyID])
                 if let newest = passed.compactMap({ try? GateID(parsing: $0) }).max() {
                     fromCheckpoints = newest.next ?? newest
                     if let candidate = fromCheckpoints, candidate > gate { gate = candidate }
                 }
                 try db.execute(cached: "UPDATE wave_story_executions SET current_gate = ? WHERE id = ?", arguments: [gate.description, row["id"] as String])
-                try self.appendCheckpoint(db, sessionID: sessionID, storyID: storyID, CheckpointDraft(
-                    type: .manual, name: "Adopted: \(storyID)", gate: gate,
-                    state: [
-                        "kind": "adopted", "current_gate": .string(gate.description),
-                        "metadata_current_gate": metadata["current_gate"] ?? .null,
-                        "from_gate_checkpoints": fromCheckpoints.map { .string($0.description) } ?? .null,
-                        "timestamp": .string(WaveTimestamp.now().description),
-                    ], agentID: nil))
+                try self.appendCheckpoint(
+                    db, sessionID: sessionID, storyID: storyID,
+                    CheckpointDraft(
+                        type: .manual, name: "Adopted: \(storyID)", gate: gate,
+                        state: [
+                            "kind": "adopted", "current_gate": .string(gate.description),
+                            "metadata_current_gate": metadata["current_gate"] ?? .null,
+                            "from_gate_checkpoints": fromCheckpoints.map { .string($0.description) } ?? .null,
+                            "timestamp": .string(WaveTimestamp.now().description),
+                        ], agentID: nil))
             }
             return rows.count
         }
@@ -207,25 +213,31 @@ public final class SQLiteStore: Sendable {
         let id = StoreIDs.make()
         let stamp = Self.format(now)
         try self.pool.write { db in
-            try db.execute(cached: """
-                INSERT INTO wave_sessions (id, project_name, wave_number, status, started_at, budget_usd, actual_cost_usd, token_count,
-                    story_count, stories_completed, stories_failed, metadata, created_at, updated_at)
-                VALUES (?, ?, ?, 'pending', NULL, ?, 0, 0, ?, 0, 0, '{}', ?, ?)
-                """, arguments: [id, project, wave, budgetUSD, stories.count, stamp, stamp])
+            try db.execute(
+                cached: """
+                    INSERT INTO wave_sessions (id, project_name, wave_number, status, started_at, budget_usd, actual_cost_usd, token_count,
+                        story_count, stories_completed, stories_failed, metadata, created_at, updated_at)
+                    VALUES (?, ?, ?, 'pending', NULL, ?, 0, 0, ?, 0, 0, '{}', ?, ?)
+                    """, arguments: [id, project, wave, budgetUSD, stories.count, stamp, stamp])
             for story in stories {
                 var state = StoryState(storyID: story.id, sessionID: id)
                 state.dependencies = story.dependencies
                 state.agent = story.agent
                 state.domain = story.domain
                 state.acceptanceCriteriaTotal = story.acceptanceCriteriaTotal
-                let record = StoryRecord(rowID: StoreIDs.make(), state: state, title: story.title, priority: story.priority, otherMetadata: ["story": .object(story.source)])
-                try db.execute(cached: """
-                    INSERT INTO wave_story_executions (id, session_id, story_id, story_title, domain, agent, status, priority, story_points,
-                        token_count, cost_usd, retry_count, acceptance_criteria_passed, acceptance_criteria_total, metadata, created_at, updated_at,
-                        version, current_gate)
-                    VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, 0, 0, 0, 0, ?, ?, ?, ?, 0, 'gate-0')
-                    """, arguments: [record.rowID, id, story.id, story.title, story.domain, story.agent, story.priority, story.storyPoints,
-                                     story.acceptanceCriteriaTotal, Self.metadataText(record), stamp, stamp])
+                let record = StoryRecord(
+                    rowID: StoreIDs.make(), state: state, title: story.title, priority: story.priority, otherMetadata: ["story": .object(story.source)])
+                try db.execute(
+                    cached: """
+                        INSERT INTO wave_story_executions (id, session_id, story_id, story_title, domain, agent, status, priority, story_points,
+                            token_count, cost_usd, retry_count, acceptance_criteria_passed, acceptance_criteria_total, metadata, created_at, updated_at,
+                            version, current_gate)
+                        VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, 0, 0, 0, 0, ?, ?, ?, ?, 0, 'gate-0')
+                        """,
+                    arguments: [
+                        record.rowID, id, story.id, story.title, story.domain, story.agent, story.priority, story.storyPoints,
+                        story.acceptanceCriteriaTotal, Self.metadataText(record), stamp, stamp,
+                    ])
             }
         }
         return try self.session(id: id)
@@ -271,7 +283,11 @@ public final class SQLiteStore: Sendable {
     /// A session by id (with or without dashes).
     public func session(id: String) throws -> SessionRecord {
         let forms = StoreIDs.storedForms(id)
-        guard let session = try self.pool.read({ db in try Row.fetchOne(cached: db, sql: "SELECT * FROM wave_sessions WHERE id IN (?, ?)", arguments: [forms.0, forms.1]) }) else {
+        guard
+            let session = try self.pool.read({ db in
+                try Row.fetchOne(cached: db, sql: "SELECT * FROM wave_sessions WHERE id IN (?, ?)", arguments: [forms.0, forms.1])
+            })
+        else {
             throw StoreError(.notFound, "no session \(id)")
         }
         return Self.session(session)
@@ -281,11 +297,13 @@ public final class SQLiteStore: Sendable {
     /// finished itself, or stories of it wait to start.
     public func sessionHasNextStep(_ id: String) throws -> Bool {
         try self.pool.read { db in
-            try Bool.fetchOne(cached: db, sql: """
-                SELECT status IN ('completed', 'failed', 'cancelled')
-                    OR EXISTS (SELECT 1 FROM wave_story_executions WHERE session_id = wave_sessions.id AND status = 'pending')
-                FROM wave_sessions WHERE id = ?
-                """, arguments: [id]) ?? true
+            try Bool.fetchOne(
+                cached: db,
+                sql: """
+                    SELECT status IN ('completed', 'failed', 'cancelled')
+                        OR EXISTS (SELECT 1 FROM wave_story_executions WHERE session_id = wave_sessions.id AND status = 'pending')
+                    FROM wave_sessions WHERE id = ?
+                    """, arguments: [id]) ?? true
         }
     }
 
@@ -293,8 +311,10 @@ public final class SQLiteStore: Sendable {
     public func sessions(project: String? = nil) throws -> [SessionRecord] {
         try self.pool.read { db in
             if let project {
-                return try Row.fetchAll(cached: db, sql: "SELECT * FROM wave_sessions WHERE \(Self.projectIs()) ORDER BY created_at DESC, rowid DESC",
-                                        arguments: [Self.projectKey(project)]).map(Self.session)
+                return try Row.fetchAll(
+                    cached: db, sql: "SELECT * FROM wave_sessions WHERE \(Self.projectIs()) ORDER BY created_at DESC, rowid DESC",
+                    arguments: [Self.projectKey(project)]
+                ).map(Self.session)
             }
             return try Row.fetchAll(cached: db, sql: "SELECT * FROM wave_sessions ORDER BY created_at DESC, rowid DESC").map(Self.session)
         }
@@ -304,7 +324,10 @@ public final class SQLiteStore: Sendable {
     public func stories(session id: String) throws -> [StoryRecord] {
         let session = try self.session(id: id)
         return try self.pool.read { db in
-            try Row.fetchAll(cached: db, sql: "SELECT \(Self.storyColumns) FROM wave_story_executions WHERE session_id = ? ORDER BY created_at, rowid", arguments: [session.id]).map(Self.story)
+            try Row.fetchAll(
+                cached: db, sql: "SELECT \(Self.storyColumns) FROM wave_story_executions WHERE session_id = ? ORDER BY created_at, rowid",
+                arguments: [session.id]
+            ).map(Self.story)
         }
     }
 
@@ -330,7 +353,9 @@ public final class SQLiteStore: Sendable {
     /// Escalations, newest first; only open ones unless `all`.
     public func escalations(all: Bool = false) throws -> [EscalationRecord] {
         try self.pool.read { db in
-            try Row.fetchAll(cached: db, sql: "SELECT * FROM wave_escalations \(all ? "" : "WHERE acknowledged_at IS NULL") ORDER BY created_at DESC, rowid DESC").map(Self.escalation)
+            try Row.fetchAll(
+                cached: db, sql: "SELECT * FROM wave_escalations \(all ? "" : "WHERE acknowledged_at IS NULL") ORDER BY created_at DESC, rowid DESC"
+            ).map(Self.escalation)
         }
     }
 
@@ -345,8 +370,9 @@ public final class SQLiteStore: Sendable {
     /// Acknowledges an escalation.
     public func acknowledgeEscalation(_ id: String, by: String, now: WaveTimestamp = .now()) throws {
         try self.pool.write { db in
-            try db.execute(cached: "UPDATE wave_escalations SET acknowledged_at = ?, acknowledged_by = ? WHERE id = ? AND acknowledged_at IS NULL",
-                           arguments: [Self.format(now), by, StoreIDs.normalize(id)])
+            try db.execute(
+                cached: "UPDATE wave_escalations SET acknowledged_at = ?, acknowledged_by = ? WHERE id = ? AND acknowledged_at IS NULL",
+                arguments: [Self.format(now), by, StoreIDs.normalize(id)])
             guard db.changesCount == 1 else {
                 let exists = try Bool.fetchOne(cached: db, sql: "SELECT 1 FROM wave_escalations WHERE id = ?", arguments: [StoreIDs.normalize(id)]) ?? false
                 throw StoreError(exists ? .notAllowed : .notFound, exists ? "escalation \(id) is already acknowledged" : "no escalation \(id)")
@@ -366,21 +392,25 @@ public final class SQLiteStore: Sendable {
         // cached copy is not that version.
         if let session {
             let forms = StoreIDs.storedForms(session)
-            let key = try db.fetchOneDirect(cached: "SELECT id, version FROM wave_story_executions WHERE session_id IN (?, ?) AND story_id = ?", { bind in
-                bind.text(forms.0)
-                bind.text(forms.1)
-                bind.text(storyID)
-            }, { row in (row.text(0) ?? "", row.int(1) ?? 0) })
+            let key = try db.fetchOneDirect(
+                cached: "SELECT id, version FROM wave_story_executions WHERE session_id IN (?, ?) AND story_id = ?",
+                { bind in
+                    bind.text(forms.0)
+                    bind.text(forms.1)
+                    bind.text(storyID)
+                }, { row in (row.text(0) ?? "", row.int(1) ?? 0) })
             guard let key else { throw StoreError(.notFound, "no story \(storyID) in session \(StoreIDs.display(session))") }
             return try self.story(db, rowID: key.0, version: key.1)
         }
         // Project names compare trimmed and case-insensitively (WIRE.md, Names).
         let projectKey = project.map(Self.projectKey)
-        let rows = try db.fetchAllDirect(cached: """
-            SELECT s.id, s.version, s.status FROM wave_story_executions s JOIN wave_sessions w ON w.id = s.session_id
-            WHERE s.story_id = ? AND (? IS NULL OR \(Self.projectIs("w.project_name")))
-            ORDER BY (w.status IN ('pending', 'in_progress')) DESC, w.created_at DESC, w.rowid DESC
-            """, { bind in
+        let rows = try db.fetchAllDirect(
+            cached: """
+                SELECT s.id, s.version, s.status FROM wave_story_executions s JOIN wave_sessions w ON w.id = s.session_id
+                WHERE s.story_id = ? AND (? IS NULL OR \(Self.projectIs("w.project_name")))
+                ORDER BY (w.status IN ('pending', 'in_progress')) DESC, w.created_at DESC, w.rowid DESC
+                """,
+            { bind in
                 bind.text(storyID)
                 bind.text(projectKey)
                 bind.text(projectKey)
@@ -405,7 +435,8 @@ public final class SQLiteStore: Sendable {
     /// the runtime passes them, is returned as it is).
     static func projectKey(_ name: String) -> String {
         let utf8 = name.utf8
-        let plain = utf8.first != UInt8(ascii: " ") && utf8.last != UInt8(ascii: " ")
+        let plain =
+            utf8.first != UInt8(ascii: " ") && utf8.last != UInt8(ascii: " ")
             && !utf8.contains { ($0 >= UInt8(ascii: "A") && $0 <= UInt8(ascii: "Z")) || $0 >= 0x80 || $0 == UInt8(ascii: "\t") }
         return plain ? name : name.trimmingCharacters(in: .whitespaces).lowercased()
     }
@@ -431,30 +462,36 @@ public final class SQLiteStore: Sendable {
 
     func appendCheckpoint(_ db: Database, sessionID: String, storyID: String?, _ draft: CheckpointDraft) throws {
         // One statement: the next seq and the story's previous checkpoint come from subqueries.
-        try db.executeDirect(cached: """
-            INSERT INTO wave_checkpoints (id, session_id, checkpoint_type, checkpoint_name, story_id, gate, state, agent_id, parent_checkpoint_id, created_at, seq, superseded)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?,
-                (SELECT id FROM wave_checkpoints WHERE session_id = ? AND story_id IS ? ORDER BY seq DESC LIMIT 1), ?,
-                (SELECT COALESCE(MAX(seq), 0) + 1 FROM wave_checkpoints), 0)
-            """) { bind in
-                Self.bindCheckpoint(&bind, id: StoreIDs.make(), sessionID: sessionID, storyID: storyID, draft)
-                bind.text(sessionID)
-                bind.text(storyID)
-                bind.text(Self.format(.now()))
-            }
+        try db.executeDirect(
+            cached: """
+                INSERT INTO wave_checkpoints (id, session_id, checkpoint_type, checkpoint_name, story_id, gate, state, agent_id, parent_checkpoint_id, created_at, seq, superseded)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?,
+                    (SELECT id FROM wave_checkpoints WHERE session_id = ? AND story_id IS ? ORDER BY seq DESC LIMIT 1), ?,
+                    (SELECT COALESCE(MAX(seq), 0) + 1 FROM wave_checkpoints), 0)
+                """
+        ) { bind in
+            Self.bindCheckpoint(&bind, id: StoreIDs.make(), sessionID: sessionID, storyID: storyID, draft)
+            bind.text(sessionID)
+            bind.text(storyID)
+            bind.text(Self.format(.now()))
+        }
     }
 
     /// One checkpoint row, its `seq` and parent given.
-    static func insertCheckpoint(_ db: Database, id: String, sessionID: String, storyID: String?, _ draft: CheckpointDraft, parent: String?, created: String, seq: Int) throws {
-        try db.executeDirect(cached: """
-            INSERT INTO wave_checkpoints (id, session_id, checkpoint_type, checkpoint_name, story_id, gate, state, agent_id, parent_checkpoint_id, created_at, seq, superseded)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)
-            """) { bind in
-                Self.bindCheckpoint(&bind, id: id, sessionID: sessionID, storyID: storyID, draft)
-                bind.text(parent)
-                bind.text(created)
-                bind.int(seq)
-            }
+    static func insertCheckpoint(
+        _ db: Database, id: String, sessionID: String, storyID: String?, _ draft: CheckpointDraft, parent: String?, created: String, seq: Int
+    ) throws {
+        try db.executeDirect(
+            cached: """
+                INSERT INTO wave_checkpoints (id, session_id, checkpoint_type, checkpoint_name, story_id, gate, state, agent_id, parent_checkpoint_id, created_at, seq, superseded)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)
+                """
+        ) { bind in
+            Self.bindCheckpoint(&bind, id: id, sessionID: sessionID, storyID: storyID, draft)
+            bind.text(parent)
+            bind.text(created)
+            bind.int(seq)
+        }
     }
 
     /// A checkpoint's first eight columns, `id` to `agent_id`, names and agent ids cut to the
@@ -490,14 +527,17 @@ public final class SQLiteStore: Sendable {
 
     /// The story columns Wave reads, in the order ``story(_:)`` reads them by index (a lookup by
     /// name compares names case-insensitively, on every read).
-    static let storyColumns = "id, session_id, story_id, story_title, domain, agent, status, priority, started_at, completed_at, failed_at, token_count, cost_usd, retry_count, acceptance_criteria_passed, acceptance_criteria_total, error_message, metadata, version, current_gate, blocked_reason"
+    static let storyColumns =
+        "id, session_id, story_id, story_title, domain, agent, status, priority, started_at, completed_at, failed_at, token_count, cost_usd, retry_count, acceptance_criteria_passed, acceptance_criteria_total, error_message, metadata, version, current_gate, blocked_reason"
     /// ``storyColumns`` for a query that joins sessions as `w` and stories as `s`.
-    static let storyColumnsPrefixed = "s.id, s.session_id, s.story_id, s.story_title, s.domain, s.agent, s.status, s.priority, s.started_at, s.completed_at, s.failed_at, s.token_count, s.cost_usd, s.retry_count, s.acceptance_criteria_passed, s.acceptance_criteria_total, s.error_message, s.metadata, s.version, s.current_gate, s.blocked_reason"
+    static let storyColumnsPrefixed =
+        "s.id, s.session_id, s.story_id, s.story_title, s.domain, s.agent, s.status, s.priority, s.started_at, s.completed_at, s.failed_at, s.token_count, s.cost_usd, s.retry_count, s.acceptance_criteria_passed, s.acceptance_criteria_total, s.error_message, s.metadata, s.version, s.current_gate, s.blocked_reason"
 
     static func story(_ row: Row) -> StoryRecord {
         let metadata = Self.object(row[17])
         var state = StoryState(storyID: row[2], sessionID: row[1], status: StoryStatus(rawValue: row[6]) ?? .pending)
-        state.currentGate = (row[19] as String?).flatMap { try? GateID(parsing: $0) }
+        state.currentGate =
+            (row[19] as String?).flatMap { try? GateID(parsing: $0) }
             ?? (metadata["current_gate"]?.stringValue).flatMap { try? GateID(parsing: $0) } ?? .first
         state.version = row[18] ?? 0
         let retryColumn: Int? = row[13]
@@ -571,7 +611,7 @@ public final class SQLiteStore: Sendable {
     /// `YYYY-MM-DD HH:MM:SS.ffffff`, UTC without a zone: the reference's SQLite format.
     static func format(_ timestamp: WaveTimestamp) -> String {
         var bytes = Array(timestamp.description.utf8.dropLast())  // no "Z"
-        if bytes.count > 10 { bytes[10] = UInt8(ascii: " ") }      // "T" → " "
+        if bytes.count > 10 { bytes[10] = UInt8(ascii: " ") }  // "T" → " "
         return String(decoding: bytes, as: UTF8.self)
     }
 

@@ -91,123 +91,155 @@ enum Schema {
     /// Each migration: its identifier (the order is the array's) and what it does, for
     /// `wave store migrate --dry-run`.
     static let migrations: [(id: String, summary: String, apply: @Sendable (Database) throws -> Void)] = [
-        ("001-reference-tables", "the reference's wave_sessions, wave_story_executions and wave_checkpoints, unless they exist", { db in
-            try db.execute(sql: referenceTables)
-        }),
-        ("002-indexes", "indexes for the lookups Wave makes: sessions by project and status, stories by session, story id and status", { db in
-            try db.execute(sql: """
-                CREATE INDEX IF NOT EXISTS idx_sessions_project ON wave_sessions (project_name);
-                CREATE INDEX IF NOT EXISTS idx_sessions_status ON wave_sessions (status);
-                CREATE INDEX IF NOT EXISTS idx_stories_session ON wave_story_executions (session_id);
-                CREATE INDEX IF NOT EXISTS idx_stories_story ON wave_story_executions (story_id);
-                CREATE INDEX IF NOT EXISTS idx_stories_status ON wave_story_executions (status);
-                """)
-        }),
-        ("003-wave-columns", "version, current_gate and blocked_reason on stories; paused_at on sessions; seq and superseded on checkpoints (numbered in their existing order)", { db in
-            try db.execute(sql: """
-                ALTER TABLE wave_story_executions ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
-                ALTER TABLE wave_story_executions ADD COLUMN current_gate VARCHAR(20);
-                ALTER TABLE wave_story_executions ADD COLUMN blocked_reason TEXT;
-                ALTER TABLE wave_sessions ADD COLUMN paused_at DATETIME;
-                ALTER TABLE wave_checkpoints ADD COLUMN seq INTEGER;
-                ALTER TABLE wave_checkpoints ADD COLUMN superseded INTEGER NOT NULL DEFAULT 0;
-                UPDATE wave_checkpoints SET seq = (
-                    SELECT n FROM (SELECT id AS cid, ROW_NUMBER() OVER (ORDER BY created_at, rowid) AS n FROM wave_checkpoints)
-                    WHERE cid = wave_checkpoints.id
-                );
-                CREATE UNIQUE INDEX idx_checkpoints_seq ON wave_checkpoints (seq);
-                CREATE INDEX idx_checkpoints_story_seq ON wave_checkpoints (session_id, story_id, seq);
-                """)
-        }),
-        ("004-wave-tables", "the processed-message ledger, last seq per (story, source), the outbox, escalations, the emergency-stop audit, counters and settings", { db in
-            try db.execute(sql: """
-                CREATE TABLE wave_processed_messages (
-                    message_id TEXT NOT NULL PRIMARY KEY,
-                    session_id CHAR(32),
-                    story_id VARCHAR(100),
-                    event_type VARCHAR(64) NOT NULL,
-                    outcome TEXT NOT NULL,
-                    applied_at DATETIME NOT NULL
-                );
-                CREATE INDEX idx_processed_applied ON wave_processed_messages (applied_at);
-                CREATE TABLE wave_source_seq (
-                    session_id CHAR(32) NOT NULL,
-                    story_id VARCHAR(100) NOT NULL,
-                    source VARCHAR(100) NOT NULL,
-                    last_seq INTEGER NOT NULL CHECK (last_seq >= 0),
-                    PRIMARY KEY (session_id, story_id, source)
-                );
-                CREATE TABLE wave_outbox (
-                    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-                    stream TEXT NOT NULL,
-                    message_id TEXT NOT NULL,
-                    fields JSON NOT NULL,
-                    created_at DATETIME NOT NULL,
-                    attempts INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0)
-                );
-                CREATE TABLE wave_escalations (
-                    id CHAR(32) NOT NULL PRIMARY KEY,
-                    session_id CHAR(32),
-                    story_id VARCHAR(100),
-                    kind VARCHAR(64) NOT NULL,
-                    reason TEXT NOT NULL,
-                    message_id TEXT,
-                    created_at DATETIME NOT NULL,
-                    acknowledged_at DATETIME,
-                    acknowledged_by VARCHAR(255)
-                );
-                CREATE INDEX idx_escalations_open ON wave_escalations (acknowledged_at, created_at);
-                CREATE TABLE wave_emergency_stops (
-                    id INTEGER PRIMARY KEY AUTOINCREMENT,
-                    scope VARCHAR(255) NOT NULL,
-                    reason TEXT NOT NULL,
-                    stopped_by VARCHAR(255) NOT NULL,
-                    created_at DATETIME NOT NULL,
-                    cleared_at DATETIME,
-                    cleared_by VARCHAR(255),
-                    clear_reason TEXT
-                );
-                CREATE TABLE wave_counters (
-                    name VARCHAR(128) NOT NULL PRIMARY KEY,
-                    value INTEGER NOT NULL DEFAULT 0
-                );
-                CREATE TABLE wave_settings (
-                    key VARCHAR(128) NOT NULL PRIMARY KEY,
-                    value TEXT NOT NULL
-                );
-                """)
-        }),
-        ("005-unique-story-per-session", "one row per (session, story): a unique index, after checking that existing rows allow it", { db in
-            let duplicates = try Row.fetchAll(db, sql: """
-                SELECT session_id, story_id, COUNT(*) AS n FROM wave_story_executions
-                GROUP BY session_id, story_id HAVING COUNT(*) > 1 ORDER BY session_id, story_id LIMIT 20
-                """)
-            if !duplicates.isEmpty {
-                let names = duplicates.map { "\($0["story_id"] as String? ?? "?") in session \($0["session_id"] as String? ?? "?") (\($0["n"] as Int? ?? 0) rows)" }
-                throw StoreError(.migrationBlocked, "005-unique-story-per-session cannot apply: duplicate stories \(names.joined(separator: "; ")); nothing was changed")
+        (
+            "001-reference-tables", "the reference's wave_sessions, wave_story_executions and wave_checkpoints, unless they exist",
+            { db in
+                try db.execute(sql: referenceTables)
             }
-            try db.execute(sql: "CREATE UNIQUE INDEX idx_stories_session_story ON wave_story_executions (session_id, story_id)")
-        }),
-        ("006-story-status-per-session", "an index on (session, status), so that finishing a story counts the unfinished ones without reading them", { db in
-            try db.execute(sql: "CREATE INDEX idx_stories_session_status ON wave_story_executions (session_id, status)")
-        }),
-        ("007-runtime", "where each stop came from (wave or legacy) and its announcing message; one row per orchestrator instance for `wave status`", { db in
-            try db.execute(sql: """
-                ALTER TABLE wave_emergency_stops ADD COLUMN source VARCHAR(32) NOT NULL DEFAULT 'wave';
-                ALTER TABLE wave_emergency_stops ADD COLUMN message_id TEXT;
-                CREATE INDEX idx_emergency_stops_active ON wave_emergency_stops (cleared_at, scope);
-                CREATE TABLE wave_orchestrators (
-                    consumer VARCHAR(255) NOT NULL PRIMARY KEY,
-                    projects TEXT NOT NULL,
-                    bus VARCHAR(32) NOT NULL,
-                    circuit VARCHAR(32) NOT NULL,
-                    state JSON NOT NULL,
-                    started_at DATETIME NOT NULL,
-                    last_seen DATETIME NOT NULL,
-                    stopped_at DATETIME
-                );
-                """)
-        }),
+        ),
+        (
+            "002-indexes", "indexes for the lookups Wave makes: sessions by project and status, stories by session, story id and status",
+            { db in
+                try db.execute(
+                    sql: """
+                        CREATE INDEX IF NOT EXISTS idx_sessions_project ON wave_sessions (project_name);
+                        CREATE INDEX IF NOT EXISTS idx_sessions_status ON wave_sessions (status);
+                        CREATE INDEX IF NOT EXISTS idx_stories_session ON wave_story_executions (session_id);
+                        CREATE INDEX IF NOT EXISTS idx_stories_story ON wave_story_executions (story_id);
+                        CREATE INDEX IF NOT EXISTS idx_stories_status ON wave_story_executions (status);
+                        """)
+            }
+        ),
+        (
+            "003-wave-columns",
+            "version, current_gate and blocked_reason on stories; paused_at on sessions; seq and superseded on checkpoints (numbered in their existing order)",
+            { db in
+                try db.execute(
+                    sql: """
+                        ALTER TABLE wave_story_executions ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+                        ALTER TABLE wave_story_executions ADD COLUMN current_gate VARCHAR(20);
+                        ALTER TABLE wave_story_executions ADD COLUMN blocked_reason TEXT;
+                        ALTER TABLE wave_sessions ADD COLUMN paused_at DATETIME;
+                        ALTER TABLE wave_checkpoints ADD COLUMN seq INTEGER;
+                        ALTER TABLE wave_checkpoints ADD COLUMN superseded INTEGER NOT NULL DEFAULT 0;
+                        UPDATE wave_checkpoints SET seq = (
+                            SELECT n FROM (SELECT id AS cid, ROW_NUMBER() OVER (ORDER BY created_at, rowid) AS n FROM wave_checkpoints)
+                            WHERE cid = wave_checkpoints.id
+                        );
+                        CREATE UNIQUE INDEX idx_checkpoints_seq ON wave_checkpoints (seq);
+                        CREATE INDEX idx_checkpoints_story_seq ON wave_checkpoints (session_id, story_id, seq);
+                        """)
+            }
+        ),
+        (
+            "004-wave-tables",
+            "the processed-message ledger, last seq per (story, source), the outbox, escalations, the emergency-stop audit, counters and settings",
+            { db in
+                try db.execute(
+                    sql: """
+                        CREATE TABLE wave_processed_messages (
+                            message_id TEXT NOT NULL PRIMARY KEY,
+                            session_id CHAR(32),
+                            story_id VARCHAR(100),
+                            event_type VARCHAR(64) NOT NULL,
+                            outcome TEXT NOT NULL,
+                            applied_at DATETIME NOT NULL
+                        );
+                        CREATE INDEX idx_processed_applied ON wave_processed_messages (applied_at);
+                        CREATE TABLE wave_source_seq (
+                            session_id CHAR(32) NOT NULL,
+                            story_id VARCHAR(100) NOT NULL,
+                            source VARCHAR(100) NOT NULL,
+                            last_seq INTEGER NOT NULL CHECK (last_seq >= 0),
+                            PRIMARY KEY (session_id, story_id, source)
+                        );
+                        CREATE TABLE wave_outbox (
+                            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                            stream TEXT NOT NULL,
+                            message_id TEXT NOT NULL,
+                            fields JSON NOT NULL,
+                            created_at DATETIME NOT NULL,
+                            attempts INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0)
+                        );
+                        CREATE TABLE wave_escalations (
+                            id CHAR(32) NOT NULL PRIMARY KEY,
+                            session_id CHAR(32),
+                            story_id VARCHAR(100),
+                            kind VARCHAR(64) NOT NULL,
+                            reason TEXT NOT NULL,
+                            message_id TEXT,
+                            created_at DATETIME NOT NULL,
+                            acknowledged_at DATETIME,
+                            acknowledged_by VARCHAR(255)
+                        );
+                        CREATE INDEX idx_escalations_open ON wave_escalations (acknowledged_at, created_at);
+                        CREATE TABLE wave_emergency_stops (
+                            id INTEGER PRIMARY KEY AUTOINCREMENT,
+                            scope VARCHAR(255) NOT NULL,
+                            reason TEXT NOT NULL,
+                            stopped_by VARCHAR(255) NOT NULL,
+                            created_at DATETIME NOT NULL,
+                            cleared_at DATETIME,
+                            cleared_by VARCHAR(255),
+                            clear_reason TEXT
+                        );
+                        CREATE TABLE wave_counters (
+                            name VARCHAR(128) NOT NULL PRIMARY KEY,
+                            value INTEGER NOT NULL DEFAULT 0
+                        );
+                        CREATE TABLE wave_settings (
+                            key VARCHAR(128) NOT NULL PRIMARY KEY,
+                            value TEXT NOT NULL
+                        );
+                        """)
+            }
+        ),
+        (
+            "005-unique-story-per-session", "one row per (session, story): a unique index, after checking that existing rows allow it",
+            { db in
+                let duplicates = try Row.fetchAll(
+                    db,
+                    sql: """
+                        SELECT session_id, story_id, COUNT(*) AS n FROM wave_story_executions
+                        GROUP BY session_id, story_id HAVING COUNT(*) > 1 ORDER BY session_id, story_id LIMIT 20
+                        """)
+                if !duplicates.isEmpty {
+                    let names = duplicates.map {
+                        "\($0["story_id"] as String? ?? "?") in session \($0["session_id"] as String? ?? "?") (\($0["n"] as Int? ?? 0) rows)"
+                    }
+                    throw StoreError(
+                        .migrationBlocked, "005-unique-story-per-session cannot apply: duplicate stories \(names.joined(separator: "; ")); nothing was changed")
+                }
+                try db.execute(sql: "CREATE UNIQUE INDEX idx_stories_session_story ON wave_story_executions (session_id, story_id)")
+            }
+        ),
+        (
+            "006-story-status-per-session", "an index on (session, status), so that finishing a story counts the unfinished ones without reading them",
+            { db in
+                try db.execute(sql: "CREATE INDEX idx_stories_session_status ON wave_story_executions (session_id, status)")
+            }
+        ),
+        (
+            "007-runtime", "where each stop came from (wave or legacy) and its announcing message; one row per orchestrator instance for `wave status`",
+            { db in
+                try db.execute(
+                    sql: """
+                        ALTER TABLE wave_emergency_stops ADD COLUMN source VARCHAR(32) NOT NULL DEFAULT 'wave';
+                        ALTER TABLE wave_emergency_stops ADD COLUMN message_id TEXT;
+                        CREATE INDEX idx_emergency_stops_active ON wave_emergency_stops (cleared_at, scope);
+                        CREATE TABLE wave_orchestrators (
+                            consumer VARCHAR(255) NOT NULL PRIMARY KEY,
+                            projects TEXT NOT NULL,
+                            bus VARCHAR(32) NOT NULL,
+                            circuit VARCHAR(32) NOT NULL,
+                            state JSON NOT NULL,
+                            started_at DATETIME NOT NULL,
+                            last_seen DATETIME NOT NULL,
+                            stopped_at DATETIME
+                        );
+                        """)
+            }
+        ),
     ]
 
     /// The migrator over ``migrations``.

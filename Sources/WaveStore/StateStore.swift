@@ -55,12 +55,16 @@ public protocol StateStore: Sendable {
     // MARK: Applying messages
     /// Applies messages in one transaction, each as if alone (see `SQLiteStore.apply(batch:…)`);
     /// `withdrawn` is asked inside the transaction whether a result's task was taken back.
-    func apply(batch: [IncomingEvent], stopAtSessionChange: Bool, withdrawn: (@Sendable (IncomingEvent) -> Bool)?) async throws
+    func apply(
+        batch: [IncomingEvent], stopAtSessionChange: Bool, withdrawn: (@Sendable (IncomingEvent) -> Bool)?
+    ) async throws
         -> [Result<ApplyResult, any Error>]
 
     // MARK: Operators
     /// Recovers a story.
-    @discardableResult func recover(story storyID: String, session: String?, strategy: RecoveryStrategy, gate target: GateID?, by: String, messageID: String?) async throws
+    @discardableResult func recover(
+        story storyID: String, session: String?, strategy: RecoveryStrategy, gate target: GateID?, by: String, messageID: String?
+    ) async throws
         -> RecoveryOutcome
     /// Recovers every story of a session that the strategy applies to.
     @discardableResult func recover(session id: String, strategy: RecoveryStrategy, by: String) async throws -> [RecoveryOutcome]
@@ -79,7 +83,9 @@ public protocol StateStore: Sendable {
     /// Records a stop (or returns the one already active for the scope).
     @discardableResult func recordStop(scope: StopScope, reason: String, by: String, source: String, messageID: String?) async throws -> EmergencyStopRecord
     /// Clears the active stop of a scope.
-    @discardableResult func clearStop(scope: StopScope, by: String, reason: String?, onlySource: String?, messageID: String?) async throws -> EmergencyStopRecord?
+    @discardableResult func clearStop(
+        scope: StopScope, by: String, reason: String?, onlySource: String?, messageID: String?
+    ) async throws -> EmergencyStopRecord?
     /// Every active stop, oldest first.
     func activeStops() async throws -> [EmergencyStopRecord]
     /// Every stop and clear, newest first.

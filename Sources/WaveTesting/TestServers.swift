@@ -3,7 +3,7 @@ import Logging
 import WaveRedis
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The servers that `scripts/test` starts, by environment variable, and helpers for tests that
@@ -81,10 +81,11 @@ public final class RedisServerProcess: @unchecked Sendable {
     /// Starts the server and waits until it accepts connections.
     public func start() async throws {
         let binary = try TestServers.require(TestServers.serverBinary, "WAVE_TEST_REDIS_SERVER")
-        let arguments = [
-            binary, "--port", "\(self.port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-            "--dir", self.directory.path, "--logfile", self.directory.appendingPathComponent("redis.log").path,
-        ] + self.arguments
+        let arguments =
+            [
+                binary, "--port", "\(self.port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--dir", self.directory.path, "--logfile", self.directory.appendingPathComponent("redis.log").path,
+            ] + self.arguments
         self.pid = try Self.spawn(arguments)
         // Connect, and after a refused connection back off (10 ms doubling to 200 ms) and try
         // again, until a 5 s deadline: the reconnect backoff a client uses, not a state poll.
@@ -213,4 +214,3 @@ public final class RedisServerProcess: @unchecked Sendable {
         return result == 0
     }
 }
-

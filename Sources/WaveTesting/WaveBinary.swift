@@ -17,13 +17,17 @@ public enum WaveBinary {
     /// `environment` sets them. The wait for the child happens on a thread of its own, never on
     /// Swift's cooperative pool (two threads here), so that concurrent tests keep running.
     /// - Parameter directory: the working directory (default: the current one).
-    public static func run(_ arguments: [String], environment: [String: String] = [:], in directory: URL? = nil, filePath: String = #filePath) async throws -> Output {
+    public static func run(
+        _ arguments: [String], environment: [String: String] = [:], in directory: URL? = nil, filePath: String = #filePath
+    ) async throws -> Output {
         try await start(arguments, environment: environment, in: directory, filePath: filePath).wait()
     }
 
     /// Starts `wave` in the background (`wave run`); stop it with ``Running/terminate()`` and
     /// collect its output with ``Running/wait()``.
-    public static func start(_ arguments: [String], environment: [String: String] = [:], in directory: URL? = nil, filePath: String = #filePath) throws -> Running {
+    public static func start(
+        _ arguments: [String], environment: [String: String] = [:], in directory: URL? = nil, filePath: String = #filePath
+    ) throws -> Running {
         var root = URL(fileURLWithPath: filePath)
         while root.pathComponents.count > 1, !FileManager.default.fileExists(atPath: root.appendingPathComponent("Package.swift").path) {
             root.deleteLastPathComponent()
@@ -93,8 +97,9 @@ public enum WaveBinary {
             defer { killer.cancel() }
             process.waitUntilExit()
             self.drained.wait()
-            return Output(status: process.terminationStatus, stdout: String(decoding: self.stdout.value, as: UTF8.self),
-                          stderr: String(decoding: self.stderr.value, as: UTF8.self))
+            return Output(
+                status: process.terminationStatus, stdout: String(decoding: self.stdout.value, as: UTF8.self),
+                stderr: String(decoding: self.stderr.value, as: UTF8.self))
         }
     }
 }

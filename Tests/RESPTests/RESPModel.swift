@@ -1,4 +1,5 @@
 import NIOCore
+
 @testable import RESP
 
 /// A plain model of RESP values for tests: encodes itself and can be read back from a token.

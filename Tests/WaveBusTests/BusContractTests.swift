@@ -43,7 +43,9 @@ func uniqueProject(_ name: String = #function) -> String {
 
 /// Collects deliveries until `count` arrived or the deadline passed, and returns what arrived
 /// (test scaffolding).
-func collect(_ deliveries: Deliveries, count: Int, within deadline: Duration = .seconds(10), onEach: @escaping @Sendable (Delivery) async throws -> Void = { _ in }) async throws -> [Delivery] {
+func collect(
+    _ deliveries: Deliveries, count: Int, within deadline: Duration = .seconds(10), onEach: @escaping @Sendable (Delivery) async throws -> Void = { _ in }
+) async throws -> [Delivery] {
     let received = Received()
     try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask {
@@ -67,7 +69,9 @@ actor Received {
     }
 }
 
-func envelope(_ type: EventType = .gatePassed, project: String, story: String = "S-1", payload: [String: JSONValue] = ["gate_id": "gate-1", "result": "pass"]) -> Envelope {
+func envelope(
+    _ type: EventType = .gatePassed, project: String, story: String = "S-1", payload: [String: JSONValue] = ["gate_id": "gate-1", "result": "pass"]
+) -> Envelope {
     Envelope(eventType: type, payload: payload, source: "BE-1", project: project, storyID: story)
 }
 
@@ -248,7 +252,10 @@ struct BusContractTests {
         let bad: [[StreamField]] = [
             [StreamField("event_type", "gate.passed"), StreamField("source", "a"), StreamField("project", project)],
             [StreamField("event_type", "gate.passed"), StreamField("payload", "{oops"), StreamField("source", "a"), StreamField("project", project)],
-            [StreamField("event_type", "gate.teleported"), StreamField("payload", "{}"), StreamField("source", "a"), StreamField("project", project), StreamField("x_extra", "kept")],
+            [
+                StreamField("event_type", "gate.teleported"), StreamField("payload", "{}"), StreamField("source", "a"), StreamField("project", project),
+                StreamField("x_extra", "kept"),
+            ],
         ]
         for fields in bad { _ = try await bus.publish(fields: fields, to: stream) }
         _ = try await bus.publish(envelope(project: project, story: "GOOD"), to: stream)

@@ -3,6 +3,7 @@ import Logging
 import Testing
 import WaveProtocol
 import WaveRedis
+import WaveTesting
 
 @testable import WaveBus
 
@@ -16,14 +17,16 @@ struct RedisBusTests {
         try await bus.createGroup("orchestrator", on: stream, start: .newEntries)
         // Exactly what the Python reference's publisher sends: MAXLEN ~ 10000, naive timestamp,
         // no seq, no schema_version, a random per-process session id.
-        let reference = try await bus.client.send(RawCommand(
-            "XADD", stream, "MAXLEN", "~", "10000", "*",
-            "event_type", "gate.passed",
-            "payload", #"{"gate_id": "gate-3", "result": "fail", "agent_id": "be-dev-1", "domain": "be"}"#,
-            "source", "be-dev-1", "project", project.uppercased(), "priority", "normal",
-            "message_id", "0f8fad5b-d9cb-469f-a165-70867728950e", "timestamp", "2026-01-27T17:07:26.123456",
-            "session_id", "3e2c8a3c-6c43-4f0b-8b7e-1a6f9b0d2c11", "story_id", "AUTH-001"
-        )).stringValue
+        let reference = try await bus.client.send(
+            RawCommand(
+                "XADD", stream, "MAXLEN", "~", "10000", "*",
+                "event_type", "gate.passed",
+                "payload", #"{"gate_id": "gate-3", "result": "fail", "agent_id": "be-dev-1", "domain": "be"}"#,
+                "source", "be-dev-1", "project", project.uppercased(), "priority", "normal",
+                "message_id", "0f8fad5b-d9cb-469f-a165-70867728950e", "timestamp", "2026-01-27T17:07:26.123456",
+                "session_id", "3e2c8a3c-6c43-4f0b-8b7e-1a6f9b0d2c11", "story_id", "AUTH-001"
+            )
+        ).stringValue
         let received = try await bus.withConsumer(ConsumerOptions(streams: [stream], group: "orchestrator", consumer: "c")) { deliveries in
             try await collect(deliveries, count: 1) { try await bus.acknowledge([$0]) }
         }
@@ -35,7 +38,9 @@ struct RedisBusTests {
         #expect(GateOutcome(payload: delivery.envelope?.payload ?? [:]) == .failed)
 
         // Wave's own envelope, read back raw: the reference's names, strings for every value.
-        let id = try await bus.publish(Envelope(eventType: .gatePassed, payload: ["gate_id": "gate-3", "result": "pass"], source: "BE-1", project: project, storyID: "AUTH-001", seq: 3), to: stream)
+        let id = try await bus.publish(
+            Envelope(eventType: .gatePassed, payload: ["gate_id": "gate-3", "result": "pass"], source: "BE-1", project: project, storyID: "AUTH-001", seq: 3),
+            to: stream)
         let raw = try #require(try await bus.client.send(XRangeCommand(stream, start: id, end: id)).first)
         let names = raw.fields.map(\.name)
         #expect(Array(names.prefix(7)) == ["event_type", "payload", "source", "project", "priority", "message_id", "timestamp"])
@@ -82,7 +87,9 @@ struct RedisBusTrimmingTests {
         // pending.
         let trimmed = bus.counters.trimmedUnread["\(stream)|g"] ?? 0
         let deletedPending = bus.counters.deletedWhilePending
-        #expect(trimmed + deletedPending == published - after.count, "trimmed \(trimmed) + deleted while pending \(deletedPending), published \(published), delivered \(after.count)")
+        #expect(
+            trimmed + deletedPending == published - after.count,
+            "trimmed \(trimmed) + deleted while pending \(deletedPending), published \(published), delivered \(after.count)")
         #expect(deletedPending <= 1)
         await bus.client.shutdown()
     }
@@ -115,5 +122,3 @@ struct RedisBusRetryTests {
         server.stop()
     }
 }
-
-import WaveTesting

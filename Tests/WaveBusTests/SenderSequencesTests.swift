@@ -34,8 +34,8 @@ struct SenderSequencesTests {
     @Test("senders that do not number one by one, seen once, or restarted are left out rather than miscounted")
     func leftOut() {
         var sequences = SenderSequences()
-        _ = Self.note(&sequences, "per-story", [5, 3, 9])       // numbering per story: the last step was not one
-        _ = Self.note(&sequences, "once", [42])                 // a single message shows no step
+        _ = Self.note(&sequences, "per-story", [5, 3, 9])  // numbering per story: the last step was not one
+        _ = Self.note(&sequences, "once", [42])  // a single message shows no step
         _ = Self.note(&sequences, "restarted", [10, 11])
         sequences.lost()
         #expect(Self.note(&sequences, "per-story", [15]).isEmpty)

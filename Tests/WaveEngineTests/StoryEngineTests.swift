@@ -37,7 +37,8 @@ struct Driver {
     mutating func result(_ gate: Int, _ result: String, from role: String?, _ extra: [String: JSONValue] = [:]) throws -> EngineDecision {
         var payload: [String: JSONValue] = ["gate_id": .string("gate-\(gate)"), "result": .string(result)]
         payload.merge(extra) { $1 }
-        return try self.send(.gateResult(GateResultInput(gate: try GateID(gate), payload: payload, senderRole: role, agentID: role.map { "\($0.uppercased())-1" })))
+        return try self.send(
+            .gateResult(GateResultInput(gate: try GateID(gate), payload: payload, senderRole: role, agentID: role.map { "\($0.uppercased())-1" })))
     }
 
     var last: StoryEffects { self.effects.last ?? StoryEffects() }
@@ -246,7 +247,9 @@ struct StoryEngineTests {
         #expect(ignoredReason(try d.send(.cancel(reason: "again"))) == .storyFinished)
     }
 
-    @Test("random sequences of gate results, operator approvals, errors, timeouts and blocks never reach an illegal state, and replaying one gives the same story", arguments: 0..<40)
+    @Test(
+        "random sequences of gate results, operator approvals, errors, timeouts and blocks never reach an illegal state, and replaying one gives the same story",
+        arguments: 0..<40)
     func randomSequences(seed: Int) throws {
         var generator = SplitMix(seed: UInt64(seed))
         let roles: [String?] = ["fe", "be", "qa", "pm", "cto", nil]
@@ -257,11 +260,13 @@ struct StoryEngineTests {
             case 1: events.append(.blocked(reason: "b"))
             case 2: events.append(.unblocked(reason: nil))
             case 3: events.append(.timeout(role: roles[Int(generator.next() % 6)]))
-            case 4: events.append(.gateResult(GateResultInput(gate: try GateID(Int(generator.next() % 8)), payload: [:], senderRole: nil, approvedBy: "operator")))
+            case 4:
+                events.append(.gateResult(GateResultInput(gate: try GateID(Int(generator.next() % 8)), payload: [:], senderRole: nil, approvedBy: "operator")))
             default:
                 let gate = Int(generator.next() % 8)
                 let result = generator.next() % 4 == 0 ? "fail" : "pass"
-                events.append(.gateResult(GateResultInput(gate: try GateID(gate), payload: ["result": .string(result)], senderRole: roles[Int(generator.next() % 6)])))
+                events.append(
+                    .gateResult(GateResultInput(gate: try GateID(gate), payload: ["result": .string(result)], senderRole: roles[Int(generator.next() % 6)])))
             }
         }
         func run() -> StoryState {

@@ -68,18 +68,50 @@ struct EnvelopeTests {
     }
 
     static let rejected: [([StreamField], EnvelopeDecodingError.Reason)] = [
-        ([StreamField("event_type", "gate.exploded"), StreamField("payload", "{}"), StreamField("source", "a"), StreamField("project", "p")], .unknownEventType),
+        (
+            [StreamField("event_type", "gate.exploded"), StreamField("payload", "{}"), StreamField("source", "a"), StreamField("project", "p")],
+            .unknownEventType
+        ),
         ([StreamField("payload", "{}"), StreamField("source", "a"), StreamField("project", "p")], .missingField),
         ([StreamField("event_type", "gate.passed"), StreamField("source", "a"), StreamField("project", "p")], .missingField),
         ([StreamField("event_type", "gate.passed"), StreamField("payload", "{}"), StreamField("project", "p")], .missingField),
         ([StreamField("event_type", "gate.passed"), StreamField("payload", "{}"), StreamField("source", "a")], .missingField),
-        ([StreamField("event_type", "gate.passed"), StreamField("payload", "{not json"), StreamField("source", "a"), StreamField("project", "p")], .invalidJSON),
-        ([StreamField("event_type", "gate.passed"), StreamField("payload", "[1,2]"), StreamField("source", "a"), StreamField("project", "p")], .payloadNotObject),
-        ([StreamField("event_type", "gate.passed"), StreamField("payload", "\"text\""), StreamField("source", "a"), StreamField("project", "p")], .payloadNotObject),
-        ([StreamField("event_type", "gate.passed"), StreamField("payload", "{}"), StreamField("source", "a"), StreamField("project", "p"), StreamField("priority", "urgent")], .invalidPriority),
-        ([StreamField("event_type", "gate.passed"), StreamField("payload", "{}"), StreamField("source", "a"), StreamField("project", "p"), StreamField("timestamp", "yesterday")], .invalidTimestamp),
-        ([StreamField("event_type", "gate.passed"), StreamField("payload", "{}"), StreamField("source", "a"), StreamField("project", "p"), StreamField("seq", "-1")], .invalidSeq),
-        ([StreamField("event_type", "gate.passed"), StreamField("payload", "{}"), StreamField("source", "a"), StreamField("project", "p"), StreamField("schema_version", "two")], .invalidSchemaVersion),
+        (
+            [StreamField("event_type", "gate.passed"), StreamField("payload", "{not json"), StreamField("source", "a"), StreamField("project", "p")],
+            .invalidJSON
+        ),
+        (
+            [StreamField("event_type", "gate.passed"), StreamField("payload", "[1,2]"), StreamField("source", "a"), StreamField("project", "p")],
+            .payloadNotObject
+        ),
+        (
+            [StreamField("event_type", "gate.passed"), StreamField("payload", "\"text\""), StreamField("source", "a"), StreamField("project", "p")],
+            .payloadNotObject
+        ),
+        (
+            [
+                StreamField("event_type", "gate.passed"), StreamField("payload", "{}"), StreamField("source", "a"), StreamField("project", "p"),
+                StreamField("priority", "urgent"),
+            ], .invalidPriority
+        ),
+        (
+            [
+                StreamField("event_type", "gate.passed"), StreamField("payload", "{}"), StreamField("source", "a"), StreamField("project", "p"),
+                StreamField("timestamp", "yesterday"),
+            ], .invalidTimestamp
+        ),
+        (
+            [
+                StreamField("event_type", "gate.passed"), StreamField("payload", "{}"), StreamField("source", "a"), StreamField("project", "p"),
+                StreamField("seq", "-1"),
+            ], .invalidSeq
+        ),
+        (
+            [
+                StreamField("event_type", "gate.passed"), StreamField("payload", "{}"), StreamField("source", "a"), StreamField("project", "p"),
+                StreamField("schema_version", "two"),
+            ], .invalidSchemaVersion
+        ),
     ]
 
     @Test("what must be rejected is rejected with its reason and the raw fields", arguments: rejected)
@@ -106,12 +138,14 @@ struct EnvelopeTests {
         }
     }
 
-    @Test("the pass rule", arguments: [
-        (["result": "pass"], GateOutcome.passed), (["result": "PASSED"], .passed), (["result": "Success"], .passed),
-        (["result": "ok"], .passed), (["result": "fail"], .failed), (["result": "failed"], .failed), ([:], .failed),
-        (["result": "pass", "approved": false], .failed), (["result": "pass", "approved": true], .passed),
-        (["result": "pass", "approved": "false"], .failed), (["result": 1], .failed),
-    ] as [([String: JSONValue], GateOutcome)])
+    @Test(
+        "the pass rule",
+        arguments: [
+            (["result": "pass"], GateOutcome.passed), (["result": "PASSED"], .passed), (["result": "Success"], .passed),
+            (["result": "ok"], .passed), (["result": "fail"], .failed), (["result": "failed"], .failed), ([:], .failed),
+            (["result": "pass", "approved": false], .failed), (["result": "pass", "approved": true], .passed),
+            (["result": "pass", "approved": "false"], .failed), (["result": 1], .failed),
+        ] as [([String: JSONValue], GateOutcome)])
     func passRule(payload: [String: JSONValue], outcome: GateOutcome) {
         #expect(GateOutcome(payload: payload) == outcome)
     }
@@ -141,7 +175,13 @@ struct EnvelopeTests {
             if Int.random(in: 0..<10, using: &rng) > 0 { fields.append(StreamField("source", ["BE-1", "", "cto-2"].randomElement(using: &rng)!)) }
             if Int.random(in: 0..<10, using: &rng) > 0 { fields.append(StreamField("project", ["p", "Acme", ""].randomElement(using: &rng)!)) }
             if Bool.random(using: &rng) { fields.append(StreamField("priority", ["low", "normal", "HIGH", "bogus", ""].randomElement(using: &rng)!)) }
-            if Bool.random(using: &rng) { fields.append(StreamField("timestamp", ["2026-01-27T17:07:26.123456", "2026-01-27T17:07:26Z", "2026-13-01T00:00:00", "2026-01-27T17:07:26+02:00", "x"].randomElement(using: &rng)!)) }
+            if Bool.random(using: &rng) {
+                fields.append(
+                    StreamField(
+                        "timestamp",
+                        ["2026-01-27T17:07:26.123456", "2026-01-27T17:07:26Z", "2026-13-01T00:00:00", "2026-01-27T17:07:26+02:00", "x"].randomElement(
+                            using: &rng)!))
+            }
             if Bool.random(using: &rng) { fields.append(StreamField("seq", ["1", "0", "-3", "18446744073709551616", "abc"].randomElement(using: &rng)!)) }
             if Bool.random(using: &rng) { fields.append(StreamField("extra_\(Int.random(in: 0..<3, using: &rng))", "v")) }
             fields.shuffle(using: &rng)

@@ -5,11 +5,13 @@ import Testing
 
 @Suite("JSON payloads")
 struct JSONTests {
-    @Test("valid JSON parses to the same value Foundation reads", arguments: [
-        #"{}"#, #"[]"#, #"{"a":1,"b":[true,false,null],"c":{"d":"e"}}"#, #"  {"x" : -1.5e3 , "y":0.25}  "#,
-        #"{"s":"line\nbreak \"quoted\" \\ back \/ slash \u00e9 \ud83d\ude00"}"#, #""plain""#, "3", "-0", "1E+2",
-        #"{"unicode":"héllo wörld 😀"}"#, #"[[[[[]]]]]"#,
-    ])
+    @Test(
+        "valid JSON parses to the same value Foundation reads",
+        arguments: [
+            #"{}"#, #"[]"#, #"{"a":1,"b":[true,false,null],"c":{"d":"e"}}"#, #"  {"x" : -1.5e3 , "y":0.25}  "#,
+            #"{"s":"line\nbreak \"quoted\" \\ back \/ slash \u00e9 \ud83d\ude00"}"#, #""plain""#, "3", "-0", "1E+2",
+            #"{"unicode":"héllo wörld 😀"}"#, #"[[[[[]]]]]"#,
+        ])
     func parses(text: String) throws {
         let ours = try #require(JSONValue(jsonText: text))
         let foundation = try JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed])
@@ -19,10 +21,12 @@ struct JSONTests {
         #expect(JSONValue(jsonText: ours.jsonText) == ours)
     }
 
-    @Test("invalid JSON is refused", arguments: [
-        "", "{", "}", "[1,]", "{\"a\":}", "{\"a\" 1}", "{a:1}", "tru", "nul", "01", "1.", ".5", "-", "1e", "\"unterminated",
-        "\"bad \\x escape\"", "\"\\ud800\"", "\"\\udc00\"", "{\"a\":1}}", "[1 2]", "\"tab\there\"", "NaN",
-    ])
+    @Test(
+        "invalid JSON is refused",
+        arguments: [
+            "", "{", "}", "[1,]", "{\"a\":}", "{\"a\" 1}", "{a:1}", "tru", "nul", "01", "1.", ".5", "-", "1e", "\"unterminated",
+            "\"bad \\x escape\"", "\"\\ud800\"", "\"\\udc00\"", "{\"a\":1}}", "[1 2]", "\"tab\there\"", "NaN",
+        ])
     func refuses(text: String) {
         #expect(JSONValue(jsonText: text) == nil, "\(text)")
     }

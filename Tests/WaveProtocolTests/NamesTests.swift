@@ -42,22 +42,28 @@ struct NamesTests {
         }
     }
 
-    @Test("timestamps: naive is UTC, offsets convert, output is UTC with Z", arguments: [
-        ("2026-01-27T17:07:26.123456", "2026-01-27T17:07:26.123456Z"),
-        ("2026-01-27T17:07:26Z", "2026-01-27T17:07:26.000000Z"),
-        ("2026-01-27T19:07:26.5+02:00", "2026-01-27T17:07:26.500000Z"),
-        ("2026-01-27T12:07:26-0500", "2026-01-27T17:07:26.000000Z"),
-        ("2024-02-29 23:59:59.999999", "2024-02-29T23:59:59.999999Z"),
-        ("1970-01-01T00:00:00", "1970-01-01T00:00:00.000000Z"),
-        ("1969-12-31T23:59:59.5", "1969-12-31T23:59:59.500000Z"),
-    ])
+    @Test(
+        "timestamps: naive is UTC, offsets convert, output is UTC with Z",
+        arguments: [
+            ("2026-01-27T17:07:26.123456", "2026-01-27T17:07:26.123456Z"),
+            ("2026-01-27T17:07:26Z", "2026-01-27T17:07:26.000000Z"),
+            ("2026-01-27T19:07:26.5+02:00", "2026-01-27T17:07:26.500000Z"),
+            ("2026-01-27T12:07:26-0500", "2026-01-27T17:07:26.000000Z"),
+            ("2024-02-29 23:59:59.999999", "2024-02-29T23:59:59.999999Z"),
+            ("1970-01-01T00:00:00", "1970-01-01T00:00:00.000000Z"),
+            ("1969-12-31T23:59:59.5", "1969-12-31T23:59:59.500000Z"),
+        ])
     func timestamps(input: String, output: String) throws {
         let parsed = try #require(WaveTimestamp(parsing: input))
         #expect(parsed.description == output)
         #expect(WaveTimestamp(parsing: parsed.description) == parsed)
     }
 
-    @Test("malformed timestamps are refused", arguments: ["", "2026-01-27", "2026-02-30T00:00:00", "2026-01-27T25:00:00", "2026-01-27T17:07:26.", "2026-01-27T17:07:26+2", "2026-01-27T17:07:26 junk"])
+    @Test(
+        "malformed timestamps are refused",
+        arguments: [
+            "", "2026-01-27", "2026-02-30T00:00:00", "2026-01-27T25:00:00", "2026-01-27T17:07:26.", "2026-01-27T17:07:26+2", "2026-01-27T17:07:26 junk",
+        ])
     func badTimestamps(input: String) {
         #expect(WaveTimestamp(parsing: input) == nil)
     }
@@ -89,7 +95,9 @@ struct NamesTests {
     @Test("dead letters keep the original fields and add the dlq_* fields; reference DLQ entries read")
     func deadLetters() throws {
         let original = [StreamField("event_type", "gate.exploded"), StreamField("payload", "{}"), StreamField("custom", "kept")]
-        let letter = DeadLetter(originalFields: original, error: "unknown_event_type: …", originalID: "5-1", sourceStream: "wave:signals:acme", group: "orchestrator", deliveryCount: 1)
+        let letter = DeadLetter(
+            originalFields: original, error: "unknown_event_type: …", originalID: "5-1", sourceStream: "wave:signals:acme", group: "orchestrator",
+            deliveryCount: 1)
         let fields = letter.fields
         #expect(Array(fields.prefix(3)) == original)
         #expect(Set(fields.dropFirst(3).map(\.name)) == DeadLetter.dlqFieldNames)

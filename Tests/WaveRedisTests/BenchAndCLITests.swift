@@ -1,14 +1,15 @@
-import WaveTesting
 import Foundation
 import Testing
 import WaveBench
+import WaveTesting
 
 @testable import WaveRedis
 
 @Suite("wave bench redis and the CLI")
 struct BenchAndCLITests {
-    @Test("the Redis benchmark measures both sides on a real server and reports every key",
-          .enabled(if: TestServers.available(TestServers.plain)))
+    @Test(
+        "the Redis benchmark measures both sides on a real server and reports every key",
+        .enabled(if: TestServers.available(TestServers.plain)))
     func benchmarkSmoke() async throws {
         let client = try TestServers.client(try TestServers.require(TestServers.plain, "WAVE_TEST_REDIS_URL"))
         var benchmark = RedisBenchmark()
@@ -47,8 +48,9 @@ struct BenchAndCLITests {
         }
     }
 
-    @Test("the soak benchmark runs rounds of fresh stories through real handlers, accounts for every signal and reports memory",
-          .enabled(if: TestServers.available(TestServers.plain)))
+    @Test(
+        "the soak benchmark runs rounds of fresh stories through real handlers, accounts for every signal and reports memory",
+        .enabled(if: TestServers.available(TestServers.plain)))
     func soakSmoke() async throws {
         let client = try TestServers.client(try TestServers.require(TestServers.plain, "WAVE_TEST_REDIS_URL"))
         var benchmark = SoakBenchmark()
@@ -72,13 +74,15 @@ struct BenchAndCLITests {
         return (output.status, output.stdout, output.stderr)
     }
 
-    @Test("bad input exits 2 with one line on stderr", arguments: [
-        ["bench", "redis"],
-        ["bench", "redis", "--redis", "http://nope"],
-        ["bench", "redis", "--redis", "redis://127.0.0.1:1", "--pings", "0"],
-        ["bench", "nosuch"],
-        ["--no-such-flag"],
-    ])
+    @Test(
+        "bad input exits 2 with one line on stderr",
+        arguments: [
+            ["bench", "redis"],
+            ["bench", "redis", "--redis", "http://nope"],
+            ["bench", "redis", "--redis", "redis://127.0.0.1:1", "--pings", "0"],
+            ["bench", "nosuch"],
+            ["--no-such-flag"],
+        ])
     func badInput(arguments: [String]) async throws {
         let result = try await Self.wave(arguments)
         #expect(result.status == 2, "\(arguments): \(result.stderr)")
@@ -90,8 +94,9 @@ struct BenchAndCLITests {
     @Test("an unreachable Redis exits 3 with a hint")
     func unreachable() async throws {
         let port = try RedisServerProcess.freePort()
-        let result = try await Self.wave(["bench", "redis", "--redis", "redis://127.0.0.1:\(port)", "--pings", "1", "--xadds", "1"],
-                                   environment: ["WAVE_LOG_LEVEL": "critical"])
+        let result = try await Self.wave(
+            ["bench", "redis", "--redis", "redis://127.0.0.1:\(port)", "--pings", "1", "--xadds", "1"],
+            environment: ["WAVE_LOG_LEVEL": "critical"])
         #expect(result.status == 3, "\(result.stderr)")
         #expect(result.stderr.contains("hint:"))
     }
@@ -121,8 +126,10 @@ struct SignalTailCLITests {
         let url = try TestServers.require(TestServers.plain, "WAVE_TEST_REDIS_URL")
         let project = "cli-\(UUID().uuidString.prefix(8).lowercased())"
         let published = try await BenchAndCLITests.wave(
-            ["signal", "gate.passed", "--project", project.uppercased(), "--story", "S-9", "--seq", "4",
-             "--payload", #"{"gate_id":"gate-2","result":"pass"}"#, "--redis", url, "--json"]
+            [
+                "signal", "gate.passed", "--project", project.uppercased(), "--story", "S-9", "--seq", "4",
+                "--payload", #"{"gate_id":"gate-2","result":"pass"}"#, "--redis", url, "--json",
+            ]
         )
         #expect(published.status == 0, "\(published.stderr)")
         let line = try #require(try JSONSerialization.jsonObject(with: Data(published.stdout.utf8)) as? [String: Any])
@@ -144,17 +151,19 @@ struct SignalTailCLITests {
         #expect(resumed.stdout.contains("wave:system:\(project)"))
     }
 
-    @Test("bad signals and tails exit 2 with one line", arguments: [
-        ["signal", "gate.nope", "--project", "p"],
-        ["signal", "gate.passed", "--project", "p", "--payload", "{oops"],
-        ["signal", "gate.passed", "--project", "p", "--payload", "[1,2]"],
-        ["signal", "gate.passed", "--project", "no spaces"],
-        ["signal", "gate.passed", "--project", "global"],
-        ["signal", "gate.passed", "--project", "p", "--priority", "urgent"],
-        ["signal", "gate.passed", "--project", "p"],
-        ["tail", "--project", "p", "--stream", "nowhere"],
-        ["tail", "--project", "p"],
-    ])
+    @Test(
+        "bad signals and tails exit 2 with one line",
+        arguments: [
+            ["signal", "gate.nope", "--project", "p"],
+            ["signal", "gate.passed", "--project", "p", "--payload", "{oops"],
+            ["signal", "gate.passed", "--project", "p", "--payload", "[1,2]"],
+            ["signal", "gate.passed", "--project", "no spaces"],
+            ["signal", "gate.passed", "--project", "global"],
+            ["signal", "gate.passed", "--project", "p", "--priority", "urgent"],
+            ["signal", "gate.passed", "--project", "p"],
+            ["tail", "--project", "p", "--stream", "nowhere"],
+            ["tail", "--project", "p"],
+        ])
     func badInput(arguments: [String]) async throws {
         var args = arguments
         // Every case but the two without --redis gets a reachable server, so only the input is wrong.

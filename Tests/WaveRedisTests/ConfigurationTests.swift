@@ -1,5 +1,5 @@
-import WaveTesting
 import Testing
+import WaveTesting
 
 @testable import WaveRedis
 
@@ -22,10 +22,12 @@ struct ConfigurationTests {
         #expect(ipv6.host == "::1" && ipv6.port == 7000)
     }
 
-    @Test("bad URLs give a clear error", arguments: [
-        "http://h", "redis://", "redis://h:0", "redis://h:99999", "redis://h:x", "redis://h/-1", "redis://h?ca=/x",
-        "rediss://h?verify=maybe", "redis://h?bogus=1", "redis://:%zz@h",
-    ])
+    @Test(
+        "bad URLs give a clear error",
+        arguments: [
+            "http://h", "redis://", "redis://h:0", "redis://h:99999", "redis://h:x", "redis://h/-1", "redis://h?ca=/x",
+            "rediss://h?verify=maybe", "redis://h?bogus=1", "redis://:%zz@h",
+        ])
     func rejects(url: String) {
         #expect(throws: RedisClientError.self) { try RedisConfiguration(url: url) }
         do {

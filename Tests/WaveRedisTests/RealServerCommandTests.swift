@@ -1,8 +1,8 @@
-import WaveTesting
 import Foundation
 import NIOCore
 import RESP
 import Testing
+import WaveTesting
 
 @testable import WaveRedis
 
@@ -206,7 +206,8 @@ struct RealServerCommandTests {
     @Test("PUBLISH reaches SUBSCRIBE and PSUBSCRIBE as RESP3 push frames")
     func pubsub() async throws {
         let channel = TestServers.key()
-        let received = try await self.client.withSubscription(channels: [channel], patterns: [channel + ":*"]) { events async throws -> [RedisSubscriptionEvent] in
+        let received = try await self.client.withSubscription(channels: [channel], patterns: [channel + ":*"]) {
+            events async throws -> [RedisSubscriptionEvent] in
             var messages: [RedisSubscriptionEvent] = []
             for await event in events {
                 switch event {
@@ -220,10 +221,11 @@ struct RealServerCommandTests {
             }
             return messages
         }
-        #expect(received == [
-            .message(channel: channel, payload: "hello", pattern: nil),
-            .message(channel: channel + ":x", payload: "pattern", pattern: channel + ":*"),
-        ])
+        #expect(
+            received == [
+                .message(channel: channel, payload: "hello", pattern: nil),
+                .message(channel: channel + ":x", payload: "pattern", pattern: channel + ":*"),
+            ])
         // Leaving the scope unsubscribed (confirmed) before it returned.
         let numsub = try await self.client.send(RawCommand("PUBSUB", "NUMSUB", channel))
         #expect(try numsub.pairs().first.map { try Int(fromRESP: $0.value) } == 0)

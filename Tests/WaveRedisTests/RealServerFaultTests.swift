@@ -1,8 +1,9 @@
-import WaveTesting
 import Foundation
 import NIOCore
 import RESP
+import ServiceLifecycle
 import Testing
+import WaveTesting
 
 @testable import WaveRedis
 
@@ -159,5 +160,3 @@ struct RealServerLifecycleTests {
         }
     }
 }
-
-import ServiceLifecycle

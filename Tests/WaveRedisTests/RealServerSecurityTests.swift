@@ -1,5 +1,6 @@
-import WaveTesting
+import RESP
 import Testing
+import WaveTesting
 
 @testable import WaveRedis
 
@@ -17,8 +18,9 @@ struct RealServerSecurityTests {
         }
     }
 
-    @Test("requirepass: the right password connects, a wrong or missing one is refused",
-          .enabled(if: TestServers.available(TestServers.auth)))
+    @Test(
+        "requirepass: the right password connects, a wrong or missing one is refused",
+        .enabled(if: TestServers.available(TestServers.auth)))
     func password() async throws {
         let url = try TestServers.require(TestServers.auth, "WAVE_TEST_REDIS_AUTH_URL")
         let client = try TestServers.client(url)
@@ -29,8 +31,9 @@ struct RealServerSecurityTests {
         try await self.expectAuthenticationFailure("redis://\(configuration.host):\(configuration.port)")
     }
 
-    @Test("ACL user: the right user and password connect, a wrong password is refused",
-          .enabled(if: TestServers.available(TestServers.acl)))
+    @Test(
+        "ACL user: the right user and password connect, a wrong password is refused",
+        .enabled(if: TestServers.available(TestServers.acl)))
     func aclUser() async throws {
         let url = try TestServers.require(TestServers.acl, "WAVE_TEST_REDIS_ACL_URL")
         let client = try TestServers.client(url)
@@ -42,8 +45,9 @@ struct RealServerSecurityTests {
         try await self.expectAuthenticationFailure(url.replacingOccurrences(of: "wave:", with: "nobody:"))
     }
 
-    @Test("TLS: connects when the CA is trusted, is refused with the system roots",
-          .enabled(if: TestServers.available(TestServers.tls)))
+    @Test(
+        "TLS: connects when the CA is trusted, is refused with the system roots",
+        .enabled(if: TestServers.available(TestServers.tls)))
     func tls() async throws {
         let url = try TestServers.require(TestServers.tls, "WAVE_TEST_REDIS_TLS_URL")
         let ca = try TestServers.require(TestServers.tlsCA, "WAVE_TEST_REDIS_TLS_CA")
@@ -73,5 +77,3 @@ private struct EchoViaEval: RedisCommand {
         arguments.append("0")
     }
 }
-
-import RESP

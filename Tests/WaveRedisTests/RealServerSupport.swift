@@ -43,5 +43,10 @@ func result<Value: Sendable>(of task: Task<Value, any Error>, within deadline: D
 /// True for the first caller only.
 final class Once: Sendable {
     let done = Mutex(false)
-    func claim() -> Bool { self.done.withLock { done in defer { done = true }; return !done } }
+    func claim() -> Bool {
+        self.done.withLock { done in
+            defer { done = true }
+            return !done
+        }
+    }
 }

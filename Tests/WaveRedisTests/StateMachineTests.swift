@@ -1,7 +1,7 @@
-import WaveTesting
 import NIOCore
 import RESP
 import Testing
+import WaveTesting
 
 @testable import WaveRedis
 
@@ -13,7 +13,9 @@ struct StateMachineTests {
         try! RESPToken(validating: ByteBuffer(string: text))
     }
 
-    static func request(_ id: UInt64, expected: Int = 1, deadline: NIODeadline = .uptimeNanoseconds(1_000), blocking: Bool = false, subscription: Bool = false) -> Machine.Request {
+    static func request(
+        _ id: UInt64, expected: Int = 1, deadline: NIODeadline = .uptimeNanoseconds(1_000), blocking: Bool = false, subscription: Bool = false
+    ) -> Machine.Request {
         Machine.Request(id: id, sink: "r\(id)", expected: expected, deadline: deadline, blocking: blocking, subscription: subscription)
     }
 
@@ -23,13 +25,28 @@ struct StateMachineTests {
         _ = machine.send(Self.request(1))
         _ = machine.send(Self.request(2, expected: 3))
         _ = machine.send(Self.request(3))
-        guard case .succeed("r1", let first) = machine.receive(Self.token("+a\r\n")) else { Issue.record("r1"); return }
+        guard case .succeed("r1", let first) = machine.receive(Self.token("+a\r\n")) else {
+            Issue.record("r1")
+            return
+        }
         #expect(first.map(\.stringValue) == ["a"])
-        guard case .none = machine.receive(Self.token(":1\r\n")) else { Issue.record("partial"); return }
-        guard case .none = machine.receive(Self.token(":2\r\n")) else { Issue.record("partial"); return }
-        guard case .succeed("r2", let batch) = machine.receive(Self.token(":3\r\n")) else { Issue.record("r2"); return }
+        guard case .none = machine.receive(Self.token(":1\r\n")) else {
+            Issue.record("partial")
+            return
+        }
+        guard case .none = machine.receive(Self.token(":2\r\n")) else {
+            Issue.record("partial")
+            return
+        }
+        guard case .succeed("r2", let batch) = machine.receive(Self.token(":3\r\n")) else {
+            Issue.record("r2")
+            return
+        }
         #expect(batch.count == 3)
-        guard case .succeed("r3", _) = machine.receive(Self.token("-ERR x\r\n")) else { Issue.record("r3"); return }
+        guard case .succeed("r3", _) = machine.receive(Self.token("-ERR x\r\n")) else {
+            Issue.record("r3")
+            return
+        }
         #expect(machine.inFlight == 0)
     }
 
@@ -42,7 +59,10 @@ struct StateMachineTests {
         }
         #expect(error.code == .protocolViolation)
         #expect(sinks.isEmpty)
-        guard case .fail("r1", let sendError) = machine.send(Self.request(1)) else { Issue.record("closed"); return }
+        guard case .fail("r1", let sendError) = machine.send(Self.request(1)) else {
+            Issue.record("closed")
+            return
+        }
         #expect(sendError.code == .protocolViolation)
     }
 
@@ -50,8 +70,14 @@ struct StateMachineTests {
     func pushes() {
         var machine = Machine(resp3: true)
         _ = machine.send(Self.request(1))
-        guard case .push = machine.receive(Self.token(">3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nx\r\n")) else { Issue.record("push"); return }
-        guard case .succeed("r1", _) = machine.receive(Self.token("+PONG\r\n")) else { Issue.record("reply"); return }
+        guard case .push = machine.receive(Self.token(">3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$1\r\nx\r\n")) else {
+            Issue.record("push")
+            return
+        }
+        guard case .succeed("r1", _) = machine.receive(Self.token("+PONG\r\n")) else {
+            Issue.record("reply")
+            return
+        }
     }
 
     @Test("subscription confirmations complete the subscribe request and are delivered too")
@@ -77,9 +103,15 @@ struct StateMachineTests {
             Issue.record("confirmation")
             return
         }
-        guard case .push = machine.receive(Self.token("*3\r\n$7\r\nmessage\r\n$1\r\na\r\n$2\r\nhi\r\n")) else { Issue.record("message"); return }
+        guard case .push = machine.receive(Self.token("*3\r\n$7\r\nmessage\r\n$1\r\na\r\n$2\r\nhi\r\n")) else {
+            Issue.record("message")
+            return
+        }
         _ = machine.send(Self.request(2))
-        guard case .succeed("r2", _) = machine.receive(Self.token("*2\r\n$4\r\npong\r\n$0\r\n\r\n")) else { Issue.record("pong"); return }
+        guard case .succeed("r2", _) = machine.receive(Self.token("*2\r\n$4\r\npong\r\n$0\r\n\r\n")) else {
+            Issue.record("pong")
+            return
+        }
     }
 
     @Test("the deadline fails everything in flight and closes; before it, the timer re-arms")
@@ -87,7 +119,10 @@ struct StateMachineTests {
         var machine = Machine(resp3: true)
         _ = machine.send(Self.request(1, deadline: .uptimeNanoseconds(5_000)))
         _ = machine.send(Self.request(2, deadline: .uptimeNanoseconds(9_000)))
-        guard case .reschedule(let next) = machine.timerFired(now: .uptimeNanoseconds(4_000)) else { Issue.record("re-arm"); return }
+        guard case .reschedule(let next) = machine.timerFired(now: .uptimeNanoseconds(4_000)) else {
+            Issue.record("re-arm")
+            return
+        }
         #expect(next == .uptimeNanoseconds(5_000))
         guard case .closeWithError(let error, let sinks) = machine.timerFired(now: .uptimeNanoseconds(5_000)) else {
             Issue.record("timeout")
@@ -95,7 +130,10 @@ struct StateMachineTests {
         }
         #expect(error.code == .timeout)
         #expect(sinks == ["r1", "r2"])
-        guard case .none = machine.timerFired(now: .uptimeNanoseconds(10_000)) else { Issue.record("closed"); return }
+        guard case .none = machine.timerFired(now: .uptimeNanoseconds(10_000)) else {
+            Issue.record("closed")
+            return
+        }
     }
 
     @Test("cancelling a request fails it at once and its late reply is discarded")
@@ -103,10 +141,22 @@ struct StateMachineTests {
         var machine = Machine(resp3: true)
         _ = machine.send(Self.request(1))
         _ = machine.send(Self.request(2))
-        guard case .fail("r1") = machine.cancel(id: 1) else { Issue.record("cancel"); return }
-        guard case .none = machine.cancel(id: 1) else { Issue.record("twice"); return }
-        guard case .none = machine.receive(Self.token("+late\r\n")) else { Issue.record("discard"); return }
-        guard case .succeed("r2", let tokens) = machine.receive(Self.token("+mine\r\n")) else { Issue.record("r2"); return }
+        guard case .fail("r1") = machine.cancel(id: 1) else {
+            Issue.record("cancel")
+            return
+        }
+        guard case .none = machine.cancel(id: 1) else {
+            Issue.record("twice")
+            return
+        }
+        guard case .none = machine.receive(Self.token("+late\r\n")) else {
+            Issue.record("discard")
+            return
+        }
+        guard case .succeed("r2", let tokens) = machine.receive(Self.token("+mine\r\n")) else {
+            Issue.record("r2")
+            return
+        }
         #expect(tokens.first?.stringValue == "mine")
     }
 
@@ -114,7 +164,10 @@ struct StateMachineTests {
     func cancelBlocking() {
         var machine = Machine(resp3: true)
         _ = machine.send(Self.request(1, blocking: true))
-        guard case .closeWithError(let error, let sinks) = machine.cancel(id: 1) else { Issue.record("close"); return }
+        guard case .closeWithError(let error, let sinks) = machine.cancel(id: 1) else {
+            Issue.record("close")
+            return
+        }
         #expect(error.code == .cancelled)
         #expect(sinks == ["r1"])
     }

@@ -1,9 +1,9 @@
-import WaveTesting
 import Logging
 import NIOCore
 import NIOEmbedded
 import RESP
 import Testing
+import WaveTesting
 
 @testable import WaveRedis
 
@@ -54,45 +54,56 @@ struct WireTests {
     static let cases: [Case] = [
         Case(command: PingCommand(), arguments: ["PING"], reply: "+PONG\r\n"),
         Case(command: PingCommand(message: "hi"), arguments: ["PING", "hi"], reply: "$2\r\nhi\r\n"),
-        Case(command: HelloCommand(protocolVersion: 3, authentication: .init(username: "u", password: "p"), clientName: "wave"),
-             arguments: ["HELLO", "3", "AUTH", "u", "p", "SETNAME", "wave"], reply: "%1\r\n+proto\r\n:3\r\n"),
+        Case(
+            command: HelloCommand(protocolVersion: 3, authentication: .init(username: "u", password: "p"), clientName: "wave"),
+            arguments: ["HELLO", "3", "AUTH", "u", "p", "SETNAME", "wave"], reply: "%1\r\n+proto\r\n:3\r\n"),
         Case(command: AuthCommand(.init(password: "p")), arguments: ["AUTH", "p"], reply: "+OK\r\n"),
         Case(command: AuthCommand(.init(username: "u", password: "p")), arguments: ["AUTH", "u", "p"], reply: "+OK\r\n"),
         Case(command: SelectCommand(database: 3), arguments: ["SELECT", "3"], reply: "+OK\r\n"),
         Case(command: ClientSetNameCommand(name: "wave"), arguments: ["CLIENT", "SETNAME", "wave"], reply: "+OK\r\n"),
         Case(command: InfoCommand(section: "server"), arguments: ["INFO", "server"], reply: "$20\r\nredis_version:7.0.15\r\n"),
         Case(command: GetCommand("k"), arguments: ["GET", "k"], reply: "_\r\n"),
-        Case(command: SetCommand("k", value: "v", condition: .ifNotExists, expiration: .milliseconds(1500)),
-             arguments: ["SET", "k", "v", "NX", "PX", "1500"], reply: "+OK\r\n"),
+        Case(
+            command: SetCommand("k", value: "v", condition: .ifNotExists, expiration: .milliseconds(1500)),
+            arguments: ["SET", "k", "v", "NX", "PX", "1500"], reply: "+OK\r\n"),
         Case(command: SetCommand("k", value: "v", expiration: .seconds(9)), arguments: ["SET", "k", "v", "EX", "9"], reply: "+OK\r\n"),
         Case(command: DelCommand("a", "b"), arguments: ["DEL", "a", "b"], reply: ":2\r\n"),
         Case(command: ExpireCommand("k", seconds: 60), arguments: ["EXPIRE", "k", "60"], reply: ":1\r\n"),
         Case(command: ExistsCommand("k"), arguments: ["EXISTS", "k"], reply: ":0\r\n"),
-        Case(command: XAddCommand("s", fields: [("event_type", "gate.passed"), ("payload", "{}")], trim: .maxLength(10000, approximate: true)),
-             arguments: ["XADD", "s", "MAXLEN", "~", "10000", "*", "event_type", "gate.passed", "payload", "{}"], reply: "$3\r\n1-0\r\n"),
+        Case(
+            command: XAddCommand("s", fields: [("event_type", "gate.passed"), ("payload", "{}")], trim: .maxLength(10000, approximate: true)),
+            arguments: ["XADD", "s", "MAXLEN", "~", "10000", "*", "event_type", "gate.passed", "payload", "{}"], reply: "$3\r\n1-0\r\n"),
         Case(command: XAddCommand("s", fields: [("f", "v")], noMakeStream: true), arguments: ["XADD", "s", "NOMKSTREAM", "*", "f", "v"], reply: "_\r\n"),
-        Case(command: XReadCommand(streams: [("a", "0"), ("b", "$")], count: 5, block: .milliseconds(250)),
-             arguments: ["XREAD", "COUNT", "5", "BLOCK", "250", "STREAMS", "a", "b", "0", "$"], reply: "_\r\n"),
-        Case(command: XReadGroupCommand(group: "g", consumer: "c", streams: [("a", ">"), ("b", "0")], count: 128, block: .seconds(2)),
-             arguments: ["XREADGROUP", "GROUP", "g", "c", "COUNT", "128", "BLOCK", "2000", "STREAMS", "a", "b", ">", "0"],
-             reply: "%1\r\n$1\r\na\r\n*1\r\n*2\r\n$3\r\n1-1\r\n*2\r\n$1\r\nf\r\n$1\r\nv\r\n"),
+        Case(
+            command: XReadCommand(streams: [("a", "0"), ("b", "$")], count: 5, block: .milliseconds(250)),
+            arguments: ["XREAD", "COUNT", "5", "BLOCK", "250", "STREAMS", "a", "b", "0", "$"], reply: "_\r\n"),
+        Case(
+            command: XReadGroupCommand(group: "g", consumer: "c", streams: [("a", ">"), ("b", "0")], count: 128, block: .seconds(2)),
+            arguments: ["XREADGROUP", "GROUP", "g", "c", "COUNT", "128", "BLOCK", "2000", "STREAMS", "a", "b", ">", "0"],
+            reply: "%1\r\n$1\r\na\r\n*1\r\n*2\r\n$3\r\n1-1\r\n*2\r\n$1\r\nf\r\n$1\r\nv\r\n"),
         Case(command: XAckCommand("s", group: "g", ids: ["1-1", "1-2"]), arguments: ["XACK", "s", "g", "1-1", "1-2"], reply: ":2\r\n"),
-        Case(command: XGroupCreateCommand("s", group: "g", startID: "1700000000000-0"),
-             arguments: ["XGROUP", "CREATE", "s", "g", "1700000000000-0", "MKSTREAM"], reply: "+OK\r\n"),
+        Case(
+            command: XGroupCreateCommand("s", group: "g", startID: "1700000000000-0"),
+            arguments: ["XGROUP", "CREATE", "s", "g", "1700000000000-0", "MKSTREAM"], reply: "+OK\r\n"),
         Case(command: XGroupDestroyCommand("s", group: "g"), arguments: ["XGROUP", "DESTROY", "s", "g"], reply: ":1\r\n"),
         Case(command: XGroupCreateConsumerCommand("s", group: "g", consumer: "c"), arguments: ["XGROUP", "CREATECONSUMER", "s", "g", "c"], reply: ":1\r\n"),
         Case(command: XGroupDelConsumerCommand("s", group: "g", consumer: "c"), arguments: ["XGROUP", "DELCONSUMER", "s", "g", "c"], reply: ":0\r\n"),
-        Case(command: XAutoClaimCommand("s", group: "g", consumer: "c", minIdle: .seconds(30), start: "0-0", count: 100),
-             arguments: ["XAUTOCLAIM", "s", "g", "c", "30000", "0-0", "COUNT", "100"], reply: "*3\r\n$3\r\n0-0\r\n*0\r\n*0\r\n"),
-        Case(command: XClaimCommand("s", group: "g", consumer: "c", ids: ["1-1"], justID: true),
-             arguments: ["XCLAIM", "s", "g", "c", "0", "1-1", "JUSTID"], reply: "*1\r\n$3\r\n1-1\r\n"),
+        Case(
+            command: XAutoClaimCommand("s", group: "g", consumer: "c", minIdle: .seconds(30), start: "0-0", count: 100),
+            arguments: ["XAUTOCLAIM", "s", "g", "c", "30000", "0-0", "COUNT", "100"], reply: "*3\r\n$3\r\n0-0\r\n*0\r\n*0\r\n"),
+        Case(
+            command: XClaimCommand("s", group: "g", consumer: "c", ids: ["1-1"], justID: true),
+            arguments: ["XCLAIM", "s", "g", "c", "0", "1-1", "JUSTID"], reply: "*1\r\n$3\r\n1-1\r\n"),
         Case(command: XPendingSummaryCommand("s", group: "g"), arguments: ["XPENDING", "s", "g"], reply: "*4\r\n:0\r\n_\r\n_\r\n_\r\n"),
-        Case(command: XPendingCommand("s", group: "g", minIdle: .seconds(1), count: 10, consumer: "c"),
-             arguments: ["XPENDING", "s", "g", "IDLE", "1000", "-", "+", "10", "c"], reply: "*0\r\n"),
+        Case(
+            command: XPendingCommand("s", group: "g", minIdle: .seconds(1), count: 10, consumer: "c"),
+            arguments: ["XPENDING", "s", "g", "IDLE", "1000", "-", "+", "10", "c"], reply: "*0\r\n"),
         Case(command: XInfoGroupsCommand("s"), arguments: ["XINFO", "GROUPS", "s"], reply: "*0\r\n"),
         Case(command: XInfoConsumersCommand("s", group: "g"), arguments: ["XINFO", "CONSUMERS", "s", "g"], reply: "*0\r\n"),
         Case(command: XRangeCommand("s", count: 2), arguments: ["XRANGE", "s", "-", "+", "COUNT", "2"], reply: "*0\r\n"),
-        Case(command: XRangeCommand("s", start: "5-0", end: "+", count: 2, reverse: true), arguments: ["XREVRANGE", "s", "+", "5-0", "COUNT", "2"], reply: "*0\r\n"),
+        Case(
+            command: XRangeCommand("s", start: "5-0", end: "+", count: 2, reverse: true), arguments: ["XREVRANGE", "s", "+", "5-0", "COUNT", "2"],
+            reply: "*0\r\n"),
         Case(command: XLenCommand("s"), arguments: ["XLEN", "s"], reply: ":0\r\n"),
         Case(command: XTrimCommand("s", trim: .minID("5-0", approximate: false)), arguments: ["XTRIM", "s", "MINID", "5-0"], reply: ":0\r\n"),
         Case(command: XDelCommand("s", ids: ["1-1"]), arguments: ["XDEL", "s", "1-1"], reply: ":1\r\n"),

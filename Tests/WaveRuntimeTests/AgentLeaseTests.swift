@@ -8,7 +8,9 @@ import WaveTesting
 
 @Suite("Agent leases: heartbeats keep a task; a dead agent's task is reclaimed by another and completed once")
 struct AgentLeaseTests {
-    @Test("an agent that heartbeats keeps its task past the lease; killed, its task is taken by another agent of the role and done once", arguments: BusKind.available)
+    @Test(
+        "an agent that heartbeats keeps its task past the lease; killed, its task is taken by another agent of the role and done once",
+        arguments: BusKind.available)
     func deadAgentsTaskReclaimed(kind: BusKind) async throws {
         let h = try Harness.make(kind)
         let session = try h.session([backend("L-1")])
@@ -16,17 +18,27 @@ struct AgentLeaseTests {
         try await h.running {
             try await h.passGateZero("L-1")
             // BE-1 takes the gate-1 task and works "forever", heartbeating.
-            let first = AgentKit(bus: h.bus, identity: AgentIdentity(agentID: "BE-1", role: "be", project: h.project), logger: TestServers.logger,
-                                 lease: lease, heartbeat: .milliseconds(100))
-            let dying = Task { try await first.run { _ in try await Task.sleep(for: .seconds(60)); return TaskReport(.pass) } }
+            let first = AgentKit(
+                bus: h.bus, identity: AgentIdentity(agentID: "BE-1", role: "be", project: h.project), logger: TestServers.logger,
+                lease: lease, heartbeat: .milliseconds(100))
+            let dying = Task {
+                try await first.run { _ in
+                    try await Task.sleep(for: .seconds(60))
+                    return TaskReport(.pass)
+                }
+            }
             try await eventually("BE-1 took the task") { h.orchestrator.roster.agent("BE-1")?.currentTask != nil }
             // BE-2 passes gate-1 tasks it gets.
-            let second = AgentKit(bus: h.bus, identity: AgentIdentity(agentID: "BE-2", role: "be", project: h.project), logger: TestServers.logger,
-                                  lease: lease, heartbeat: .milliseconds(100))
+            let second = AgentKit(
+                bus: h.bus, identity: AgentIdentity(agentID: "BE-2", role: "be", project: h.project), logger: TestServers.logger,
+                lease: lease, heartbeat: .milliseconds(100))
             let done = Locked(0)
             let rescuer = Task {
                 try await second.run { task in
-                    guard task.gate.number == 1 else { try await Task.sleep(for: .seconds(60)); return TaskReport(.pass) }
+                    guard task.gate.number == 1 else {
+                        try await Task.sleep(for: .seconds(60))
+                        return TaskReport(.pass)
+                    }
                     done.withLock { $0 += 1 }
                     return TaskReport(.pass)
                 }
@@ -52,8 +64,9 @@ struct AgentLeaseTests {
         let bus = try kind.makeBus()
         let project = try ProjectName("renew-\(UUID().uuidString.prefix(8).lowercased())")
         let stream = Channels.tasks(project, "be")
-        let entry = TaskEntry(taskID: "T-1", storyID: "S-1", sessionID: "s", role: "be", action: "develop", gate: try GateID(1),
-                              deadline: WaveTimestamp.now().adding(.seconds(60)), messageID: MessageID.make(), project: project.key)
+        let entry = TaskEntry(
+            taskID: "T-1", storyID: "S-1", sessionID: "s", role: "be", action: "develop", gate: try GateID(1),
+            deadline: WaveTimestamp.now().adding(.seconds(60)), messageID: MessageID.make(), project: project.key)
         var options = ConsumerOptions(streams: [stream], group: "agents:be", consumer: "BE-1")
         options.entries = .tasks
         options.start = .beginning

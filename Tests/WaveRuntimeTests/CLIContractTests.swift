@@ -37,18 +37,20 @@ struct CLIContractTests {
 
     static func lines(_ text: String) -> [Substring] { text.split(separator: "\n", omittingEmptySubsequences: true) }
 
-    @Test("bad input exits 2 with one line on stderr that names the problem", arguments: [
-        (["story", "show", "NOPE"], "no story NOPE"),
-        (["approve", "NOPE", "--gate", "4"], "no story NOPE"),
-        (["story", "recover", "NOPE", "--strategy", "sideways"], "--strategy must be one of"),
-        (["signal", "gate.passed", "--project", "p"], "needs a Redis server"),
-        (["tail", "--project", "p"], "needs a Redis server"),
-        (["session", "create", "--project", "p", "--wave", "1", "--stories", "/no/such/folder"], "no file or folder"),
-        (["stop", "--reason", "x"], "--project"),
-        (["dlq", "purge", "--older-than", "soon", "--project", "p"], "older-than"),
-        (["run", "--project", "p", "--legacy-bridge"], "--legacy-bridge needs --redis"),
-        (["status", "--store", "postgres://db/wave"], "not supported yet"),
-    ])
+    @Test(
+        "bad input exits 2 with one line on stderr that names the problem",
+        arguments: [
+            (["story", "show", "NOPE"], "no story NOPE"),
+            (["approve", "NOPE", "--gate", "4"], "no story NOPE"),
+            (["story", "recover", "NOPE", "--strategy", "sideways"], "--strategy must be one of"),
+            (["signal", "gate.passed", "--project", "p"], "needs a Redis server"),
+            (["tail", "--project", "p"], "needs a Redis server"),
+            (["session", "create", "--project", "p", "--wave", "1", "--stories", "/no/such/folder"], "no file or folder"),
+            (["stop", "--reason", "x"], "--project"),
+            (["dlq", "purge", "--older-than", "soon", "--project", "p"], "older-than"),
+            (["run", "--project", "p", "--legacy-bridge"], "--legacy-bridge needs --redis"),
+            (["status", "--store", "postgres://db/wave"], "not supported yet"),
+        ])
     func badInput(arguments: [String], message: String) async throws {
         let output = try await WaveBinary.run(arguments, in: try Self.folder())
         #expect(output.status == 2, "\(arguments): \(output.stderr)")
@@ -58,8 +60,9 @@ struct CLIContractTests {
         #expect(output.stdout.isEmpty)
     }
 
-    @Test("bad signals exit 2 naming the problem: an unknown event type (the declared ones listed), a payload that is not a JSON object",
-          .enabled(if: TestServers.available(TestServers.plain)))
+    @Test(
+        "bad signals exit 2 naming the problem: an unknown event type (the declared ones listed), a payload that is not a JSON object",
+        .enabled(if: TestServers.available(TestServers.plain)))
     func badSignals() async throws {
         let url = try TestServers.require(TestServers.plain, "WAVE_TEST_REDIS_URL")
         let unknown = try await WaveBinary.run(["signal", "gate.bogus", "--project", "p", "--redis", url])
@@ -72,10 +75,12 @@ struct CLIContractTests {
         }
     }
 
-    @Test("an unreachable Redis exits 3 with a hint, for every command that needs it", arguments: [
-        ["status"], ["signal", "gate.passed", "--project", "p"], ["tail", "--project", "p"], ["agents", "--project", "p"],
-        ["dlq", "list", "--project", "p"], ["stop", "--project", "p", "--reason", "x"], ["run", "--project", "p", "--wait-for-redis", "0"],
-    ])
+    @Test(
+        "an unreachable Redis exits 3 with a hint, for every command that needs it",
+        arguments: [
+            ["status"], ["signal", "gate.passed", "--project", "p"], ["tail", "--project", "p"], ["agents", "--project", "p"],
+            ["dlq", "list", "--project", "p"], ["stop", "--project", "p", "--reason", "x"], ["run", "--project", "p", "--wait-for-redis", "0"],
+        ])
     func unreachable(arguments: [String]) async throws {
         let port = try RedisServerProcess.freePort()
         let output = try await WaveBinary.run(arguments + ["--redis", "redis://127.0.0.1:\(port)"], in: try Self.folder())
@@ -98,8 +103,9 @@ struct CLIContractTests {
         let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let stories = repository.appendingPathComponent("examples/stories").path
         let folder = try await Self.folder()
-        let created = try await Self.object(try await WaveBinary.run(["session", "create", "--project", "shop", "--wave", "1", "--stories", stories, "--json"], in: folder),
-                                      ["id", "story_count"], "session create")
+        let created = try await Self.object(
+            try await WaveBinary.run(["session", "create", "--project", "shop", "--wave", "1", "--stories", stories, "--json"], in: folder),
+            ["id", "story_count"], "session create")
         #expect(created["story_count"] as? Int == 2)
         let second = try await Self.object(try await WaveBinary.run(["story", "show", "WAVE-2", "--json"], in: folder), ["story_id", "status"], "story show")
         #expect(second["dependencies"] as? [String] == ["WAVE-1"])
@@ -116,20 +122,24 @@ struct CLIContractTests {
         func run(_ arguments: [String]) async throws -> WaveBinary.Output { try await WaveBinary.run(arguments + ["--json"], in: folder) }
 
         let sessionKeys = ["id", "project", "wave", "status", "paused", "story_count", "stories_completed", "stories_failed", "budget_usd", "actual_cost_usd"]
-        let created = try await Self.object(try run(["session", "create", "--project", project, "--wave", "1", "--stories", stories.path] + redis), sessionKeys, "session create")
+        let created = try await Self.object(
+            try run(["session", "create", "--project", project, "--wave", "1", "--stories", stories.path] + redis), sessionKeys, "session create")
         let id = try #require(created["id"] as? String)
         _ = try await Self.object(try run(["session", "show", id]), sessionKeys, "session show")
         _ = try await Self.object(try run(["session", "pause", id] + redis), sessionKeys, "session pause")
         _ = try await Self.object(try run(["session", "resume", id] + redis), sessionKeys, "session resume")
         let list = try await Self.object(try run(["session", "list"]), ["sessions"], "session list")
         #expect((list["sessions"] as? [[String: Any]])?.count == 1)
-        _ = try await Self.object(try run(["story", "show", "K-1"]), [
-            "story_id", "session_id", "status", "current_gate", "retry_count", "acceptance_criteria_passed", "acceptance_criteria_total", "blocked_reason",
-        ], "story show")
+        _ = try await Self.object(
+            try run(["story", "show", "K-1"]),
+            [
+                "story_id", "session_id", "status", "current_gate", "retry_count", "acceptance_criteria_passed", "acceptance_criteria_total", "blocked_reason",
+            ], "story show")
         _ = try await Self.object(try run(["approvals"]), ["approvals"], "approvals")
         _ = try await Self.object(try run(["escalations", "list"]), ["escalations"], "escalations list")
-        let signal = try await Self.object(try run(["signal", "gate.passed", "--project", project, "--story", "K-1", "--payload", #"{"gate_id": "gate-0"}"#] + redis),
-                                     ["id", "message_id", "stream"], "signal")
+        let signal = try await Self.object(
+            try run(["signal", "gate.passed", "--project", project, "--story", "K-1", "--payload", #"{"gate_id": "gate-0"}"#] + redis),
+            ["id", "message_id", "stream"], "signal")
         #expect(signal["stream"] as? String == "wave:signals:\(project)")
         let tail = try await WaveBinary.run(["tail", "--project", project, "--count", "5", "--json"] + redis, in: folder)
         #expect(tail.status == 0)
@@ -137,14 +147,20 @@ struct CLIContractTests {
             let entry = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
             #expect(entry["id"] is String && entry["fields"] is [String: String], "tail: id and fields (strings)")
         }
-        let stop = try await Self.object(try run(["stop", "--project", project, "--reason", "contract", "--by", "ci"] + redis), ["scope", "reason", "by", "since"], "stop")
+        let stop = try await Self.object(
+            try run(["stop", "--project", project, "--reason", "contract", "--by", "ci"] + redis), ["scope", "reason", "by", "since"], "stop")
         #expect(stop["scope"] as? String == project)
-        let status = try await Self.object(try run(["status"] + redis), [
-            "bus", "circuit", "groups", "dlq", "stops", "sessions", "unhandled_events", "trimmed_unread", "orchestrators",
-        ], "status")
+        let status = try await Self.object(
+            try run(["status"] + redis),
+            [
+                "bus", "circuit", "groups", "dlq", "stops", "sessions", "unhandled_events", "trimmed_unread", "orchestrators",
+            ], "status")
         #expect((status["stops"] as? [[String: Any]])?.first.map { ["scope", "reason", "by", "since"].allSatisfy($0.keys.contains) } == true)
-        #expect(status["unhandled_events"] is NSNumber && status["trimmed_unread"] is NSNumber && status["vanished_with_redis"] is NSNumber, "numbers as JSON numbers")
-        _ = try await Self.object(try run(["stop", "clear", "--project", project, "--reason", "done", "--by", "ci"] + redis), ["scope", "cleared_by"], "stop clear")
+        #expect(
+            status["unhandled_events"] is NSNumber && status["trimmed_unread"] is NSNumber && status["vanished_with_redis"] is NSNumber,
+            "numbers as JSON numbers")
+        _ = try await Self.object(
+            try run(["stop", "clear", "--project", project, "--reason", "done", "--by", "ci"] + redis), ["scope", "cleared_by"], "stop clear")
         _ = try await Self.object(try run(["agents", "--project", project] + redis), ["agents", "project"], "agents")
         _ = try await Self.object(try run(["dlq", "list", "--project", project] + redis), ["entries", "size", "stream"], "dlq list")
         _ = try await Self.object(try run(["config", "show"]), ["store", "batch_size", "max_deliveries"], "config show")

@@ -12,8 +12,11 @@ struct ConfigCLITests {
 
     @Test("each value comes from the strongest source that sets it, and the password never shows")
     func precedence() async throws {
-        let path = try await Self.file(#"{"redis": "redis://alice:s3cret@127.0.0.1:6399", "store": "sqlite:/tmp/from-file.sqlite", "projects": ["shop"], "consumer": "from-file", "orchestrator": {"batch_size": 64}, "engine": {"max_retries": 2}}"#)
-        let run = try await WaveBinary.run(["config", "show", "--json", "--config", path, "--store", "sqlite:/tmp/from-flag.sqlite"], environment: ["WAVE_CONSUMER": "from-env"])
+        let path = try await Self.file(
+            #"{"redis": "redis://alice:s3cret@127.0.0.1:6399", "store": "sqlite:/tmp/from-file.sqlite", "projects": ["shop"], "consumer": "from-file", "orchestrator": {"batch_size": 64}, "engine": {"max_retries": 2}}"#
+        )
+        let run = try await WaveBinary.run(
+            ["config", "show", "--json", "--config", path, "--store", "sqlite:/tmp/from-flag.sqlite"], environment: ["WAVE_CONSUMER": "from-env"])
         #expect(run.status == 0, "\(run.stderr)")
         #expect(!run.stdout.contains("s3cret"))
         let config = try await json(run.stdout)
@@ -26,12 +29,14 @@ struct ConfigCLITests {
         #expect(config["max_deliveries"] as? Int == 5, "a default")
     }
 
-    @Test("a bad configuration file is an error naming the key, for every command", arguments: [
-        (#"{"orchestra": {}}"#, "unknown key \"orchestra\""),
-        (#"{"redis": 5}"#, "\"redis\" must be"),
-        (#"{"engine": {"parallel_limit": 0}}"#, "\"engine.parallel_limit\" must be"),
-        ("not json", "is not a JSON object"),
-    ])
+    @Test(
+        "a bad configuration file is an error naming the key, for every command",
+        arguments: [
+            (#"{"orchestra": {}}"#, "unknown key \"orchestra\""),
+            (#"{"redis": 5}"#, "\"redis\" must be"),
+            (#"{"engine": {"parallel_limit": 0}}"#, "\"engine.parallel_limit\" must be"),
+            ("not json", "is not a JSON object"),
+        ])
     func badFile(text: String, message: String) async throws {
         let path = try await Self.file(text)
         for command in [["config", "show"], ["session", "list"]] {

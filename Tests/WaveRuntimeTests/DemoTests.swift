@@ -14,7 +14,10 @@ struct DemoTests {
         let run = try await WaveBinary.run(["demo", "--count", "4", "--seed", "7", "--work-ms", "20", "--json", "--store", "sqlite:\(path)"])
         #expect(run.status == 0, "\(run.stderr.suffix(2_000))")
         let summary = try await json(run.stdout)
-        for key in ["session_id", "status", "stories", "complete", "failed", "gates_passed", "retries", "escalations", "wall_seconds", "signals", "latency_p50_ms", "latency_p99_ms"] {
+        for key in [
+            "session_id", "status", "stories", "complete", "failed", "gates_passed", "retries", "escalations", "wall_seconds", "signals", "latency_p50_ms",
+            "latency_p99_ms",
+        ] {
             #expect(summary[key] != nil, "summary: \(key)")
         }
         let store = try SQLiteStore(location: StoreLocation(path: path), logger: TestServers.logger)

@@ -13,10 +13,12 @@ struct DlqCLITests {
         let url = try TestServers.require(TestServers.plain, "WAVE_TEST_REDIS_URL")
         let bus = RedisEventBus(client: try TestServers.client(url), logger: TestServers.logger)
         let project = try ProjectName("dlq-\(UUID().uuidString.prefix(8).lowercased())")
-        let original = Envelope(eventType: .gatePassed, payload: ["gate_id": "gate-1", "result": "pass"], source: "BE-1", project: project.key, storyID: "S-9",
-                                extraFields: [StreamField("x_custom", "kept")])
-        let letter = DeadLetter(originalFields: original.fields, error: "unknown_story: no story S-9", originalID: "1-1",
-                                sourceStream: Channels.signals(project), group: "orchestrator", deliveryCount: 1)
+        let original = Envelope(
+            eventType: .gatePassed, payload: ["gate_id": "gate-1", "result": "pass"], source: "BE-1", project: project.key, storyID: "S-9",
+            extraFields: [StreamField("x_custom", "kept")])
+        let letter = DeadLetter(
+            originalFields: original.fields, error: "unknown_story: no story S-9", originalID: "1-1",
+            sourceStream: Channels.signals(project), group: "orchestrator", deliveryCount: 1)
         let dlq = Channels.deadLetters(project)
         let first = try await bus.publish(fields: letter.fields, to: dlq)
         _ = try await bus.publish(fields: letter.fields, to: dlq)

@@ -54,8 +54,10 @@ struct EmergencyStopTests {
         defer { server.stop() }
         let h = try Harness.make(.redis, redisURL: server.url)
         let redis = try #require(h.bus as? RedisEventBus)
-        _ = try await redis.client.send(SetCommand(Channels.Legacy.emergencyActive, value: #"{"reason": "HALT from the portal", "timestamp": 1764000000}"#,
-                                                   expiration: .seconds(60)))
+        _ = try await redis.client.send(
+            SetCommand(
+                Channels.Legacy.emergencyActive, value: #"{"reason": "HALT from the portal", "timestamp": 1764000000}"#,
+                expiration: .seconds(60)))
         try await h.orchestrator.prepare()
         let stops = try h.store.activeStops()
         #expect(stops.map(\.scope) == [.global])
@@ -80,8 +82,11 @@ struct EmergencyStopTests {
         let run = Task { try await h.orchestrator.run() }
         defer { run.cancel() }
         try await eventually("a HALT on the channel halts dispatch") {
-            _ = try await redis.client.send(PublishCommand(channel: Channels.Legacy.emergencyChannel, message: #"{"action": "HALT", "reason": "portal says stop", "timestamp": 1764000000}"#))
-            return h.orchestrator.tasks.isHalted(project: h.project.key)
+            _ = try await redis.client.send(
+                PublishCommand(
+                    channel: Channels.Legacy.emergencyChannel, message: #"{"action": "HALT", "reason": "portal says stop", "timestamp": 1764000000}"#))
+            // Dispatch halts first; the stop's record follows it.
+            return try h.orchestrator.tasks.isHalted(project: h.project.key) && !h.store.activeStops().isEmpty
         }
         #expect(try h.store.activeStops().map { "\($0.scope) \($0.source) \($0.reason)" } == ["global legacy portal says stop"])
         _ = try await redis.client.send(PublishCommand(channel: Channels.Legacy.emergencyChannel, message: #"{"action": "RESUME", "reason": "ok"}"#))
@@ -105,9 +110,11 @@ struct EmergencyStopTests {
         // after up to 4 s (full jitter), so the channel's re-subscription (which reconnects on
         // its own) usually meets an open breaker in its reconcile: the case that used to end the
         // listener for good.
-        let h = try Harness.make(.redis, redisURL: server.url, redis: {
-            $0.circuitBreaker = CircuitBreaker.Configuration(failureThreshold: 1, openBackoff: Backoff(base: .seconds(4), cap: .seconds(4)))
-        }, configure: { $0.supervision.backoff = Backoff(base: .milliseconds(50), cap: .milliseconds(500)) })
+        let h = try Harness.make(
+            .redis, redisURL: server.url,
+            redis: {
+                $0.circuitBreaker = CircuitBreaker.Configuration(failureThreshold: 1, openBackoff: Backoff(base: .seconds(4), cap: .seconds(4)))
+            }, configure: { $0.supervision.backoff = Backoff(base: .milliseconds(50), cap: .milliseconds(500)) })
         let redis = try #require(h.bus as? RedisEventBus)
         let run = Task { try await h.orchestrator.run() }
         defer { run.cancel() }
@@ -133,12 +140,16 @@ struct EmergencyStopTests {
         }
         #expect(!h.orchestrator.tasks.isHalted(project: h.project.key))
         let sent = ContinuousClock.now
-        let receivers = try await publisher.send(PublishCommand(channel: Channels.Legacy.emergencyChannel,
-                                                                message: #"{"action": "HALT", "reason": "after the outage", "timestamp": 1764000000}"#))
+        let receivers = try await publisher.send(
+            PublishCommand(
+                channel: Channels.Legacy.emergencyChannel,
+                message: #"{"action": "HALT", "reason": "after the outage", "timestamp": 1764000000}"#))
         #expect(receivers >= 1)
         try await eventually("the HALT halted dispatch", deadline: .seconds(5)) { h.orchestrator.tasks.isHalted(project: h.project.key) }
         let took = ContinuousClock.now - sent
         #expect(took < .seconds(1), "halted \(took) after the HALT (generous bound; the figure is wave bench stop's)")
+        // Dispatch halts before the stop is written; the record follows.
+        try await eventually("the stop recorded", deadline: .seconds(5)) { try !h.store.activeStops().isEmpty }
         #expect(try h.store.activeStops().map { "\($0.scope) \($0.source) \($0.reason)" } == ["global legacy after the outage"])
         run.cancel()
         _ = try? await run.value

@@ -33,12 +33,15 @@ struct FaultWorld: Sendable {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         var engine = EngineConfiguration.standard
         engine.parallelLimit = Self.stories
-        let store = try SQLiteStore(location: StoreLocation(path: directory.appendingPathComponent("wave.sqlite").path), engine: StoryEngine(configuration: engine),
-                                    logger: TestServers.logger)
+        let store = try SQLiteStore(
+            location: StoreLocation(path: directory.appendingPathComponent("wave.sqlite").path), engine: StoryEngine(configuration: engine),
+            logger: TestServers.logger)
         let project = try ProjectName("fault-\(name.prefix(while: { $0 != "(" }).lowercased().prefix(20))")
-        let session = try store.createSession(project: project.key, wave: 1, stories: (0..<Self.stories).map {
-            NewStory(id: "S-\($0)", title: "S-\($0)", domain: "backend", agent: "BE-1")
-        }, budgetUSD: 1_000_000)
+        let session = try store.createSession(
+            project: project.key, wave: 1,
+            stories: (0..<Self.stories).map {
+                NewStory(id: "S-\($0)", title: "S-\($0)", domain: "backend", agent: "BE-1")
+            }, budgetUSD: 1_000_000)
         try Data(#"{"engine": {"parallel_limit": \#(Self.stories)}, "orchestrator": {"block_ms": 500}}"#.utf8)
             .write(to: directory.appendingPathComponent("wave.json"))
         var configuration = try RedisConfiguration(url: server.url)
@@ -51,7 +54,8 @@ struct FaultWorld: Sendable {
     func orchestrator() async throws -> WaveBinary.Running {
         let running = try WaveBinary.start([
             "run", "--project", self.project.key, "--consumer", "fault", "--redis", self.server.url,
-            "--store", "sqlite:\(self.directory.appendingPathComponent("wave.sqlite").path)", "--config", self.directory.appendingPathComponent("wave.json").path,
+            "--store", "sqlite:\(self.directory.appendingPathComponent("wave.sqlite").path)", "--config",
+            self.directory.appendingPathComponent("wave.json").path,
         ])
         return running
     }
@@ -68,8 +72,9 @@ struct FaultWorld: Sendable {
         // A message id that the same signal always has: a publish retried after a lost reply
         // writes the same id, which the ledger recognises.
         let messageID = String(format: "00000000-0000-4000-8000-%012d", index)
-        return Envelope(eventType: .gatePassed, payload: payload, source: Self.senders[gate], project: self.project.key, messageID: messageID,
-                        storyID: "S-\(index % Self.stories)", seq: Self.seq(index))
+        return Envelope(
+            eventType: .gatePassed, payload: payload, source: Self.senders[gate], project: self.project.key, messageID: messageID,
+            storyID: "S-\(index % Self.stories)", seq: Self.seq(index))
     }
 
     /// Each sender numbers its signals one by one, as Wave's agents do: signal `index` is its
@@ -131,7 +136,9 @@ struct FaultWorld: Sendable {
     func report(_ fault: String, recovered: Duration?) throws {
         let verdict = try self.verdict()
         let seconds = recovered.map { String(format: "%.2f s", Double($0.components.seconds) + Double($0.components.attoseconds) / 1e18) } ?? "–"
-        print("FAULT | \(fault) | sent \(Self.signals) | applied \(verdict.applied) | lost \(verdict.lost) | duplicated \(verdict.duplicated) | recovered in \(seconds)")
+        print(
+            "FAULT | \(fault) | sent \(Self.signals) | applied \(verdict.applied) | lost \(verdict.lost) | duplicated \(verdict.duplicated) | recovered in \(seconds)"
+        )
         #expect(verdict.lost == 0, "\(fault): lost")
         #expect(verdict.duplicated == 0, "\(fault): duplicated")
         #expect(verdict.incomplete == 0, "\(fault): stories not complete")
@@ -145,8 +152,9 @@ struct FaultWorld: Sendable {
     }
 }
 
-@Suite("Faults injected into real processes: nothing lost, nothing applied twice (QUALITY.md)",
-       .serialized, .timeLimit(.minutes(3)), .enabled(if: TestServers.serverBinary != nil || TestServers.isCI))
+@Suite(
+    "Faults injected into real processes: nothing lost, nothing applied twice (QUALITY.md)",
+    .serialized, .timeLimit(.minutes(3)), .enabled(if: TestServers.serverBinary != nil || TestServers.isCI))
 struct FaultTests {
     @Test("fault 1: redis-server SIGKILLed in the middle of 10 000 signals and restarted 2 s later (AOF on)")
     func redisKilled() async throws {
@@ -222,7 +230,9 @@ struct FaultTests {
         await world.close()
     }
 
-    @Test("fault 4: Redis restarted empty (no persistence): groups recreated; nothing lost among signals read before it or published after it; what vanished is counted from the seq gap")
+    @Test(
+        "fault 4: Redis restarted empty (no persistence): groups recreated; nothing lost among signals read before it or published after it; what vanished is counted from the seq gap"
+    )
     func redisRestartedEmpty() async throws {
         let world = try await FaultWorld.make()
         let orchestrator = try await world.orchestrator()
@@ -241,13 +251,17 @@ struct FaultTests {
         #expect(try await world.bus.length(of: Channels.signals(world.project)) == 0, "the new server is empty")
         async let rest: Void = world.publish(9_500..<FaultWorld.signals)
         // Resumed when the first signal published after the restart (S-750's gate-7) is applied.
-        try await eventually("processing resumed", deadline: .seconds(30)) { try world.store.story("S-750", session: world.sessionID).state.status == .complete }
+        try await eventually("processing resumed", deadline: .seconds(30)) {
+            try world.store.story("S-750", session: world.sessionID).state.status == .complete
+        }
         let recovered = ContinuousClock.now - cleared
         try await rest
         let stories = try world.store.stories(session: world.sessionID)
         let vanishedRange = 250..<750
         try await eventually("every signal read is applied") {
-            try world.store.stories(session: world.sessionID).filter { !vanishedRange.contains(Int($0.state.storyID.dropFirst(2))!) }.allSatisfy { $0.state.status == .complete }
+            try world.store.stories(session: world.sessionID).filter { !vanishedRange.contains(Int($0.state.storyID.dropFirst(2))!) }.allSatisfy {
+                $0.state.status == .complete
+            }
         }
         #expect(try await world.bus.groups(of: Channels.signals(world.project)).map(\.group) == ["orchestrator"], "the group was created again")
         orchestrator.terminate()
@@ -259,7 +273,9 @@ struct FaultTests {
         // from CTO-1's seq gap, in the log and in the instance's state (`wave status`).
         let final = try world.store.stories(session: world.sessionID)
         let stuck = final.filter { $0.state.status != .complete }
-        #expect(stuck.allSatisfy { vanishedRange.contains(Int($0.state.storyID.dropFirst(2))!) && $0.state.currentGate.number == 7 }, "only stories whose gate-7 vanished wait")
+        #expect(
+            stuck.allSatisfy { vanishedRange.contains(Int($0.state.storyID.dropFirst(2))!) && $0.state.currentGate.number == 7 },
+            "only stories whose gate-7 vanished wait")
         #expect(stuck.count > 500 - 128, "at most one read's worth of the paused signals was read before the kill")
         let instance = try #require(try world.store.orchestrators().first { $0.consumer == "fault" })
         let counted = Int(instance.state["vanished_with_redis"]?.numberValue ?? -1)
@@ -272,7 +288,9 @@ struct FaultTests {
         for checkpoint in checkpoints { perGate["\(checkpoint.storyID ?? "")/\(checkpoint.gate ?? "")", default: 0] += 1 }
         let duplicated = perGate.values.reduce(0) { $0 + max(0, $1 - 1) }
         let lost = FaultWorld.signals - counted - perGate.count
-        print("FAULT | 4 Redis restarted empty (\(counted) unread signals vanished, counted from the seq gap) | sent \(FaultWorld.signals) | applied \(checkpoints.count) | lost \(lost) | duplicated \(duplicated) | recovered in \(String(format: "%.2f s", Double(recovered.components.seconds) + Double(recovered.components.attoseconds) / 1e18))")
+        print(
+            "FAULT | 4 Redis restarted empty (\(counted) unread signals vanished, counted from the seq gap) | sent \(FaultWorld.signals) | applied \(checkpoints.count) | lost \(lost) | duplicated \(duplicated) | recovered in \(String(format: "%.2f s", Double(recovered.components.seconds) + Double(recovered.components.attoseconds) / 1e18))"
+        )
         #expect(lost == 0 && duplicated == 0)
         #expect(stories.count == FaultWorld.stories)
         #expect(recovered < .seconds(2), "processing resumed after \(recovered)")
@@ -298,8 +316,10 @@ struct FaultTests {
         // Every 500th signal brings three bad entries: not an envelope, an unknown story, a gate that does not exist.
         try await world.publish(0..<FaultWorld.signals) { index in
             guard index % 500 == 0 else { return [] }
-            let unknown = Envelope(eventType: .gatePassed, payload: ["gate_id": "gate-1", "result": "pass"], source: "BE-1", project: project.key, storyID: "NOPE-\(index)")
-            let badGate = Envelope(eventType: .gatePassed, payload: ["gate_id": "gate-9", "result": "pass"], source: "BE-1", project: project.key, storyID: "S-0")
+            let unknown = Envelope(
+                eventType: .gatePassed, payload: ["gate_id": "gate-1", "result": "pass"], source: "BE-1", project: project.key, storyID: "NOPE-\(index)")
+            let badGate = Envelope(
+                eventType: .gatePassed, payload: ["gate_id": "gate-9", "result": "pass"], source: "BE-1", project: project.key, storyID: "S-0")
             return [
                 (Channels.signals(project), [StreamField("garbage", "\(index)")]),
                 (Channels.signals(project), unknown.fields),

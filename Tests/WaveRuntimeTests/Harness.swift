@@ -70,7 +70,6 @@ struct HarnessError: Error, CustomStringConvertible {
     let description: String
 }
 
-
 /// An orchestrator over a real bus (in-memory or Redis) and a fresh SQLite store.
 struct Harness: Sendable {
     let bus: any EventBus
@@ -80,27 +79,31 @@ struct Harness: Sendable {
     let settled: Settled
     let directory: URL
 
-    static func make(_ kind: BusKind, name: String = #function, redisURL: String? = nil, redis adjust: (inout RedisConfiguration) -> Void = { _ in },
-                     engine: EngineConfiguration = Harness.fastEngine,
-                     configure: (inout OrchestratorConfiguration) -> Void = { _ in },
-                     register: (inout HandlerRegistry) -> Void = { _ in }) throws -> Harness {
+    static func make(
+        _ kind: BusKind, name: String = #function, redisURL: String? = nil, redis adjust: (inout RedisConfiguration) -> Void = { _ in },
+        engine: EngineConfiguration = Harness.fastEngine,
+        configure: (inout OrchestratorConfiguration) -> Void = { _ in },
+        register: (inout HandlerRegistry) -> Void = { _ in }
+    ) throws -> Harness {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("wave-runtime-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         var logger = Logger(label: "runtime-test")
         logger.logLevel = .critical
-        let store = try SQLiteStore(location: StoreLocation(path: directory.appendingPathComponent("wave.sqlite").path),
-                                    engine: StoryEngine(configuration: engine), logger: logger)
+        let store = try SQLiteStore(
+            location: StoreLocation(path: directory.appendingPathComponent("wave.sqlite").path),
+            engine: StoryEngine(configuration: engine), logger: logger)
         let project = try ProjectName("t-\(name.prefix(while: { $0 != "(" }).lowercased().prefix(30))-\(UUID().uuidString.prefix(8).lowercased())")
         var configuration = OrchestratorConfiguration(projects: [project], consumer: "test-\(UUID().uuidString.prefix(6))")
         configuration.blockTime = .milliseconds(200)
         configure(&configuration)
         let settled = Settled()
         let bus = try kind.makeBus(url: redisURL, adjust: adjust)
-        let orchestrator = Orchestrator(bus: bus, store: store.asStateStore, configuration: configuration, logger: logger, register: register,
-                                        hooks: EventDispatcher.Hooks(settled: { signal, result in
-                                            let id = signal.envelope.messageID
-                                            Task { await settled.record(id, result) }
-                                        }))
+        let orchestrator = Orchestrator(
+            bus: bus, store: store.asStateStore, configuration: configuration, logger: logger, register: register,
+            hooks: EventDispatcher.Hooks(settled: { signal, result in
+                let id = signal.envelope.messageID
+                Task { await settled.record(id, result) }
+            }))
         return Harness(bus: bus, store: store, orchestrator: orchestrator, project: project, settled: settled, directory: directory)
     }
 
@@ -129,10 +132,13 @@ struct Harness: Sendable {
 
     /// Publishes a signal from an agent and waits until the dispatcher settled it.
     @discardableResult
-    func signal(_ type: EventType, story: String?, from source: String, payload: [String: JSONValue] = [:], session: String? = nil,
-                seq: UInt64? = nil, messageID: String = MessageID.make(), stream: String? = nil, waitFor count: Int = 1) async throws -> [DispatchResult] {
-        let envelope = Envelope(eventType: type, payload: payload, source: source, project: self.project.key, messageID: messageID,
-                                sessionID: session, storyID: story, seq: seq)
+    func signal(
+        _ type: EventType, story: String?, from source: String, payload: [String: JSONValue] = [:], session: String? = nil,
+        seq: UInt64? = nil, messageID: String = MessageID.make(), stream: String? = nil, waitFor count: Int = 1
+    ) async throws -> [DispatchResult] {
+        let envelope = Envelope(
+            eventType: type, payload: payload, source: source, project: self.project.key, messageID: messageID,
+            sessionID: session, storyID: story, seq: seq)
         _ = try await self.bus.publish(envelope, to: stream ?? (type.allowedOnSignalStreams ? Channels.signals(self.project) : Channels.system(self.project)))
         return try await self.settledResults(messageID, count: count)
     }
@@ -144,7 +150,9 @@ struct Harness: Sendable {
 
     /// A gate result signal.
     @discardableResult
-    func gate(_ gate: Int, story: String, from source: String, result: String = "pass", extra: [String: JSONValue] = [:], session: String? = nil) async throws -> HandlerOutcome? {
+    func gate(
+        _ gate: Int, story: String, from source: String, result: String = "pass", extra: [String: JSONValue] = [:], session: String? = nil
+    ) async throws -> HandlerOutcome? {
         var payload: [String: JSONValue] = ["gate_id": .string("gate-\(gate)"), "result": .string(result)]
         payload.merge(extra) { _, new in new }
         return try await self.signal(.gatePassed, story: story, from: source, payload: payload, session: session).first?.outcomes.first?.outcome

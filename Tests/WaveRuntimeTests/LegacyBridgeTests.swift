@@ -18,17 +18,19 @@ struct LegacyResultMappingTests {
         return LegacyTaskResult(jsonText: json.jsonText)
     }
 
-    @Test("a pass only when completed and the agent's own result says nothing against it", arguments: [
-        ("completed", [:] as JSONValue, true),
-        ("completed", ["status": "completed"] as JSONValue, true),
-        ("completed", ["status": "failed"] as JSONValue, false),
-        ("completed", ["status": "BLOCKED"] as JSONValue, false),
-        ("completed", ["passed": false] as JSONValue, false),
-        ("completed", ["approved": false] as JSONValue, false),
-        ("completed", ["approved": true, "passed": true] as JSONValue, true),
-        ("failed", ["status": "blocked"] as JSONValue, false),
-        ("timeout", [:] as JSONValue, false),
-    ])
+    @Test(
+        "a pass only when completed and the agent's own result says nothing against it",
+        arguments: [
+            ("completed", [:] as JSONValue, true),
+            ("completed", ["status": "completed"] as JSONValue, true),
+            ("completed", ["status": "failed"] as JSONValue, false),
+            ("completed", ["status": "BLOCKED"] as JSONValue, false),
+            ("completed", ["passed": false] as JSONValue, false),
+            ("completed", ["approved": false] as JSONValue, false),
+            ("completed", ["approved": true, "passed": true] as JSONValue, true),
+            ("failed", ["status": "blocked"] as JSONValue, false),
+            ("timeout", [:] as JSONValue, false),
+        ])
     func passRule(status: String, own: JSONValue, pass: Bool) throws {
         let result = try #require(Self.result(status, own))
         #expect(result.isPass == pass)
@@ -36,9 +38,10 @@ struct LegacyResultMappingTests {
 
     @Test("the result signal names the task's story, gate and attempt, comes from the worker, and has a stable message id")
     func signal() throws {
-        let task = TaskEntry(taskID: "t1", storyID: "S-1", sessionID: "sess", role: "fe", action: "develop", gate: try GateID(parsing: "gate-2"),
-                             payload: [:], priority: .high, attempt: 2, deadline: .now().adding(.seconds(60)), messageID: MessageID.make(),
-                             timestamp: .now(), project: "Demo")
+        let task = TaskEntry(
+            taskID: "t1", storyID: "S-1", sessionID: "sess", role: "fe", action: "develop", gate: try GateID(parsing: "gate-2"),
+            payload: [:], priority: .high, attempt: 2, deadline: .now().adding(.seconds(60)), messageID: MessageID.make(),
+            timestamp: .now(), project: "Demo")
         let failing = try #require(Self.result("completed", ["status": "failed", "build_success": false]))
         let signal = LegacyTaskBridge.signal(for: failing, task: task)
         #expect(signal.eventType == .gateFailed)
@@ -80,9 +83,11 @@ struct ReferenceWorker: Sendable {
     /// Tasks whose notification is not published (its result key is still written).
     let silent: @Sendable ([String: JSONValue]) -> Bool
 
-    init(client: RedisClient, role: String, index: Int = 1,
-         silent: @escaping @Sendable ([String: JSONValue]) -> Bool = { _ in false },
-         answer: @escaping @Sendable ([String: JSONValue]) -> (status: String, result: JSONValue, error: String?) = { _ in ("completed", [:], nil) }) {
+    init(
+        client: RedisClient, role: String, index: Int = 1,
+        silent: @escaping @Sendable ([String: JSONValue]) -> Bool = { _ in false },
+        answer: @escaping @Sendable ([String: JSONValue]) -> (status: String, result: JSONValue, error: String?) = { _ in ("completed", [:], nil) }
+    ) {
         self.client = client
         self.role = role
         self.agentID = "\(role.uppercased())-\(index)"
@@ -93,7 +98,8 @@ struct ReferenceWorker: Sendable {
     /// Works until cancelled, noting the ids it took.
     func run(taken: Locked<[String]>) async throws {
         while !Task.isCancelled {
-            guard let (_, id) = try await self.client.blocking(BRPopCommand(keys: [Channels.Legacy.taskList(domain: self.role)], timeout: .milliseconds(500))) else { continue }
+            guard let (_, id) = try await self.client.blocking(BRPopCommand(keys: [Channels.Legacy.taskList(domain: self.role)], timeout: .milliseconds(500)))
+            else { continue }
             let hash = Channels.Legacy.taskHash(id)
             guard let text = try await self.client.send(HGetCommand(hash, field: "data")), let data = JSONValue(jsonText: text)?.objectValue else { continue }
             taken.withLock { $0.append(id) }
@@ -106,15 +112,19 @@ struct ReferenceWorker: Sendable {
             _ = try await self.client.send(SetCommand(Channels.Legacy.result(id), value: result.jsonText, expiration: .seconds(86_400)))
             _ = try await self.client.send(HSetCommand(hash, fields: [("status", status)]))
             if !self.silent(data) {
-                let notice: JSONValue = ["event": "task_completed", "task_id": .string(id), "status": .string(status), "domain": .string(self.role), "agent_id": .string(self.agentID)]
+                let notice: JSONValue = [
+                    "event": "task_completed", "task_id": .string(id), "status": .string(status), "domain": .string(self.role),
+                    "agent_id": .string(self.agentID),
+                ]
                 _ = try await self.client.send(PublishCommand(channel: Channels.Legacy.resultsChannel, message: notice.jsonText))
             }
         }
     }
 }
 
-@Suite("The legacy bridge: the reference's Python workers keep working (a private redis-server)",
-       .enabled(if: TestServers.serverBinary != nil || TestServers.isCI))
+@Suite(
+    "The legacy bridge: the reference's Python workers keep working (a private redis-server)",
+    .enabled(if: TestServers.serverBinary != nil || TestServers.isCI))
 struct LegacyBridgeTests {
     /// The reference's task lists are global to a Redis server: each test has a server of its own.
     func withBridge(_ stories: [NewStory], _ body: @escaping @Sendable (Harness, RedisClient, String) async throws -> Void) async throws {
@@ -140,15 +150,25 @@ struct LegacyBridgeTests {
             let taken = Locked<[String]>([])
             var workers: [ReferenceWorker] = []
             for role in ["pm", "cto", "fe", "be"] {
-                workers.append(ReferenceWorker(client: client, role: role, answer: { data in
-                    // The PM's plan names both dev roles, as a reference PM's output would.
-                    data["action"]?.stringValue == "plan" ? ("completed", ["dev_roles": ["fe", "be"]], nil) : ("completed", ["status": "completed"], nil)
-                }))
+                workers.append(
+                    ReferenceWorker(
+                        client: client, role: role,
+                        answer: { data in
+                            // The PM's plan names both dev roles, as a reference PM's output would.
+                            data["action"]?.stringValue == "plan"
+                                ? ("completed", ["dev_roles": ["fe", "be"]], nil) : ("completed", ["status": "completed"], nil)
+                        }))
             }
             // QA's first answer is the reference worker's "completed" with the agent's own "failed".
-            workers.append(ReferenceWorker(client: client, role: "qa", answer: { _ in
-                qaAnswers.withLock { $0 += 1; return $0 } == 1 ? ("completed", ["status": "failed", "feedback": "login broken"], nil) : ("completed", [:], nil)
-            }))
+            workers.append(
+                ReferenceWorker(
+                    client: client, role: "qa",
+                    answer: { _ in
+                        qaAnswers.withLock {
+                            $0 += 1
+                            return $0
+                        } == 1 ? ("completed", ["status": "failed", "feedback": "login broken"], nil) : ("completed", [:], nil)
+                    }))
             let runs = workers.map { worker in Task { try await worker.run(taken: taken) } }
             defer { for run in runs { run.cancel() } }
             try await eventually("the story completes", deadline: .seconds(30)) { try h.story("L-1").state.status == .complete }
@@ -211,8 +231,9 @@ struct LegacyBridgeTests {
             #expect(try await client.send(HGetCommand(Channels.Legacy.taskHash(id), field: "status")) == "cancelled")
             #expect(h.orchestrator.legacy?.outstandingCount == 0)
             let stopped = try h.store.checkpoints(session: session, story: "L-3").filter { $0.state["kind"] == "emergency_stop" }
-            #expect(stopped.count == 1 && stopped.first?.state["reason"] == "freeze" && stopped.first?.gate == "gate-0",
-                    "the story's state at the stop is checkpointed")
+            #expect(
+                stopped.count == 1 && stopped.first?.state["reason"] == "freeze" && stopped.first?.gate == "gate-0",
+                "the story's state at the stop is checkpointed")
         }
     }
 }

@@ -22,7 +22,8 @@ struct NoPollingCheckTests {
 
     @Test("a loop that sleeps and then looks again fails the check, naming the line")
     func pollingFails() throws {
-        let result = try Self.check("""
+        let result = try Self.check(
+            """
             func wait() async {
                 while !isDone() {
                     try? await Task.sleep(for: .milliseconds(500))
@@ -35,7 +36,8 @@ struct NoPollingCheckTests {
 
     @Test("a sleep that says it is a backoff, a deadline or a named interval passes")
     func annotatedPasses() throws {
-        let result = try Self.check("""
+        let result = try Self.check(
+            """
             func maintain() async {
                 while !Task.isCancelled {
                     // sleep: interval reclaimInterval

@@ -1,13 +1,13 @@
 import Foundation
 import Synchronization
 import Testing
-import WaveTesting
 import WaveBus
 import WaveEngine
 import WaveProtocol
 import WaveRedis
 import WaveRuntime
 import WaveStore
+import WaveTesting
 
 func backend(_ id: String, dependencies: [String] = []) -> NewStory {
     NewStory(id: id, title: "Story \(id)", domain: "backend", agent: "BE-1", priority: "P1", dependencies: dependencies)
@@ -57,7 +57,9 @@ struct OrchestratorTests {
         #expect(story.state.status == .complete)
         // One gate checkpoint per applied gate result: the CTO's gate-0, each dev role's gates 1–3,
         // and gates 4–7 (the PM's plan is a manual checkpoint).
-        #expect(try h.gateCheckpoints("S-1", session: session).map(\.gate) == ["gate-0"] + (1...3).flatMap { ["gate-\($0)", "gate-\($0)"] } + (4...7).map { "gate-\($0)" })
+        #expect(
+            try h.gateCheckpoints("S-1", session: session).map(\.gate) == ["gate-0"] + (1...3).flatMap { ["gate-\($0)", "gate-\($0)"] }
+                + (4...7).map { "gate-\($0)" })
         #expect(try h.store.session(id: session).status == .completed)
         // Each gate's task went to its owner: QA validated gate-4, the CTO merged at gate-7.
         #expect(try await h.tasks("qa").map(\.gate.number) == [4])
@@ -73,7 +75,8 @@ struct OrchestratorTests {
             let id = MessageID.make()
             let first = try await h.signal(.gatePassed, story: "S-1", from: "BE-1", payload: ["gate_id": "gate-1", "result": "pass"], messageID: id)
             #expect(first.first?.outcomes.first?.outcome == .applied("S-1 in_progress at gate-2"))
-            let second = try await h.signal(.gatePassed, story: "S-1", from: "BE-1", payload: ["gate_id": "gate-1", "result": "pass"], messageID: id, waitFor: 2)
+            let second = try await h.signal(
+                .gatePassed, story: "S-1", from: "BE-1", payload: ["gate_id": "gate-1", "result": "pass"], messageID: id, waitFor: 2)
             #expect(second.last?.outcomes.first?.outcome == .duplicate)
         }
         #expect(try h.story("S-1").state.currentGate.number == 2)
@@ -89,7 +92,8 @@ struct OrchestratorTests {
             try await h.passGateZero("S-1")
             let applied = try await h.signal(.gatePassed, story: "S-1", from: "BE-1", payload: ["gate_id": "gate-1", "result": "pass"], seq: 5)
             #expect(applied.first?.outcomes.first?.outcome == .applied("S-1 in_progress at gate-2"))
-            let stale = try await h.signal(.gatePassed, story: "S-1", from: "BE-1", payload: ["gate_id": "gate-2", "result": "pass", "build_success": true], seq: 4)
+            let stale = try await h.signal(
+                .gatePassed, story: "S-1", from: "BE-1", payload: ["gate_id": "gate-2", "result": "pass", "build_success": true], seq: 4)
             #expect(stale.first?.outcomes.first?.outcome == .ignored("stale_seq"))
         }
         #expect(try h.story("S-1").state.currentGate.number == 2)
@@ -119,7 +123,9 @@ struct OrchestratorTests {
         let escalations = try h.store.escalations().filter { $0.storyID == "S-1" }
         #expect(escalations.map(\.kind) == ["retries_exhausted"])
         // Announced on the system stream with its id.
-        let notices = try await h.bus.entries(of: Channels.system(h.project), count: 20).compactMap { try? Envelope(decoding: $0.fields, stream: "", entryID: $0.id) }
+        let notices = try await h.bus.entries(of: Channels.system(h.project), count: 20).compactMap {
+            try? Envelope(decoding: $0.fields, stream: "", entryID: $0.id)
+        }
         let raised = notices.filter { $0.eventType == .escalationRaised }
         #expect(raised.map { $0.payload["kind"]?.stringValue } == ["retries_exhausted"])
         #expect(raised.first?.payload["escalation_id"]?.stringValue?.replacingOccurrences(of: "-", with: "") == escalations.first?.id)
@@ -150,7 +156,8 @@ struct OrchestratorTests {
             let ignored = try await h.gate(1, story: "S-1", from: "BE-1")
             #expect(ignored == .ignored("story_blocked"))
             // An unblock on the signal stream is not honoured; on the system stream it is.
-            let refused = try await h.signal(.storyUnblocked, story: "S-1", from: "BE-1", payload: ["reason": "self-service"], stream: Channels.signals(h.project))
+            let refused = try await h.signal(
+                .storyUnblocked, story: "S-1", from: "BE-1", payload: ["reason": "self-service"], stream: Channels.signals(h.project))
             #expect(refused.first?.outcomes.first?.outcome == .ignored("unblock_not_on_system_stream"))
             try await h.signal(.storyUnblocked, story: "S-1", from: "ops@host", payload: ["reason": "key added", "by": "ops@host"])
             #expect(try h.story("S-1").state.status == .inProgress)
@@ -176,7 +183,9 @@ struct OrchestratorTests {
         #expect(try await h.tasks("be").map(\.gate.number) == [1, 2])
     }
 
-    @Test("system.emergency_stop halts dispatch from any stream and withdraws the tasks out (agents told, late results ignored, not failures); only a clear on a system stream lifts it and they go out again", arguments: BusKind.available)
+    @Test(
+        "system.emergency_stop halts dispatch from any stream and withdraws the tasks out (agents told, late results ignored, not failures); only a clear on a system stream lifts it and they go out again",
+        arguments: BusKind.available)
     func emergencyStop(kind: BusKind) async throws {
         let h = try Harness.make(kind)
         _ = try h.session([backend("S-1")])
@@ -191,14 +200,17 @@ struct OrchestratorTests {
             let notices = try await h.bus.entries(of: Channels.agent(h.project, "BE-1"), count: 10)
             #expect(notices.contains { $0.fields.contains { $0.name == "payload" && $0.value.contains("stopped") && $0.value.contains(out.taskID) } })
             // The withdrawn task's result arrives anyway: ignored, not applied.
-            let late = Envelope(eventType: .gatePassed, payload: ["gate_id": "gate-1", "result": "pass"], source: "BE-1", project: h.project.key,
-                                storyID: "S-1", correlationID: out.messageID)
+            let late = Envelope(
+                eventType: .gatePassed, payload: ["gate_id": "gate-1", "result": "pass"], source: "BE-1", project: h.project.key,
+                storyID: "S-1", correlationID: out.messageID)
             _ = try await h.bus.publish(late, to: Channels.signals(h.project))
             #expect(try await h.settledResults(late.messageID).first?.outcomes.first?.outcome == .ignored("late_result"))
-            let refused = try await h.signal(.systemEmergencyCleared, story: nil, from: "BE-1", payload: ["reason": "all good"], stream: Channels.signals(h.project))
+            let refused = try await h.signal(
+                .systemEmergencyCleared, story: nil, from: "BE-1", payload: ["reason": "all good"], stream: Channels.signals(h.project))
             #expect(refused.first?.outcomes.first?.outcome == .ignored("clear_not_on_system_stream"))
             #expect(h.orchestrator.tasks.isHalted(project: h.project.key))
-            try await h.signal(.systemEmergencyCleared, story: nil, from: "ops", payload: ["reason": "checked", "by": "ops"], stream: Channels.system(h.project))
+            try await h.signal(
+                .systemEmergencyCleared, story: nil, from: "ops", payload: ["reason": "checked", "by": "ops"], stream: Channels.system(h.project))
             #expect(try h.store.activeStops().isEmpty)
         }
         let tasks = try await h.tasks("be")
@@ -224,11 +236,13 @@ struct OrchestratorTests {
     @Test("several handlers per type run in order, then the global ones", arguments: BusKind.available)
     func handlersInOrder(kind: BusKind) async throws {
         let calls = Locked<[String]>([])
-        let h = try Harness.make(kind, register: { registry in
-            registry.register(Recorder(name: "first", calls: calls), for: .agentHandoff)
-            registry.register(Recorder(name: "second", calls: calls), for: .agentHandoff)
-            registry.registerGlobal(Recorder(name: "global", calls: calls))
-        })
+        let h = try Harness.make(
+            kind,
+            register: { registry in
+                registry.register(Recorder(name: "first", calls: calls), for: .agentHandoff)
+                registry.register(Recorder(name: "second", calls: calls), for: .agentHandoff)
+                registry.registerGlobal(Recorder(name: "global", calls: calls))
+            })
         try await h.running {
             let results = try await h.signal(.agentHandoff, story: "S-1", from: "BE-1", payload: ["handoff_to": "QA-1"])
             #expect(results.first?.outcomes.map(\.handler) == ["first", "second", "global"])
@@ -240,10 +254,12 @@ struct OrchestratorTests {
     @Test("a handler error leaves the entry pending: it is delivered again, then dead-lettered", arguments: BusKind.available)
     func handlerErrorRedeliveredThenDeadLettered(kind: BusKind) async throws {
         let calls = Locked<[String]>([])
-        let h = try Harness.make(kind, configure: {
-            $0.reclaimAfter = .milliseconds(300)
-            $0.maxDeliveries = 2
-        }, register: { $0.register(Failing(calls: calls), for: .agentHandoff) })
+        let h = try Harness.make(
+            kind,
+            configure: {
+                $0.reclaimAfter = .milliseconds(300)
+                $0.maxDeliveries = 2
+            }, register: { $0.register(Failing(calls: calls), for: .agentHandoff) })
         try await h.running {
             let id = MessageID.make()
             let results = try await h.signal(.agentHandoff, story: "S-1", from: "BE-1", payload: ["handoff_to": "QA-1"], messageID: id, waitFor: 2)
@@ -262,7 +278,8 @@ struct OrchestratorTests {
         #expect(calls.withLock { $0.count } == 2)
     }
 
-    @Test("a signal in the reference format (no seq, no schema_version, random session_id, result fail) applies to the right story", arguments: BusKind.available)
+    @Test(
+        "a signal in the reference format (no seq, no schema_version, random session_id, result fail) applies to the right story", arguments: BusKind.available)
     func referenceFormat(kind: BusKind) async throws {
         let h = try Harness.make(kind)
         _ = try h.session([backend("S-1")])
@@ -309,7 +326,8 @@ struct OrchestratorTests {
             #expect(try h.story("S-2").state.status == .pending)
             try await h.passGateZero("S-1")
             for gate in 1...3 {
-                try await h.gate(gate, story: "S-1", from: "BE-1", extra: gate == 2 ? ["build_success": true] : gate == 3 ? ["tests_passing": true, "coverage": 80] : [:])
+                try await h.gate(
+                    gate, story: "S-1", from: "BE-1", extra: gate == 2 ? ["build_success": true] : gate == 3 ? ["tests_passing": true, "coverage": 80] : [:])
             }
             for (gate, sender) in [(4, "QA-1"), (5, "PM-1"), (6, "CTO-1"), (7, "CTO-1")] {
                 try await h.gate(gate, story: "S-1", from: sender)
@@ -332,8 +350,9 @@ struct OrchestratorTests {
             for _ in 0..<21 {
                 let id = MessageID.make()
                 let start = ContinuousClock.now
-                _ = try await h.bus.publish(Envelope(eventType: .systemHealth, payload: ["type": "heartbeat"], source: "BE-1", project: h.project.key, messageID: id),
-                                            to: Channels.signals(h.project))
+                _ = try await h.bus.publish(
+                    Envelope(eventType: .systemHealth, payload: ["type": "heartbeat"], source: "BE-1", project: h.project.key, messageID: id),
+                    to: Channels.signals(h.project))
                 _ = try await h.settledResults(id)
                 let at = try #require(entered.withLock { $0[id] })
                 latencies.append(at - start)
@@ -425,12 +444,16 @@ struct BatchDispatchTests {
         var envelopes: [Envelope] = []
         for gate in 0...1 {
             for story in 0..<20 {
-                envelopes.append(Envelope(eventType: .gatePassed, payload: ["gate_id": .string("gate-\(gate)"), "result": "pass"], source: gate == 0 ? "CTO-1" : "BE-1",
-                                          project: h.project.key, storyID: "B-\(story)"))
+                envelopes.append(
+                    Envelope(
+                        eventType: .gatePassed, payload: ["gate_id": .string("gate-\(gate)"), "result": "pass"], source: gate == 0 ? "CTO-1" : "BE-1",
+                        project: h.project.key, storyID: "B-\(story)"))
             }
         }
-        let unknown = Envelope(eventType: .gatePassed, payload: ["gate_id": "gate-1", "result": "pass"], source: "BE-1", project: h.project.key, storyID: "NOPE")
-        let premature = Envelope(eventType: .gatePassed, payload: ["gate_id": "gate-6", "result": "pass"], source: "CTO-1", project: h.project.key, storyID: "B-0")
+        let unknown = Envelope(
+            eventType: .gatePassed, payload: ["gate_id": "gate-1", "result": "pass"], source: "BE-1", project: h.project.key, storyID: "NOPE")
+        let premature = Envelope(
+            eventType: .gatePassed, payload: ["gate_id": "gate-6", "result": "pass"], source: "CTO-1", project: h.project.key, storyID: "B-0")
         let noGate = Envelope(eventType: .agentError, payload: ["error": "disk full"], source: "BE-1", project: h.project.key, storyID: "B-1")
         envelopes += [unknown, premature, noGate]
         _ = try await h.bus.publish(batch: envelopes.map { (Channels.signals(h.project), $0) })
@@ -453,7 +476,9 @@ struct BatchDispatchTests {
 
 @Suite("Orchestrator: task deadlines")
 struct TaskDeadlineTests {
-    @Test("a task that runs out of time is taken back, counts one failure, goes out again; its late result is ignored; the agent is told", arguments: BusKind.available)
+    @Test(
+        "a task that runs out of time is taken back, counts one failure, goes out again; its late result is ignored; the agent is told",
+        arguments: BusKind.available)
     func timeoutRetriesThenEscalates(kind: BusKind) async throws {
         var engine = Harness.fastEngine
         engine.gates[1].timeout = .milliseconds(1_500)
@@ -469,17 +494,20 @@ struct TaskDeadlineTests {
             #expect(attempts.map(\.attempt) == [1, 2])
             #expect(try h.story("T-1").state.gateFailures[1] >= 1)
             // The first attempt's agent answers late: recorded, not applied.
-            let late = Envelope(eventType: .gatePassed, payload: ["gate_id": "gate-1", "result": "pass"], source: "BE-1", project: h.project.key,
-                                storyID: "T-1", correlationID: first.messageID)
+            let late = Envelope(
+                eventType: .gatePassed, payload: ["gate_id": "gate-1", "result": "pass"], source: "BE-1", project: h.project.key,
+                storyID: "T-1", correlationID: first.messageID)
             _ = try await h.bus.publish(late, to: Channels.signals(h.project))
             let results = try await h.settledResults(late.messageID)
             #expect(results.first?.outcomes.first?.outcome == .ignored("late_result"))
             #expect(try h.story("T-1").state.currentGate.number == 1)
             // The agent that held the first attempt was told it is cancelled.
             let notices = try await h.bus.entries(of: Channels.agent(h.project, "BE-1"), count: 10)
-            #expect(notices.contains { entry in
-                entry.fields.contains { $0.name == "event_type" && $0.value == "task.cancelled" } && entry.fields.contains { $0.name == "payload" && $0.value.contains(first.taskID) }
-            })
+            #expect(
+                notices.contains { entry in
+                    entry.fields.contains { $0.name == "event_type" && $0.value == "task.cancelled" }
+                        && entry.fields.contains { $0.name == "payload" && $0.value.contains(first.taskID) }
+                })
             // The second attempt runs out of time too: past the limit, the story fails and escalates.
             try await eventually("the story failed") { try h.story("T-1").state.status == .failed }
         }

@@ -8,17 +8,21 @@ import WaveRuntime
 import WaveStore
 import WaveTesting
 
-@Suite("The outbox: what Wave publishes while Redis is down waits in the store and goes out in order",
-       .enabled(if: TestServers.serverBinary != nil || TestServers.isCI))
+@Suite(
+    "The outbox: what Wave publishes while Redis is down waits in the store and goes out in order",
+    .enabled(if: TestServers.serverBinary != nil || TestServers.isCI))
 struct OutboxTests {
-    @Test("entries published during an outage are kept in order (later ones queue behind), flushed when Redis answers again, and survive a restart of the publisher")
+    @Test(
+        "entries published during an outage are kept in order (later ones queue behind), flushed when Redis answers again, and survive a restart of the publisher"
+    )
     func outageAndFlush() async throws {
         let server = try RedisServerProcess()
         try await server.start()
         defer { server.stop() }
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("wave-outbox-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let store = try SQLiteStore(location: StoreLocation(path: directory.appendingPathComponent("wave.sqlite").path), engine: StoryEngine(), logger: TestServers.logger)
+        let store = try SQLiteStore(
+            location: StoreLocation(path: directory.appendingPathComponent("wave.sqlite").path), engine: StoryEngine(), logger: TestServers.logger)
         let client = try TestServers.client(server.url) {
             $0.reconnectBackoff = Backoff(base: .milliseconds(10), cap: .milliseconds(50))
             $0.circuitBreaker = .init(failureThreshold: 1, openBackoff: Backoff(base: .milliseconds(10), cap: .milliseconds(50)))

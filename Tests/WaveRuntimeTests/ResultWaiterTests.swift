@@ -4,13 +4,15 @@ import WaveProtocol
 import WaveRuntime
 
 func task(_ story: String, gate: Int, role: String) throws -> TaskEntry {
-    TaskEntry(taskID: MessageID.make(), storyID: story, sessionID: "s", role: role, action: "develop", gate: try GateID(gate),
-              deadline: WaveTimestamp.now().adding(.seconds(60)), messageID: MessageID.make(), project: "p")
+    TaskEntry(
+        taskID: MessageID.make(), storyID: story, sessionID: "s", role: role, action: "develop", gate: try GateID(gate),
+        deadline: WaveTimestamp.now().adding(.seconds(60)), messageID: MessageID.make(), project: "p")
 }
 
 func result(for task: TaskEntry, from source: String, correlated: Bool = true, type: EventType = .gatePassed) -> Envelope {
-    Envelope(eventType: type, payload: ["gate_id": .string(task.gate.description), "result": "pass"], source: source, project: "p",
-             storyID: task.storyID, correlationID: correlated ? task.messageID : nil)
+    Envelope(
+        eventType: type, payload: ["gate_id": .string(task.gate.description), "result": "pass"], source: source, project: "p",
+        storyID: task.storyID, correlationID: correlated ? task.messageID : nil)
 }
 
 @Suite("ResultWaiter: waits resumed by results, with deadlines")
@@ -28,10 +30,16 @@ struct ResultWaiterTests {
         try await Task.sleep(for: .milliseconds(20))
         #expect(waiter.deliver(result(for: first, from: "BE-1")))
         let outcome1 = await one
-        guard case .result(let answered) = outcome1 else { Issue.record("the first wait was not resumed by its result"); return }
+        guard case .result(let answered) = outcome1 else {
+            Issue.record("the first wait was not resumed by its result")
+            return
+        }
         #expect(answered.correlationID == first.messageID)
         let outcome = await waiter.wait(for: second, until: deadline)
-        guard case .result(let envelope) = outcome else { Issue.record("no result for the second task"); return }
+        guard case .result(let envelope) = outcome else {
+            Issue.record("no result for the second task")
+            return
+        }
         #expect(envelope.correlationID == second.messageID)
     }
 
@@ -43,7 +51,10 @@ struct ResultWaiterTests {
         waiter.register(fe)
         waiter.register(be)
         #expect(waiter.deliver(result(for: be, from: "BE-1", correlated: false)))
-        guard case .result(let envelope) = await waiter.wait(for: be, until: .now + .seconds(5)) else { Issue.record("BE's result went elsewhere"); return }
+        guard case .result(let envelope) = await waiter.wait(for: be, until: .now + .seconds(5)) else {
+            Issue.record("BE's result went elsewhere")
+            return
+        }
         #expect(envelope.source == "BE-1")
         #expect(!waiter.deliver(Envelope(eventType: .agentReady, source: "FE-1", project: "p")), "not a result")
     }
@@ -89,11 +100,15 @@ struct OrchestratorResultWaiterTests {
         try await h.running {
             let plan = try #require(try await h.awaitTasks("pm", story: "W-1", count: 1).first)
             h.orchestrator.results.register(plan)
-            let reply = Envelope(eventType: .gatePassed, payload: ["gate_id": "gate-0", "result": "pass", "dev_roles": ["be"]], source: "PM-1",
-                                 project: h.project.key, storyID: "W-1", correlationID: plan.messageID)
+            let reply = Envelope(
+                eventType: .gatePassed, payload: ["gate_id": "gate-0", "result": "pass", "dev_roles": ["be"]], source: "PM-1",
+                project: h.project.key, storyID: "W-1", correlationID: plan.messageID)
             _ = try await h.bus.publish(reply, to: Channels.signals(h.project))
             let outcome = await h.orchestrator.results.wait(for: plan, until: .now + .seconds(10))
-            guard case .result(let envelope) = outcome else { Issue.record("the plan's result did not reach the waiter"); return }
+            guard case .result(let envelope) = outcome else {
+                Issue.record("the plan's result did not reach the waiter")
+                return
+            }
             #expect(envelope.messageID == reply.messageID)
         }
     }

@@ -6,13 +6,15 @@ import WaveTesting
 
 @Suite("wave run, signal and status against a real Redis (CLI)")
 struct RunCLITests {
-    @Test("an operator's session and hand-published signals drive a story; status shows the groups; SIGTERM exits 0 and removes the instance's groups",
-          .enabled(if: TestServers.available(TestServers.plain)))
+    @Test(
+        "an operator's session and hand-published signals drive a story; status shows the groups; SIGTERM exits 0 and removes the instance's groups",
+        .enabled(if: TestServers.available(TestServers.plain)))
     func runSignalStatus() async throws {
         let url = try TestServers.require(TestServers.plain, "WAVE_TEST_REDIS_URL")
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("wave-run-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        try Data(#"[{"id": "RUN-1", "title": "Checkout", "domain": "backend", "agent_assignment": "BE-1"}]"#.utf8).write(to: folder.appendingPathComponent("stories.json"))
+        try Data(#"[{"id": "RUN-1", "title": "Checkout", "domain": "backend", "agent_assignment": "BE-1"}]"#.utf8).write(
+            to: folder.appendingPathComponent("stories.json"))
         let project = "run-\(UUID().uuidString.prefix(8).lowercased())"
         let consumer = "cli-\(UUID().uuidString.prefix(6).lowercased())"
         let common = ["--redis", url, "--store", "sqlite:\(folder.path)/wave.sqlite"]
@@ -32,7 +34,8 @@ struct RunCLITests {
         #expect(plan.storyID == "RUN-1" && plan.action == "plan")
 
         for (source, payload) in [("PM-1", #"{"gate_id":"gate-0","result":"pass","dev_roles":["be"]}"#), ("CTO-1", #"{"gate_id":"gate-0","result":"pass"}"#)] {
-            let sent = try await WaveBinary.run(["signal", "gate.passed", "--project", project, "--story", "RUN-1", "--source", source, "--payload", payload] + common, in: folder)
+            let sent = try await WaveBinary.run(
+                ["signal", "gate.passed", "--project", project, "--story", "RUN-1", "--source", source, "--payload", payload] + common, in: folder)
             #expect(sent.status == 0, "\(sent.stderr)")
         }
         let develop = try await nextTask(bus, project: name, role: "be")
@@ -83,7 +86,6 @@ struct RunCLITests {
         #expect(unreachable.stderr.contains("is redis-server running?"))
     }
 }
-
 
 /// The next task on a role's stream, read by a watcher group from the beginning.
 func nextTask(_ bus: any EventBus, project: ProjectName, role: String) async throws -> TaskEntry {

@@ -10,12 +10,15 @@ import WaveStore
 import WaveTesting
 
 /// Starts an agent of each role on the harness's bus, working with `work`, until cancelled.
-func startAgents(_ h: Harness, roles: [String] = ["pm", "cto", "fe", "be", "qa"], perRole: Int = 1,
-                 _ work: @escaping @Sendable (TaskEntry) async throws -> TaskReport) -> [Task<Void, any Error>] {
+func startAgents(
+    _ h: Harness, roles: [String] = ["pm", "cto", "fe", "be", "qa"], perRole: Int = 1,
+    _ work: @escaping @Sendable (TaskEntry) async throws -> TaskReport
+) -> [Task<Void, any Error>] {
     roles.flatMap { role in
         (1...perRole).map { index in
-            let kit = AgentKit(bus: h.bus, identity: AgentIdentity(agentID: "\(role.uppercased())-\(index)", role: role, project: h.project),
-                               logger: TestServers.logger)
+            let kit = AgentKit(
+                bus: h.bus, identity: AgentIdentity(agentID: "\(role.uppercased())-\(index)", role: role, project: h.project),
+                logger: TestServers.logger)
             return Task { try await kit.run(work) }
         }
     }
@@ -25,8 +28,9 @@ func startAgents(_ h: Harness, roles: [String] = ["pm", "cto", "fe", "be", "qa"]
 func startSimulatedAgents(_ h: Harness, perRole: Int, profile: SimulationProfile) -> [Task<Void, any Error>] {
     ["pm", "cto", "fe", "be", "qa"].flatMap { role in
         (1...perRole).map { index in
-            let kit = AgentKit(bus: h.bus, identity: AgentIdentity(agentID: "\(role.uppercased())-\(index)", role: role, project: h.project),
-                               logger: TestServers.logger)
+            let kit = AgentKit(
+                bus: h.bus, identity: AgentIdentity(agentID: "\(role.uppercased())-\(index)", role: role, project: h.project),
+                logger: TestServers.logger)
             let agent = SimulatedAgent(kit: kit, profile: profile)
             return Task { try await agent.run() }
         }
@@ -63,7 +67,9 @@ struct TaskPlaneTests {
         print("FE ∥ BE overlap (\(kind), \(work) of work each): \(overlaps.joined(separator: ", "))")
     }
 
-    @Test("an emergency stop in a busy wave halts everything (no dispatch, no transition, tasks withdrawn); the clear resumes it and every story completes with exactly its gates", arguments: BusKind.available)
+    @Test(
+        "an emergency stop in a busy wave halts everything (no dispatch, no transition, tasks withdrawn); the clear resumes it and every story completes with exactly its gates",
+        arguments: BusKind.available)
     func stopInBusyWave(kind: BusKind) async throws {
         let h = try Harness.make(kind)
         let count = 12
@@ -87,8 +93,9 @@ struct TaskPlaneTests {
             #expect(h.orchestrator.tasks.totals.published == published, "nothing dispatched under the stop")
             #expect(try Self.snapshot(h, session) == before, "no story moved under the stop")
             let stopped = try h.store.checkpoints(session: session).filter { $0.state["kind"] == "emergency_stop" }
-            #expect(stopped.count == before.values.filter { !$0.hasPrefix("complete") && !$0.hasPrefix("pending") }.count,
-                    "one stop checkpoint per story at work")
+            #expect(
+                stopped.count == before.values.filter { !$0.hasPrefix("complete") && !$0.hasPrefix("pending") }.count,
+                "one stop checkpoint per story at work")
             try await h.signal(.systemEmergencyCleared, story: nil, from: "ops", payload: ["reason": "drill over"], stream: Channels.system(h.project))
             try await eventually("every story completes after the clear", deadline: .seconds(30)) {
                 try h.store.stories(session: session).allSatisfy { $0.state.status == .complete }
@@ -104,12 +111,15 @@ struct TaskPlaneTests {
     /// Each story's status, gate and number of checkpoints.
     static func snapshot(_ h: Harness, _ session: String) throws -> [String: String] {
         let checkpoints = Dictionary(grouping: try h.store.checkpoints(session: session).filter { $0.type == "gate" }, by: { $0.storyID ?? "" })
-        return Dictionary(uniqueKeysWithValues: try h.store.stories(session: session).map {
-            ($0.state.storyID, "\($0.state.status.rawValue) \($0.state.currentGate) \(checkpoints[$0.state.storyID]?.count ?? 0)")
-        })
+        return Dictionary(
+            uniqueKeysWithValues: try h.store.stories(session: session).map {
+                ($0.state.storyID, "\($0.state.status.rawValue) \($0.state.currentGate) \(checkpoints[$0.state.storyID]?.count ?? 0)")
+            })
     }
 
-    @Test("a restart hands out no second copy of a task still in the agents' stream (unread or held); one acknowledged without a result goes out again", arguments: BusKind.available)
+    @Test(
+        "a restart hands out no second copy of a task still in the agents' stream (unread or held); one acknowledged without a result goes out again",
+        arguments: BusKind.available)
     func restartAdoptsWaitingTasks(kind: BusKind) async throws {
         let h = try Harness.make(kind)
         _ = try h.session([backend("A-1")])
@@ -145,8 +155,9 @@ struct TaskPlaneTests {
         #expect(try await h.tasks("pm").count == 2, "a task no agent will do goes out again")
     }
 
-    @Test("Redis restarted empty during a stop does not lift it: the key is written again and dispatch stays halted",
-          .enabled(if: TestServers.serverBinary != nil || TestServers.isCI))
+    @Test(
+        "Redis restarted empty during a stop does not lift it: the key is written again and dispatch stays halted",
+        .enabled(if: TestServers.serverBinary != nil || TestServers.isCI))
     func stopOutlivesRedis() async throws {
         let server = try RedisServerProcess()
         try await server.start()

@@ -19,8 +19,10 @@ struct WireAgent {
     /// Reads up to `count` new tasks of its role (`XREADGROUP … >`), as the group `agents:{role}`.
     func take(count: Int = 10) async throws -> [StreamEntry] {
         let stream = "wave:tasks:\(self.project.lowercased()):\(self.role)"
-        let reply = try await self.client.send(XReadGroupCommand(group: "agents:\(self.role)", consumer: self.id, streams: [(stream, ">")],
-                                                                 count: count, block: .milliseconds(500)))
+        let reply = try await self.client.send(
+            XReadGroupCommand(
+                group: "agents:\(self.role)", consumer: self.id, streams: [(stream, ">")],
+                count: count, block: .milliseconds(500)))
         return reply.allEntries
     }
 
@@ -28,11 +30,14 @@ struct WireAgent {
     func pass(_ task: StreamEntry) async throws {
         let field = { (name: String) in task.fields.first { $0.name == name }?.value ?? "" }
         let payload = #"{"gate_id": "\#(field("gate"))", "result": "pass", "agent_id": "\#(self.id)"}"#
-        _ = try await self.client.send(XAddCommand("wave:signals:\(self.project.lowercased())", fields: [
-            ("event_type", "gate.passed"), ("payload", payload), ("source", self.id), ("project", self.project),
-            ("priority", "normal"), ("message_id", UUID().uuidString.lowercased()), ("timestamp", "2026-12-03T10:00:00.000000"),
-            ("session_id", field("session_id")), ("story_id", field("story_id")), ("correlation_id", field("message_id")),
-        ]))
+        _ = try await self.client.send(
+            XAddCommand(
+                "wave:signals:\(self.project.lowercased())",
+                fields: [
+                    ("event_type", "gate.passed"), ("payload", payload), ("source", self.id), ("project", self.project),
+                    ("priority", "normal"), ("message_id", UUID().uuidString.lowercased()), ("timestamp", "2026-12-03T10:00:00.000000"),
+                    ("session_id", field("session_id")), ("story_id", field("story_id")), ("correlation_id", field("message_id")),
+                ]))
         _ = try await self.client.send(XAckCommand("wave:tasks:\(self.project.lowercased()):\(self.role)", group: "agents:\(self.role)", ids: [task.id]))
     }
 }
@@ -59,8 +64,9 @@ struct WireFleetTests {
         }
     }
 
-    @Test("a restart with results already waiting in the signals stream sends none of their tasks a second time",
-          .enabled(if: TestServers.available(TestServers.plain)))
+    @Test(
+        "a restart with results already waiting in the signals stream sends none of their tasks a second time",
+        .enabled(if: TestServers.available(TestServers.plain)))
     func restartWithAnswersWaiting() async throws {
         let h = try Harness.make(.redis)
         let url = try TestServers.require(TestServers.plain, "WAVE_TEST_REDIS_URL")

@@ -56,28 +56,34 @@ func makeReferenceDatabase(at path: String, duplicateStory: Bool = false) throws
     let queue = try DatabaseQueue(path: path)
     try queue.write { db in
         try db.execute(sql: referenceDDL)
-        try db.execute(sql: """
-            INSERT INTO wave_sessions VALUES ('\(sessionHex)', 'shop', 3, 'in_progress', '2026-01-05 10:00:00.000000', NULL, NULL, 2.00, 0.12, 1500, 2, 0, 0, '{}',
-                '2026-01-05 10:00:00.000000', '2026-01-05 10:05:00.000000');
-            INSERT INTO wave_story_executions (id, session_id, story_id, story_title, domain, agent, status, started_at, token_count, cost_usd, retry_count,
-                acceptance_criteria_passed, acceptance_criteria_total, tests_passing, metadata, created_at, updated_at)
-            VALUES ('aa000000000000000000000000000001', '\(sessionHex)', 'S-1', 'Checkout', 'backend', 'BE-1', 'in_progress', '2026-01-05 10:00:01.000000',
-                1500, 0.12, 1, 3, 5, 0, '{"current_gate": "gate-1", "last_transition_reason": "started"}', '2026-01-05 10:00:01.000000', '2026-01-05 10:04:00.000000'),
-            ('aa000000000000000000000000000002', '\(sessionHex)', 'S-2', 'Receipts', 'backend', 'BE-1', 'pending', NULL, 0, 0, 0, 0, 0, 0, '{}',
-                '2026-01-05 10:00:02.000000', '2026-01-05 10:00:02.000000');
-            """)
-        if duplicateStory {
-            try db.execute(sql: """
-                INSERT INTO wave_story_executions (id, session_id, story_id, story_title, domain, agent, status, metadata, created_at)
-                VALUES ('aa000000000000000000000000000003', '\(sessionHex)', 'S-2', 'Receipts again', 'backend', 'BE-1', 'pending', '{}', '2026-01-05 10:00:03.000000')
+        try db.execute(
+            sql: """
+                INSERT INTO wave_sessions VALUES ('\(sessionHex)', 'shop', 3, 'in_progress', '2026-01-05 10:00:00.000000', NULL, NULL, 2.00, 0.12, 1500, 2, 0, 0, '{}',
+                    '2026-01-05 10:00:00.000000', '2026-01-05 10:05:00.000000');
+                INSERT INTO wave_story_executions (id, session_id, story_id, story_title, domain, agent, status, started_at, token_count, cost_usd, retry_count,
+                    acceptance_criteria_passed, acceptance_criteria_total, tests_passing, metadata, created_at, updated_at)
+                VALUES ('aa000000000000000000000000000001', '\(sessionHex)', 'S-1', 'Checkout', 'backend', 'BE-1', 'in_progress', '2026-01-05 10:00:01.000000',
+                    1500, 0.12, 1, 3, 5, 0, '{"current_gate": "gate-1", "last_transition_reason": "started"}', '2026-01-05 10:00:01.000000', '2026-01-05 10:04:00.000000'),
+                ('aa000000000000000000000000000002', '\(sessionHex)', 'S-2', 'Receipts', 'backend', 'BE-1', 'pending', NULL, 0, 0, 0, 0, 0, 0, '{}',
+                    '2026-01-05 10:00:02.000000', '2026-01-05 10:00:02.000000');
                 """)
+        if duplicateStory {
+            try db.execute(
+                sql: """
+                    INSERT INTO wave_story_executions (id, session_id, story_id, story_title, domain, agent, status, metadata, created_at)
+                    VALUES ('aa000000000000000000000000000003', '\(sessionHex)', 'S-2', 'Receipts again', 'backend', 'BE-1', 'pending', '{}', '2026-01-05 10:00:03.000000')
+                    """)
         }
         // Checkpoints with equal timestamps: only insertion order tells them apart.
         for (i, gate) in ["gate-0", "gate-1", "gate-2"].enumerated() {
-            try db.execute(sql: """
-                INSERT INTO wave_checkpoints VALUES (?, ?, 'gate', ?, 'S-1', ?, ?, 'BE-1', NULL, '2026-01-05 10:03:00')
-                """, arguments: ["cc00000000000000000000000000000\(i)", sessionHex, "\(gate): passed", gate,
-                                 "{\"gate\": \"\(gate)\", \"status\": \"passed\", \"ac_passed\": 3, \"ac_total\": 5}"])
+            try db.execute(
+                sql: """
+                    INSERT INTO wave_checkpoints VALUES (?, ?, 'gate', ?, 'S-1', ?, ?, 'BE-1', NULL, '2026-01-05 10:03:00')
+                    """,
+                arguments: [
+                    "cc00000000000000000000000000000\(i)", sessionHex, "\(gate): passed", gate,
+                    "{\"gate\": \"\(gate)\", \"status\": \"passed\", \"ac_passed\": 3, \"ac_total\": 5}",
+                ])
         }
     }
 }
@@ -88,7 +94,10 @@ func referenceColumns(_ reader: any DatabaseReader) throws -> [[String]] {
         var rows: [[String]] = []
         for (table, columns) in [
             ("wave_sessions", "id, project_name, wave_number, status, started_at, budget_usd, actual_cost_usd, token_count, metadata, created_at"),
-            ("wave_story_executions", "id, session_id, story_id, story_title, domain, agent, status, started_at, token_count, cost_usd, retry_count, acceptance_criteria_passed, acceptance_criteria_total, metadata"),
+            (
+                "wave_story_executions",
+                "id, session_id, story_id, story_title, domain, agent, status, started_at, token_count, cost_usd, retry_count, acceptance_criteria_passed, acceptance_criteria_total, metadata"
+            ),
             ("wave_checkpoints", "id, session_id, checkpoint_type, checkpoint_name, story_id, gate, state, agent_id, created_at"),
         ] {
             for row in try Row.fetchAll(db, sql: "SELECT \(columns) FROM \(table) ORDER BY rowid") {
@@ -127,9 +136,13 @@ struct AdoptionTests {
         // sender's role from its agent id.
         let signal = IncomingEvent(
             messageID: "ref-1", eventType: "gate.passed", source: "BE-1", sessionID: "deadbeef-0000-0000-0000-000000000000", storyID: "S-1",
-            event: .gateResult(GateResultInput(gate: try GateID(3), payload: ["result": "pass", "retry_count": 0], senderRole: AgentRole.of(agentID: "BE-1"), agentID: "BE-1"))
+            event: .gateResult(
+                GateResultInput(gate: try GateID(3), payload: ["result": "pass", "retry_count": 0], senderRole: AgentRole.of(agentID: "BE-1"), agentID: "BE-1"))
         )
-        guard case .applied(let record, _, _) = try store.apply(signal) else { Issue.record("not applied"); return }
+        guard case .applied(let record, _, _) = try store.apply(signal) else {
+            Issue.record("not applied")
+            return
+        }
         #expect(record.state.currentGate.number == 4)
         #expect(record.state.status == .review)
         // Wave writes only what the reference's constraints allow, and they still hold.
@@ -153,7 +166,9 @@ struct AdoptionTests {
         let applied = try DatabaseQueue(path: path).read { db in try String.fetchAll(db, sql: "SELECT identifier FROM grdb_migrations") }
         let blockedAt = try #require(Schema.migrations.firstIndex { $0.id == "005-unique-story-per-session" })
         #expect(applied == Schema.migrations.prefix(blockedAt).map(\.id))
-        let indexes = try DatabaseQueue(path: path).read { db in try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'idx_stories_session_story'") }
+        let indexes = try DatabaseQueue(path: path).read { db in
+            try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'idx_stories_session_story'")
+        }
         #expect(indexes.isEmpty)
     }
 }

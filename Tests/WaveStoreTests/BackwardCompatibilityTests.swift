@@ -11,13 +11,15 @@ struct BackwardCompatibilityTests {
     /// A signal exactly as the reference's agents write it: no `seq`, no `schema_version`, a naive
     /// timestamp, a random per-process `session_id`, `gate.passed` even for a failure.
     static func referenceSignal(story: String, source: String, gate: Int, result: String, extra: String = "") -> XAddCommand {
-        XAddCommand("wave:signals:shop", fields: [
-            ("event_type", "gate.passed"),
-            ("payload", #"{"gate_id": "gate-\#(gate)", "result": "\#(result)"\#(extra)}"#),
-            ("source", source), ("project", "shop"), ("priority", "normal"),
-            ("message_id", UUID().uuidString.lowercased()), ("timestamp", "2026-01-27T17:07:26.123456"),
-            ("session_id", UUID().uuidString.lowercased()), ("story_id", story),
-        ])
+        XAddCommand(
+            "wave:signals:shop",
+            fields: [
+                ("event_type", "gate.passed"),
+                ("payload", #"{"gate_id": "gate-\#(gate)", "result": "\#(result)"\#(extra)}"#),
+                ("source", source), ("project", "shop"), ("priority", "normal"),
+                ("message_id", UUID().uuidString.lowercased()), ("timestamp", "2026-01-27T17:07:26.123456"),
+                ("session_id", UUID().uuidString.lowercased()), ("story_id", story),
+            ])
     }
 
     /// `wave story show ID --json`, or nothing while the store is busy (the orchestrator migrating it).
@@ -48,7 +50,8 @@ struct BackwardCompatibilityTests {
         }
         #expect(try await Self.story("S-1", store, folder)["current_gate"] as? String == "gate-3")
 
-        _ = try await client.send(Self.referenceSignal(story: "S-1", source: "BE-1", gate: 3, result: "pass", extra: #", "tests_passing": true, "coverage": 88"#))
+        _ = try await client.send(
+            Self.referenceSignal(story: "S-1", source: "BE-1", gate: 3, result: "pass", extra: #", "tests_passing": true, "coverage": 88"#))
         try await eventually("S-1 passed gate-3") { try await Self.story("S-1", store, folder)["current_gate"] as? String == "gate-4" }
         // The reference's QA reports a failure as gate.passed with result fail: a failure, back to develop.
         _ = try await client.send(Self.referenceSignal(story: "S-1", source: "QA-1", gate: 4, result: "fail"))
@@ -66,14 +69,23 @@ struct BackwardCompatibilityTests {
         // Wave wrote only what the reference's constraints allow, in its own columns' meanings.
         let queue = try DatabaseQueue(path: path)
         try await queue.read { db in
-            #expect(try String.fetchAll(db, sql: "SELECT DISTINCT status FROM wave_sessions").allSatisfy { ["pending", "in_progress", "completed", "failed", "cancelled"].contains($0) })
-            #expect(try String.fetchAll(db, sql: "SELECT DISTINCT checkpoint_type FROM wave_checkpoints")
-                .allSatisfy { ["gate", "story_start", "story_complete", "agent_handoff", "error", "manual"].contains($0) })
-            #expect(try String.fetchAll(db, sql: "SELECT id FROM wave_story_executions").allSatisfy { $0.count == 32 && !$0.contains("-") }, "UUIDs as 32 hex digits")
-            let gates = try String.fetchAll(db, sql: "SELECT checkpoint_name FROM wave_checkpoints WHERE story_id = 'S-1' AND checkpoint_type = 'gate' ORDER BY seq")
+            #expect(
+                try String.fetchAll(db, sql: "SELECT DISTINCT status FROM wave_sessions").allSatisfy {
+                    ["pending", "in_progress", "completed", "failed", "cancelled"].contains($0)
+                })
+            #expect(
+                try String.fetchAll(db, sql: "SELECT DISTINCT checkpoint_type FROM wave_checkpoints")
+                    .allSatisfy { ["gate", "story_start", "story_complete", "agent_handoff", "error", "manual"].contains($0) })
+            #expect(
+                try String.fetchAll(db, sql: "SELECT id FROM wave_story_executions").allSatisfy { $0.count == 32 && !$0.contains("-") },
+                "UUIDs as 32 hex digits")
+            let gates = try String.fetchAll(
+                db, sql: "SELECT checkpoint_name FROM wave_checkpoints WHERE story_id = 'S-1' AND checkpoint_type = 'gate' ORDER BY seq")
             #expect(gates.filter { $0.hasPrefix("gate-4") } == ["gate-4: failed", "gate-4: passed"], "\(gates)")
             let metadata = try String.fetchOne(db, sql: "SELECT metadata FROM wave_story_executions WHERE story_id = 'S-1'") ?? ""
-            #expect(metadata.contains(#""current_gate":"gate-7""#) || metadata.contains(#""current_gate": "gate-7""#), "metadata.current_gate kept up to date: \(metadata)")
+            #expect(
+                metadata.contains(#""current_gate":"gate-7""#) || metadata.contains(#""current_gate": "gate-7""#),
+                "metadata.current_gate kept up to date: \(metadata)")
         }
     }
 }

@@ -6,7 +6,12 @@ import WaveProtocol
 
 /// A store with one session in progress whose story S-1 failed at gate-2 after passing 0 and 1.
 func storeWithFailedStory(_ name: String = #function) throws -> (SQLiteStore, SessionRecord) {
-    let engine = StoryEngine(configuration: { var c = EngineConfiguration.standard; c.gates[2].maxRetries = 1; return c }())
+    let engine = StoryEngine(
+        configuration: {
+            var c = EngineConfiguration.standard
+            c.gates[2].maxRetries = 1
+            return c
+        }())
     let store = try temporaryStore(name, engine: engine)
     let session = try store.createSession(project: "shop", wave: 1, stories: stories([("S-1", []), ("S-2", [])]))
     _ = try store.startNextSession(project: "shop")
@@ -85,7 +90,10 @@ struct RecoveryTests {
         #expect(try store.awaitingApproval().map(\.state.storyID) == ["S-2"])
         let wrong = #expect(throws: StoreError.self) { try store.approve(story: "S-2", gate: try GateID(4), by: "alice", messageID: "a-1") }
         #expect(wrong?.message == "story S-2 is at gate-0, not gate-4")
-        guard case .applied(let record, _, _) = try store.approve(story: "S-2", gate: .first, by: "alice", messageID: "a-2") else { Issue.record("not applied"); return }
+        guard case .applied(let record, _, _) = try store.approve(story: "S-2", gate: .first, by: "alice", messageID: "a-2") else {
+            Issue.record("not applied")
+            return
+        }
         #expect(record.state.currentGate.number == 1)
         let automatic = #expect(throws: StoreError.self) { try store.approve(story: "S-2", gate: try GateID(1), by: "alice", messageID: "a-3") }
         #expect(automatic?.message == "gate-1 is decided by the agents' evidence, not by approval")

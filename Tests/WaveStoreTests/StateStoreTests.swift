@@ -7,8 +7,9 @@ import WaveProtocol
 
 @Suite("StateStore over SQLite: the asynchronous contract, inline and on the store's own queues")
 struct StateStoreTests {
-    @Test("a story driven through the protocol ends as one driven through the synchronous store; the clock is the injected one",
-          arguments: SQLiteStateStore.Placement.allCases)
+    @Test(
+        "a story driven through the protocol ends as one driven through the synchronous store; the clock is the injected one",
+        arguments: SQLiteStateStore.Placement.allCases)
     func sameAsSynchronous(placement: SQLiteStateStore.Placement) async throws {
         let fixed = WaveTimestamp(microsecondsSinceEpoch: 1_780_000_000_000_000)
         let store = SQLiteStateStore(try temporaryStore(), placement: placement, clock: { fixed })

@@ -6,11 +6,13 @@ import WaveTesting
 func cliFolder(_ name: String = #function) async throws -> URL {
     let folder = FileManager.default.temporaryDirectory.appendingPathComponent("wave-cli-\(name.prefix(while: { $0 != "(" }))-\(UUID().uuidString.prefix(8))")
     try FileManager.default.createDirectory(at: folder.appendingPathComponent("stories"), withIntermediateDirectories: true)
-    let one = #"{"id": "WAVE-1", "title": "Login form", "domain": "frontend", "priority": "P1", "wave": 1, "objective": {"as_a": "user", "i_want": "to log in", "so_that": "I shop"}, "acceptance_criteria": [{"id": "AC-1", "description": "ok"}, {"id": "AC-2", "description": "bad password"}], "files": {"create": [], "modify": [], "forbidden": []}, "safety": {"stop_conditions": [], "escalation_triggers": []}, "estimated_tokens": 5000, "dependencies": [], "agent_assignment": "FE-1"}"#
+    let one =
+        #"{"id": "WAVE-1", "title": "Login form", "domain": "frontend", "priority": "P1", "wave": 1, "objective": {"as_a": "user", "i_want": "to log in", "so_that": "I shop"}, "acceptance_criteria": [{"id": "AC-1", "description": "ok"}, {"id": "AC-2", "description": "bad password"}], "files": {"create": [], "modify": [], "forbidden": []}, "safety": {"stop_conditions": [], "escalation_triggers": []}, "estimated_tokens": 5000, "dependencies": [], "agent_assignment": "FE-1"}"#
     let two = #"{"id": "WAVE-2", "title": "Session API", "domain": "backend", "dependencies": ["WAVE-1"], "agent_assignment": "BE-1"}"#
     try Data(one.utf8).write(to: folder.appendingPathComponent("stories/01.json"))
     try Data(two.utf8).write(to: folder.appendingPathComponent("stories/02.json"))
-    try Data(#"[{"id": "A", "title": "a", "dependencies": ["B"]}, {"id": "B", "title": "b", "dependencies": ["A"]}]"#.utf8).write(to: folder.appendingPathComponent("cycle.json"))
+    try Data(#"[{"id": "A", "title": "a", "dependencies": ["B"]}, {"id": "B", "title": "b", "dependencies": ["A"]}]"#.utf8).write(
+        to: folder.appendingPathComponent("cycle.json"))
     try Data(#"[{"id": "A", "title": "a", "dependencies": ["Z"]}]"#.utf8).write(to: folder.appendingPathComponent("unknown.json"))
     return folder
 }
@@ -26,7 +28,8 @@ struct StoreCLITests {
     @Test("session create/list/show and story show print the SYSTEM.md --json keys; stdout carries only the JSON")
     func jsonShapes() async throws {
         let folder = try await cliFolder()
-        let created = try await WaveBinary.run(["session", "create", "--project", "shop", "--wave", "1", "--stories", "stories", "--budget", "0", "--json"], in: folder)
+        let created = try await WaveBinary.run(
+            ["session", "create", "--project", "shop", "--wave", "1", "--stories", "stories", "--budget", "0", "--json"], in: folder)
         #expect(created.status == 0, "\(created.stderr)")
         let session = try await json(created.stdout)
         let sessionKeys = ["id", "project", "wave", "status", "paused", "story_count", "stories_completed", "stories_failed", "budget_usd", "actual_cost_usd"]
@@ -41,24 +44,28 @@ struct StoreCLITests {
         let shown = try await json(try await WaveBinary.run(["session", "show", id.replacingOccurrences(of: "-", with: ""), "--json"], in: folder).stdout)
         for key in sessionKeys { #expect(shown[key] != nil, "session show: \(key)") }
         let story = try await json(try await WaveBinary.run(["story", "show", "WAVE-1", "--json"], in: folder).stdout)
-        for key in ["story_id", "session_id", "status", "current_gate", "retry_count", "acceptance_criteria_passed", "acceptance_criteria_total", "blocked_reason"] {
+        for key in [
+            "story_id", "session_id", "status", "current_gate", "retry_count", "acceptance_criteria_passed", "acceptance_criteria_total", "blocked_reason",
+        ] {
             #expect(story.keys.contains(key), "story show: \(key)")
         }
         #expect(story["acceptance_criteria_total"] as? Int == 2)
         #expect(try await WaveBinary.run(["store", "migrate", "--dry-run"], in: folder).stdout.contains("up to date"))
     }
 
-    @Test("bad input exits 2 with one line naming the problem", arguments: [
-        (["session", "create", "--project", "shop", "--wave", "1", "--stories", "cycle.json"], "dependency cycle: A → B → A"),
-        (["session", "create", "--project", "shop", "--wave", "1", "--stories", "unknown.json"], "story A depends on Z, which is not in the session"),
-        (["session", "create", "--project", "shop", "--wave", "1", "--stories", "missing.json"], "no file or folder at missing.json"),
-        (["session", "create", "--project", "Bad Name!", "--wave", "1", "--stories", "stories"], "is not allowed"),
-        (["story", "show", "NOPE"], "no story NOPE"),
-        (["approve", "NOPE", "--gate", "gate-9"], "gate-9"),
-        (["story", "recover", "NOPE", "--strategy", "sideways"], "--strategy must be one of"),
-        (["session", "show", "0123"], "no session 0123"),
-        (["session", "list", "--store", "postgres://db/wave"], "not supported yet"),
-    ])
+    @Test(
+        "bad input exits 2 with one line naming the problem",
+        arguments: [
+            (["session", "create", "--project", "shop", "--wave", "1", "--stories", "cycle.json"], "dependency cycle: A → B → A"),
+            (["session", "create", "--project", "shop", "--wave", "1", "--stories", "unknown.json"], "story A depends on Z, which is not in the session"),
+            (["session", "create", "--project", "shop", "--wave", "1", "--stories", "missing.json"], "no file or folder at missing.json"),
+            (["session", "create", "--project", "Bad Name!", "--wave", "1", "--stories", "stories"], "is not allowed"),
+            (["story", "show", "NOPE"], "no story NOPE"),
+            (["approve", "NOPE", "--gate", "gate-9"], "gate-9"),
+            (["story", "recover", "NOPE", "--strategy", "sideways"], "--strategy must be one of"),
+            (["session", "show", "0123"], "no session 0123"),
+            (["session", "list", "--store", "postgres://db/wave"], "not supported yet"),
+        ])
     func badInput(arguments: [String], message: String) async throws {
         let folder = try await cliFolder()
         let result = try await WaveBinary.run(arguments, in: folder)
@@ -72,7 +79,8 @@ struct StoreCLITests {
     @Test("an operator's approval, an unblock and a recovery through the CLI change the store")
     func operations() async throws {
         let folder = try await cliFolder()
-        let created = try await json(try await WaveBinary.run(["session", "create", "--project", "shop", "--wave", "1", "--stories", "stories", "--json"], in: folder).stdout)
+        let created = try await json(
+            try await WaveBinary.run(["session", "create", "--project", "shop", "--wave", "1", "--stories", "stories", "--json"], in: folder).stdout)
         let id = try #require(created["id"] as? String)
         // A pending story in a pending session takes no approval.
         let early = try await WaveBinary.run(["approve", "WAVE-1", "--gate", "gate-0"], in: folder)

@@ -10,11 +10,14 @@ import WaveProtocol
 func normalizedRows(_ store: SQLiteStore) throws -> [String] {
     try store.pool.read { db in
         var rows: [String] = []
-        for row in try Row.fetchAll(db, sql: """
-            SELECT story_id, status, current_gate, version, retry_count, blocked_reason, acceptance_criteria_passed, acceptance_criteria_total,
-                cost_usd, token_count, error_message, metadata, started_at IS NOT NULL, completed_at IS NOT NULL, failed_at IS NOT NULL
-            FROM wave_story_executions ORDER BY story_id
-            """) { rows.append("story " + row.databaseValues.map(\.description).joined(separator: "|")) }
+        for row in try Row.fetchAll(
+            db,
+            sql: """
+                SELECT story_id, status, current_gate, version, retry_count, blocked_reason, acceptance_criteria_passed, acceptance_criteria_total,
+                    cost_usd, token_count, error_message, metadata, started_at IS NOT NULL, completed_at IS NOT NULL, failed_at IS NOT NULL
+                FROM wave_story_executions ORDER BY story_id
+                """)
+        { rows.append("story " + row.databaseValues.map(\.description).joined(separator: "|")) }
         for row in try Row.fetchAll(db, sql: "SELECT story_id, checkpoint_type, checkpoint_name, gate, state FROM wave_checkpoints ORDER BY seq") {
             rows.append("checkpoint " + row.databaseValues.map(\.description).joined(separator: "|"))
         }
@@ -27,7 +30,9 @@ func normalizedRows(_ store: SQLiteStore) throws -> [String] {
         for row in try Row.fetchAll(db, sql: "SELECT story_id, source, last_seq FROM wave_source_seq ORDER BY story_id, source") {
             rows.append("seq " + row.databaseValues.map(\.description).joined(separator: "|"))
         }
-        for row in try Row.fetchAll(db, sql: "SELECT status, stories_completed, stories_failed, actual_cost_usd, token_count, paused_at IS NOT NULL, metadata FROM wave_sessions") {
+        for row in try Row.fetchAll(
+            db, sql: "SELECT status, stories_completed, stories_failed, actual_cost_usd, token_count, paused_at IS NOT NULL, metadata FROM wave_sessions")
+        {
             rows.append("session " + row.databaseValues.map(\.description).joined(separator: "|"))
         }
         return rows
@@ -55,8 +60,10 @@ struct StorePropertyTests {
             }
             // Some senders number their messages; now and then one arrives older than the last applied.
             let seq: UInt64? = generator.next() % 3 == 0 ? UInt64(generator.next() % 4 == 0 ? max(0, i - 40) : i) : nil
-            messages.append(IncomingEvent(messageID: "m-\(i)", eventType: "x", source: "\(role)-1", seq: seq, storyID: story, event: event,
-                                          costUSD: generator.next() % 4 == 0 ? 0.01 : nil, tokens: 10))
+            messages.append(
+                IncomingEvent(
+                    messageID: "m-\(i)", eventType: "x", source: "\(role)-1", seq: seq, storyID: story, event: event,
+                    costUSD: generator.next() % 4 == 0 ? 0.01 : nil, tokens: 10))
         }
         func prepared(_ name: String) throws -> SQLiteStore {
             let store = try temporaryStore(name)
@@ -81,7 +88,11 @@ struct StorePropertyTests {
                 for (store, times) in [(once, 1), (twice, 2)] {
                     let id = try #require(try store.sessions().first?.id)
                     for _ in 0..<times {
-                        if pause { try store.pauseSession(id, messageID: "pause-\(i)", now: t(i + 1)) } else { try store.resumeSession(id, messageID: "resume-\(i)", now: t(i + 1)) }
+                        if pause {
+                            try store.pauseSession(id, messageID: "pause-\(i)", now: t(i + 1))
+                        } else {
+                            try store.resumeSession(id, messageID: "resume-\(i)", now: t(i + 1))
+                        }
                     }
                 }
             }
@@ -111,10 +122,15 @@ struct StorePropertyTests {
         // The session's counters moved by deltas; they must equal a recount of its stories.
         for store in [once, twice] {
             let (counted, recorded) = try store.pool.read { db in
-                (try Row.fetchOne(db, sql: """
-                    SELECT SUM(status = 'complete'), SUM(status = 'failed'), ROUND(SUM(cost_usd), 4), SUM(token_count) FROM wave_story_executions
-                    """)!.databaseValues.map(\.description),
-                 try Row.fetchOne(db, sql: "SELECT stories_completed, stories_failed, ROUND(actual_cost_usd, 4), token_count FROM wave_sessions")!.databaseValues.map(\.description))
+                (
+                    try Row.fetchOne(
+                        db,
+                        sql: """
+                            SELECT SUM(status = 'complete'), SUM(status = 'failed'), ROUND(SUM(cost_usd), 4), SUM(token_count) FROM wave_story_executions
+                            """)!.databaseValues.map(\.description),
+                    try Row.fetchOne(db, sql: "SELECT stories_completed, stories_failed, ROUND(actual_cost_usd, 4), token_count FROM wave_sessions")!
+                        .databaseValues.map(\.description)
+                )
             }
             #expect(Array(counted) == Array(recorded))
         }

@@ -28,10 +28,14 @@ func stories(_ specs: [(String, [String])], domain: String = "backend") -> [NewS
 }
 
 /// A gate result message.
-func gate(_ story: String, _ gate: Int, _ result: String, from role: String, id: String = UUID().uuidString, seq: UInt64? = nil, session: String? = nil, cost: Double? = nil) throws -> IncomingEvent {
+func gate(
+    _ story: String, _ gate: Int, _ result: String, from role: String, id: String = UUID().uuidString, seq: UInt64? = nil, session: String? = nil,
+    cost: Double? = nil
+) throws -> IncomingEvent {
     IncomingEvent(
         messageID: id, eventType: result == "fail" ? "gate.failed" : "gate.passed", source: "\(role.uppercased())-1", seq: seq, sessionID: session,
-        storyID: story, event: .gateResult(GateResultInput(gate: try GateID(gate), payload: ["result": .string(result)], senderRole: role, agentID: "\(role.uppercased())-1")),
+        storyID: story,
+        event: .gateResult(GateResultInput(gate: try GateID(gate), payload: ["result": .string(result)], senderRole: role, agentID: "\(role.uppercased())-1")),
         costUSD: cost
     )
 }
@@ -51,8 +55,10 @@ struct StoreTests {
         let store = try temporaryStore()
         #expect(try store.appliedMigrations() == Schema.migrations.map(\.id))
         let (journal, synchronous, busy, locking) = try store.pool.read { db in
-            (try String.fetchOne(db, sql: "PRAGMA journal_mode"), try Int.fetchOne(db, sql: "PRAGMA synchronous"),
-             try Int.fetchOne(db, sql: "PRAGMA busy_timeout"), try String.fetchOne(db, sql: "PRAGMA locking_mode"))
+            (
+                try String.fetchOne(db, sql: "PRAGMA journal_mode"), try Int.fetchOne(db, sql: "PRAGMA synchronous"),
+                try Int.fetchOne(db, sql: "PRAGMA busy_timeout"), try String.fetchOne(db, sql: "PRAGMA locking_mode")
+            )
         }
         #expect(journal == "wal")
         #expect(synchronous == 1)  // NORMAL
@@ -151,10 +157,11 @@ struct StoreTests {
         #expect(try store.startNextSession(project: "FaultProj")?.id == session.id, "one in progress: it is returned, no second starts")
         #expect(try store.sessionsInProgress(project: "faultproj").map(\.id) == [session.id])
         #expect(try store.startReadyStories(session: session.id).count == 2)
-        let applied = try store.apply(IncomingEvent(
-            messageID: UUID().uuidString, eventType: "gate.passed", source: "CTO-1", storyID: "S-1",
-            event: .gateResult(GateResultInput(gate: try GateID(0), payload: ["result": .string("pass")], senderRole: "cto", agentID: "CTO-1")),
-            project: "faultproj"))
+        let applied = try store.apply(
+            IncomingEvent(
+                messageID: UUID().uuidString, eventType: "gate.passed", source: "CTO-1", storyID: "S-1",
+                event: .gateResult(GateResultInput(gate: try GateID(0), payload: ["result": .string("pass")], senderRole: "cto", agentID: "CTO-1")),
+                project: "faultproj"))
         guard case .applied(let record, _, _) = applied else {
             Issue.record("a signal naming the project by its key applies to the mixed-case session's story: \(applied)")
             return
@@ -174,7 +181,10 @@ struct StoreTests {
         _ = try store.startNextSession(project: "shop")
         _ = try store.startReadyStories(session: session.id)
         let message = try gate("S-1", 0, "fail", from: "cto", id: "m-1")
-        guard case .applied = try store.apply(message) else { Issue.record("first application"); return }
+        guard case .applied = try store.apply(message) else {
+            Issue.record("first application")
+            return
+        }
         let after = try store.story("S-1")
         let count = try store.checkpoints(session: session.id).count
         #expect(try store.apply(message) == .duplicate(outcome: "applied"))
@@ -207,12 +217,20 @@ struct StoreTests {
 
     @Test("a failed story cancels its dependents; the session fails when every story is finished")
     func failureCascades() throws {
-        let engine = StoryEngine(configuration: { var c = EngineConfiguration.standard; c.gates[0].maxRetries = 0; return c }())
+        let engine = StoryEngine(
+            configuration: {
+                var c = EngineConfiguration.standard
+                c.gates[0].maxRetries = 0
+                return c
+            }())
         let store = try temporaryStore(engine: engine)
         let session = try store.createSession(project: "shop", wave: 1, stories: stories([("A", []), ("B", ["A"]), ("C", ["B"])]))
         _ = try store.startNextSession(project: "shop")
         _ = try store.startReadyStories(session: session.id)
-        guard case .applied(let record, _, let effects) = try store.apply(try gate("A", 0, "fail", from: "cto")) else { Issue.record("not applied"); return }
+        guard case .applied(let record, _, let effects) = try store.apply(try gate("A", 0, "fail", from: "cto")) else {
+            Issue.record("not applied")
+            return
+        }
         #expect(record.state.status == .failed)
         #expect(effects.cancelledDependents == ["B", "C"])
         #expect(effects.statusChange == .failed)
@@ -226,10 +244,19 @@ struct StoreTests {
         let session = try store.createSession(project: "shop", wave: 1, stories: stories([("S-1", [])]), budgetUSD: 1.00)
         _ = try store.startNextSession(project: "shop")
         _ = try store.startReadyStories(session: session.id)
-        guard case .ignored(_, _, _) = try store.apply(try gate("S-1", 0, "pass", from: "qa", cost: 0.5)) else { Issue.record("expected no effect"); return }
-        guard case .applied(_, _, let warn) = try store.apply(try gate("S-1", 0, "fail", from: "cto", cost: 0.35)) else { Issue.record("not applied"); return }
+        guard case .ignored(_, _, _) = try store.apply(try gate("S-1", 0, "pass", from: "qa", cost: 0.5)) else {
+            Issue.record("expected no effect")
+            return
+        }
+        guard case .applied(_, _, let warn) = try store.apply(try gate("S-1", 0, "fail", from: "cto", cost: 0.35)) else {
+            Issue.record("not applied")
+            return
+        }
         #expect(warn.budgetWarning && !warn.pausedForBudget)
-        guard case .applied(_, _, let over) = try store.apply(try gate("S-1", 0, "pass", from: "cto", cost: 0.2)) else { Issue.record("not applied"); return }
+        guard case .applied(_, _, let over) = try store.apply(try gate("S-1", 0, "pass", from: "cto", cost: 0.2)) else {
+            Issue.record("not applied")
+            return
+        }
         #expect(over.pausedForBudget && !over.budgetWarning)
         let paused = try store.session(id: session.id)
         #expect(paused.isPaused)

@@ -340,7 +340,10 @@ public struct XClaimCommand: RedisCommand {
     public var justID: Bool
 
     /// Creates the command.
-    public init(_ key: String, group: String, consumer: String, minIdle: Duration = .zero, ids: [String], idle: Duration? = nil, retryCount: Int? = nil, force: Bool = false, justID: Bool = false) {
+    public init(
+        _ key: String, group: String, consumer: String, minIdle: Duration = .zero, ids: [String], idle: Duration? = nil, retryCount: Int? = nil,
+        force: Bool = false, justID: Bool = false
+    ) {
         self.key = key
         self.group = group
         self.consumer = consumer
