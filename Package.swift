@@ -166,7 +166,7 @@ let package = Package(
         .testTarget(
             name: "WaveRuntimeTests",
             dependencies: ["WaveRuntime", "WaveAgentKit", "WaveBus", "WaveStore", "WaveEngine", "WaveProtocol", "WaveRedis", "WaveTesting",
-                           .product(name: "Logging", package: "swift-log")],
+                           .product(name: "Logging", package: "swift-log"), .product(name: "NIOPosix", package: "swift-nio")],
             swiftSettings: strict
         ),
         .testTarget(

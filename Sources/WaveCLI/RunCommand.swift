@@ -98,8 +98,9 @@ struct RunCommand: AsyncParsableCommand {
         if let url = self.global.redisURL {
             let redisConfiguration: RedisConfiguration
             do { redisConfiguration = try RedisConfiguration(url: url) } catch { throw CLIError.badInput(error.message) }
-            // One event-loop thread for the client, and the handlers run on it (ARCHITECTURE.md):
-            // replies and the code that waits for them share a thread; Redis keeps the other cores.
+            // One event-loop thread for the client, and the handlers start on it (ARCHITECTURE.md):
+            // replies and the code that waits for them share a thread; the store's transactions
+            // run on its own executor, never here; Redis keeps the other cores.
             let loopGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
             let client = try RedisClient(configuration: redisConfiguration, eventLoopGroup: loopGroup, logger: Logger(label: "wave.redis"))
             configuration.executor = EventLoopTaskExecutor(loopGroup.next())

@@ -142,21 +142,49 @@ public final class EventDispatcher: Service, Sendable {
                 "wave.group": "\(options.group)", "wave.consumer": "\(options.consumer)", "wave.streams": "\(options.streams.joined(separator: ","))",
             ])
         try await self.bus.withConsumer(options) { deliveries in
+            // A pipeline: while one read is handled (its transaction committing), the bus reads
+            // the next one and the previous one's acknowledgement is on its way. Acknowledgements
+            // go out in read order, each after its own read's commit, as before.
+            var acknowledging: Task<Void, Never>?
             var iterator = deliveries.makeAsyncIterator()
             while !Task.isCancelled, let batch = await iterator.nextBatch() {
                 // A read in hand is finished even if shutdown begins meanwhile: its handlers and
                 // acknowledgements run outside this task's cancellation.
-                await Task(executorPreference: self.executor) { await self.settle(batch) }.value
+                let settled = await Task(executorPreference: self.executor) { await self.settle(batch) }.value
+                guard !settled.isEmpty else { continue }
+                acknowledging = Task(executorPreference: self.executor) { [acknowledging] in
+                    await acknowledging?.value
+                    await self.acknowledge(settled)
+                }
             }
+            await acknowledging?.value
         }
     }
 
-    /// Dispatches a read and settles every entry: one acknowledgement for the entries whose
-    /// handlers succeeded, a dead letter for each one a handler refused, nothing for failures.
+    /// Acknowledges the entries of a read whose handlers succeeded, in one call.
+    func acknowledge(_ acknowledged: [Delivery]) async {
+        do {
+            try await self.bus.acknowledge(acknowledged)
+            self.hooks.acknowledged?(acknowledged)
+        } catch {
+            // Not lost: the entries stay pending, are delivered again, and the ledger makes their
+            // second application a no-op.
+            self.logger.warning(
+                "acknowledgement failed; the entries will be delivered again",
+                metadata: [
+                    "wave.count": "\(acknowledged.count)", "wave.error": "\(error)",
+                ])
+        }
+    }
+
+    /// Dispatches a read and settles every entry: a dead letter for each one a handler refused,
+    /// nothing for failures; returns the entries whose handlers succeeded, to be acknowledged.
     /// Consecutive entries whose only handler is the same ``BatchEventHandler`` go to it at once.
-    func settle(_ batch: [Delivery]) async {
+    func settle(_ batch: [Delivery]) async -> [Delivery] {
         var acknowledged: [Delivery] = []
         acknowledged.reserveCapacity(batch.count)
+        var failed: [(Signal, String)] = []
+        defer { self.logFailures(failed) }
         var index = 0
         while index < batch.count {
             let delivery = batch[index]
@@ -182,28 +210,16 @@ public final class EventDispatcher: Service, Sendable {
                     case .success(let value): result.outcomes = [(batcher.name, value)]
                     case .failure(let error): result.error = error
                     }
-                    if await self.finish(member, result) { acknowledged.append(member.delivery) }
+                    if await self.finish(member, result, failed: &failed) { acknowledged.append(member.delivery) }
                 }
                 index = next
                 continue
             }
             let result = await self.dispatch(signal)
-            if await self.finish(signal, result) { acknowledged.append(delivery) }
+            if await self.finish(signal, result, failed: &failed) { acknowledged.append(delivery) }
             index += 1
         }
-        guard !acknowledged.isEmpty else { return }
-        do {
-            try await self.bus.acknowledge(acknowledged)
-            self.hooks.acknowledged?(acknowledged)
-        } catch {
-            // Not lost: the entries stay pending, are delivered again, and the ledger makes their
-            // second application a no-op.
-            self.logger.warning(
-                "acknowledgement failed; the entries will be delivered again",
-                metadata: [
-                    "wave.count": "\(acknowledged.count)", "wave.error": "\(error)",
-                ])
-        }
+        return acknowledged
     }
 
     /// The signal of a delivery; a delivery from a stream the orchestrator does not read (a
@@ -224,8 +240,25 @@ public final class EventDispatcher: Service, Sendable {
         return info
     }
 
-    /// Settles one entry by its result; returns whether it is to be acknowledged.
-    func finish(_ signal: Signal, _ result: DispatchResult) async -> Bool {
+    /// One line for the entries of a read whose handlers failed (a store that cannot write fails
+    /// a whole read the same way): how many, the first entry and the distinct errors.
+    func logFailures(_ failed: [(Signal, String)]) {
+        guard let (first, _) = failed.first else { return }
+        var errors: [String] = []
+        for (_, error) in failed where !errors.contains(error) { errors.append(error) }
+        self.logger.warning(
+            "\(failed.count == 1 ? "a handler" : "handlers of \(failed.count) entries") failed; left pending, delivered again",
+            metadata: Self.metadata(
+                first,
+                [
+                    "wave.count": "\(failed.count)", "wave.error": "\(errors.prefix(3).joined(separator: " | "))",
+                    "wave.delivery": "\(first.delivery.deliveryCount)",
+                ]))
+    }
+
+    /// Settles one entry by its result; returns whether it is to be acknowledged. A failure is
+    /// added to `failed` (logged once per read).
+    func finish(_ signal: Signal, _ result: DispatchResult, failed: inout [(Signal, String)]) async -> Bool {
         defer { self.hooks.settled?(signal, result) }
         switch result.disposition {
         case .acknowledge:
@@ -245,13 +278,7 @@ public final class EventDispatcher: Service, Sendable {
             return false
         case .retry:
             self.counters.withLock { $0.failures += 1 }
-            self.logger.warning(
-                "handler failed; the entry stays pending and is delivered again",
-                metadata: Self.metadata(
-                    signal,
-                    [
-                        "wave.error": "\(result.error.map { String(describing: $0) } ?? "")", "wave.delivery": "\(signal.delivery.deliveryCount)",
-                    ]))
+            failed.append((signal, result.error.map { String(describing: $0) } ?? ""))
             return false
         }
     }

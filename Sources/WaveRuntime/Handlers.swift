@@ -53,6 +53,18 @@ struct OrchestratorCore: Sendable {
     /// reacts to each and dispatches every task that follows in one pipelined write. Each result
     /// is what applying that signal alone gives.
     func applyStoryEvents(_ items: [(Signal, StoryEvent)]) async -> [Result<HandlerOutcome, any Error>] {
+        // On the store's executor: the transaction and the reactions' store calls cost no thread
+        // hop, and a transaction that waits for another process's lock never holds the event loop
+        // (where the reads arrive, and where an emergency stop halts dispatch meanwhile).
+        // The tasks that follow go out from the event loop, after the commit.
+        let (results, work) = await withTaskExecutorPreference(self.store.executor) { await self.applyOnStoreExecutor(items) }
+        await self.tasks.dispatch(work)
+        return results
+    }
+
+    func applyOnStoreExecutor(
+        _ items: [(Signal, StoryEvent)]
+    ) async -> (results: [Result<HandlerOutcome, any Error>], work: [(story: StoryRecord, drafts: [TaskDraft])]) {
         var results = [Result<HandlerOutcome, any Error>?](repeating: nil, count: items.count)
         var positions: [Int] = []
         var batch: [IncomingEvent] = []
@@ -103,8 +115,7 @@ struct OrchestratorCore: Sendable {
             }
             offset += max(applied.count, 1)
         }
-        await self.tasks.dispatch(work)
-        return results.map { $0! }
+        return (results.map { $0! }, work)
     }
 
     /// Carries out what an applied change implies: log lines, tasks, escalation notices, the next

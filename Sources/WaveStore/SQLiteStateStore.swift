@@ -5,14 +5,11 @@ import WaveProtocol
 
 /// SQLite behind the asynchronous ``StateStore`` contract.
 ///
-/// Where the calls run is a choice (``Placement``): ``Placement/inline`` (the default) runs each
-/// call on the caller's thread, as the synchronous store did; ``Placement/ownQueues`` runs writes
-/// on one serial queue and reads on a concurrent queue of the store's own, so that a transaction
-/// waiting for another process's write lock never holds the event loop that serves Redis. Measured
-/// on this machine, the hop to the queues and back costs the latency bars (`wave bench latency`:
-/// handler p99 0.59 → 3.2 ms, committed p99 1.8 → 6.5 ms) because the dispatcher does not yet
-/// overlap one batch's commit with the next batch's handling; until it does, inline stays the
-/// default (ARCHITECTURE.md, the runtime's shape).
+/// Writes run on the store's own serial executor (``executor``), never on the event loop that
+/// serves Redis: a transaction waiting for another process's write lock holds that executor and
+/// nothing else. A call made on the executor runs at once (the orchestrator handles its signals
+/// there, so the hot path costs no thread hop); a call made elsewhere is sent to it. Reads made
+/// elsewhere run on a concurrent queue of their own (WAL readers never wait for the writer).
 ///
 /// Time comes from the injected clock. ``base`` is the synchronous store, for the composition
 /// root, its tools (migrations, the raw benchmark loops) and the store's own tests.
@@ -20,42 +17,32 @@ public final class SQLiteStateStore: StateStore {
     /// The synchronous store underneath.
     public let base: SQLiteStore
     let clock: @Sendable () -> WaveTimestamp
-    let placement: Placement
-    let writer = DispatchQueue(label: "wave.store.write", qos: .userInitiated)
+    /// Where writes run (and where a caller that makes many calls should run to save the hops).
+    public let storeExecutor: StoreExecutor
     let readers = DispatchQueue(label: "wave.store.read", qos: .userInitiated, attributes: .concurrent)
 
-    /// Where the store's work runs.
-    public enum Placement: String, Sendable, CaseIterable {
-        /// On the caller's thread.
-        case inline
-        /// Writes on a serial queue of the store's own, reads on a concurrent one.
-        case ownQueues = "own_queues"
-    }
-
     /// Wraps a store. `clock` gives every time the store writes (default: the system clock).
-    public init(_ base: SQLiteStore, placement: Placement = .inline, clock: @escaping @Sendable () -> WaveTimestamp = { WaveTimestamp.now() }) {
+    public init(_ base: SQLiteStore, clock: @escaping @Sendable () -> WaveTimestamp = { WaveTimestamp.now() }) {
         self.base = base
-        self.placement = placement
         self.clock = clock
+        self.storeExecutor = StoreExecutor()
     }
 
+    public var executor: (any TaskExecutor)? { self.storeExecutor }
     public var engine: StoryEngine { self.base.engine }
     public var location: String { self.base.location.description }
     public func now() -> WaveTimestamp { self.clock() }
 
-    /// Runs a write on the writer queue.
+    /// Runs a write on the store's executor, with the clock read when it starts.
     func write<T: Sendable>(_ body: @escaping @Sendable (SQLiteStore, WaveTimestamp) throws -> T) async throws -> T {
-        let (base, now) = (self.base, self.clock())
-        if self.placement == .inline { return try body(base, now) }
-        return try await withCheckedThrowingContinuation { continuation in
-            self.writer.async { continuation.resume(with: Result { try body(base, now) }) }
-        }
+        let (base, clock) = (self.base, self.clock)
+        return try await self.storeExecutor.run { try body(base, clock()) }
     }
 
-    /// Runs a read on the reader queue.
+    /// Runs a read: at once on the store's executor, else on the reader queue.
     func read<T: Sendable>(_ body: @escaping @Sendable (SQLiteStore) throws -> T) async throws -> T {
         let base = self.base
-        if self.placement == .inline { return try body(base) }
+        if self.storeExecutor.isCurrent { return try body(base) }
         return try await withCheckedThrowingContinuation { continuation in
             self.readers.async { continuation.resume(with: Result { try body(base) }) }
         }
@@ -183,6 +170,6 @@ struct SendableResult: Sendable {
 }
 
 extension SQLiteStore {
-    /// This store behind the asynchronous ``StateStore`` contract (calls run inline).
+    /// This store behind the asynchronous ``StateStore`` contract.
     public var asStateStore: SQLiteStateStore { SQLiteStateStore(self) }
 }

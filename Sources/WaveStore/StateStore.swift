@@ -17,6 +17,9 @@ public protocol StateStore: Sendable {
     var location: String { get }
     /// The store's clock: every time it writes comes from here, and the runtime asks it too.
     func now() -> WaveTimestamp
+    /// Where the store's calls cost no thread hop (SQLite: its own serial executor), for the
+    /// caller that makes most of them (the orchestrator's signal handling); `nil`: anywhere.
+    var executor: (any TaskExecutor)? { get }
 
     // MARK: Sessions
     /// Creates a pending session with its stories (dependencies checked).

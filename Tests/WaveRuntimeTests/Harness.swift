@@ -1,5 +1,7 @@
 import Foundation
 import Logging
+import NIOCore
+import NIOPosix
 import Testing
 import WaveBus
 import WaveEngine
@@ -16,13 +18,19 @@ enum BusKind: String, CaseIterable, CustomTestStringConvertible, Sendable {
     /// Redis runs when the test script started a server, or under CI (where its absence fails).
     static var available: [BusKind] { TestServers.available(TestServers.plain) ? [.memory, .redis] : [.memory] }
 
-    func makeBus(url given: String? = nil, adjust: (inout RedisConfiguration) -> Void = { _ in }) throws -> any EventBus {
+    func makeBus(
+        url given: String? = nil, loops: (any EventLoopGroup)? = nil, adjust: (inout RedisConfiguration) -> Void = { _ in }
+    ) throws -> any EventBus {
         switch self {
         case .memory:
             return InMemoryEventBus()
         case .redis:
             let url = try given ?? TestServers.require(TestServers.plain, "WAVE_TEST_REDIS_URL")
-            return RedisEventBus(client: try TestServers.client(url, adjust), logger: TestServers.logger)
+            guard let loops else { return RedisEventBus(client: try TestServers.client(url, adjust), logger: TestServers.logger) }
+            var configuration = try RedisConfiguration(url: url)
+            adjust(&configuration)
+            return RedisEventBus(
+                client: try RedisClient(configuration: configuration, eventLoopGroup: loops, logger: TestServers.logger), logger: TestServers.logger)
         }
     }
 }
@@ -81,7 +89,7 @@ struct Harness: Sendable {
 
     static func make(
         _ kind: BusKind, name: String = #function, redisURL: String? = nil, redis adjust: (inout RedisConfiguration) -> Void = { _ in },
-        engine: EngineConfiguration = Harness.fastEngine,
+        engine: EngineConfiguration = Harness.fastEngine, asDeployed: Bool = false, logger given: Logger? = nil,
         configure: (inout OrchestratorConfiguration) -> Void = { _ in },
         register: (inout HandlerRegistry) -> Void = { _ in }
     ) throws -> Harness {
@@ -89,15 +97,20 @@ struct Harness: Sendable {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         var logger = Logger(label: "runtime-test")
         logger.logLevel = .critical
+        if let given { logger = given }
         let store = try SQLiteStore(
             location: StoreLocation(path: directory.appendingPathComponent("wave.sqlite").path),
             engine: StoryEngine(configuration: engine), logger: logger)
         let project = try ProjectName("t-\(name.prefix(while: { $0 != "(" }).lowercased().prefix(30))-\(UUID().uuidString.prefix(8).lowercased())")
         var configuration = OrchestratorConfiguration(projects: [project], consumer: "test-\(UUID().uuidString.prefix(6))")
         configuration.blockTime = .milliseconds(200)
+        // As `wave run` deploys it: the Redis client on one event-loop thread, which also runs
+        // everything but the signal handling (that runs on the store's executor).
+        let loops: (any EventLoopGroup)? = asDeployed ? MultiThreadedEventLoopGroup(numberOfThreads: 1) : nil
+        if let loops { configuration.executor = EventLoopTaskExecutor(loops.next()) }
         configure(&configuration)
         let settled = Settled()
-        let bus = try kind.makeBus(url: redisURL, adjust: adjust)
+        let bus = try kind.makeBus(url: redisURL, loops: loops, adjust: adjust)
         let orchestrator = Orchestrator(
             bus: bus, store: store.asStateStore, configuration: configuration, logger: logger, register: register,
             hooks: EventDispatcher.Hooks(settled: { signal, result in

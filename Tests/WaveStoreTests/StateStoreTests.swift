@@ -5,14 +5,21 @@ import WaveProtocol
 
 @testable import WaveStore
 
-@Suite("StateStore over SQLite: the asynchronous contract, inline and on the store's own queues")
+@Suite("StateStore over SQLite: the asynchronous contract, on the store's executor and off it")
 struct StateStoreTests {
     @Test(
         "a story driven through the protocol ends as one driven through the synchronous store; the clock is the injected one",
-        arguments: SQLiteStateStore.Placement.allCases)
-    func sameAsSynchronous(placement: SQLiteStateStore.Placement) async throws {
+        arguments: [false, true])
+    func sameAsSynchronous(onStoreExecutor: Bool) async throws {
         let fixed = WaveTimestamp(microsecondsSinceEpoch: 1_780_000_000_000_000)
-        let store = SQLiteStateStore(try temporaryStore(), placement: placement, clock: { fixed })
+        let store = SQLiteStateStore(try temporaryStore(), clock: { fixed })
+        try await withTaskExecutorPreference(onStoreExecutor ? store.executor : nil) {
+            #expect(store.storeExecutor.isCurrent == onStoreExecutor)
+            try await drive(store, fixed: fixed)
+        }
+    }
+
+    func drive(_ store: SQLiteStateStore, fixed: WaveTimestamp) async throws {
         let session = try await store.createSession(project: "Shop", wave: 1, stories: stories([("S-1", [])]), budgetUSD: 10)
         #expect(session.createdAt == fixed, "written with the store's clock")
         #expect(try await store.startNextSession(project: "shop")?.id == session.id)
@@ -33,11 +40,13 @@ struct StateStoreTests {
         #expect(try await store.liveProjects() == ["shop"])
     }
 
-    @Test("calls from many tasks at once on the store's own queues: every write lands once", arguments: SQLiteStateStore.Placement.allCases)
-    func concurrentCalls(placement: SQLiteStateStore.Placement) async throws {
-        let store = SQLiteStateStore(try temporaryStore(), placement: placement)
+    @Test("calls from many tasks at once, on the store's executor and off it: every write lands once")
+    func concurrentCalls() async throws {
+        let store = SQLiteStateStore(try temporaryStore())
         try await withThrowingTaskGroup(of: Void.self) { group in
-            for _ in 0..<50 { group.addTask { try await store.bump("concurrent", by: 2) } }
+            for index in 0..<50 {
+                group.addTask(executorPreference: index.isMultiple(of: 2) ? store.executor : nil) { try await store.bump("concurrent", by: 2) }
+            }
             try await group.waitForAll()
         }
         #expect(try await store.counters(prefix: "concurrent")["concurrent"] == 100)
