@@ -17,6 +17,8 @@ struct EmergencyResponse: Sendable {
     func stop(_ scope: StopScope, reason: String, by: String, source: String = "wave", messageID: String? = nil) async throws -> EmergencyStopRecord {
         // Halt first: the store write must not delay it.
         let withdrawn = self.core.tasks.halt(scope: scope)
+        // The withdrawals as store facts: their late results are not applied, by any instance.
+        try await self.core.store.recordWithdrawals(withdrawn, reason: "stop")
         let stop = try await self.stops.record(scope, reason: reason, by: by, source: source, messageID: messageID)
         // The key holds the stop across restarts of everything that reads it.
         try await self.stops.publish(stop, bus: self.core.bus, announce: false)

@@ -70,6 +70,11 @@ struct OrchestratorCore: Sendable {
         var batch: [IncomingEvent] = []
         for (position, (signal, event)) in items.enumerated() {
             switch self.incoming(signal, event) {
+            case .success(let incoming) where self.tasks.timedOut(correlationID: incoming.correlationID):
+                // Taken back (its deadline, a stop) in this process a moment ago, perhaps before
+                // the store's mark is written: late, as the store would say.
+                try? await self.store.bump("late_results")
+                results[position] = .success(.ignored("late_result"))
             case .success(let incoming):
                 positions.append(position)
                 batch.append(incoming)
@@ -85,9 +90,7 @@ struct OrchestratorCore: Sendable {
             // before the rest is applied, as they would between signals applied one by one.
             let applied: [Result<ApplyResult, any Error>]
             do {
-                applied = try await self.store.apply(batch: Array(batch[offset...]), stopAtSessionChange: true) { [tasks = self.tasks] incoming in
-                    tasks.timedOut(correlationID: incoming.correlationID)
-                }
+                applied = try await self.store.apply(batch: Array(batch[offset...]), stopAtSessionChange: true)
             } catch {
                 // The transaction rolled back (SQLite's error): nothing of it applied; those entries are retried.
                 for position in positions[offset...] { results[position] = .failure(error) }

@@ -87,15 +87,15 @@ public final class SQLiteStateStore: StateStore {
 
     // MARK: Applying messages
 
-    public func apply(
-        batch: [IncomingEvent], stopAtSessionChange: Bool, withdrawn: (@Sendable (IncomingEvent) -> Bool)?
-    ) async throws
-        -> [Result<ApplyResult, any Error>]
-    {
+    public func apply(batch: [IncomingEvent], stopAtSessionChange: Bool) async throws -> [Result<ApplyResult, any Error>] {
         let results = try await self.write { store, now in
-            try store.apply(batch: batch, now: now, stopAtSessionChange: stopAtSessionChange, withdrawn: withdrawn).map(SendableResult.init)
+            try store.apply(batch: batch, now: now, stopAtSessionChange: stopAtSessionChange).map(SendableResult.init)
         }
         return results.map(\.result)
+    }
+
+    public func recordWithdrawals(_ tasks: [TaskEntry], reason: String) async throws {
+        try await self.write { try $0.recordWithdrawals(tasks, reason: reason, now: $1) }
     }
 
     // MARK: Operators

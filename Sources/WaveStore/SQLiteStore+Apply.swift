@@ -98,24 +98,37 @@ extension SQLiteStore {
     ///   may start now): the results returned are then a prefix of `batch`, and the caller starts
     ///   what is ready before applying the rest, so that each message sees what applying the
     ///   messages one by one, with the orchestrator's reactions between them, would show it.
+    ///
+    /// A result whose task was taken back (its deadline passed and the timeout applied, or a stop
+    /// withdrew it: ``recordWithdrawals(_:reason:now:)``) gets ``StoreError/Code/withdrawn`` in its
+    /// slot and changes nothing: facts in the ledger, read in the same transaction, so that every
+    /// process that applies results sees them.
     public func apply(
         batch: [IncomingEvent], now: WaveTimestamp = .now(), jitter: Double? = nil, stopAtSessionChange: Bool = false
     ) throws -> [Result<ApplyResult, any Error>] {
-        try self.apply(batch: batch, now: now, jitter: jitter, stopAtSessionChange: stopAtSessionChange, withdrawn: nil)
-    }
-
-    /// Applies several messages in one transaction, as ``apply(batch:now:jitter:stopAtSessionChange:)``,
-    /// asking `withdrawn` about each message inside the transaction (the write lock held): a
-    /// message it names gets ``StoreError/Code/withdrawn`` in its slot and changes nothing. The
-    /// orchestrator asks whether the task a result answers was taken back, so that a stop that
-    /// lands between reading a result and applying it still keeps the result out.
-    public func apply(
-        batch: [IncomingEvent], now: WaveTimestamp = .now(), jitter: Double? = nil, stopAtSessionChange: Bool = false,
-        withdrawn: ((IncomingEvent) -> Bool)?
-    ) throws -> [Result<ApplyResult, any Error>] {
         try self.immediateWrite { db in
             var writer = BatchWriter(store: self, db: db, now: now)
-            return try writer.apply(batch, jitter: jitter, stopAtSessionChange: stopAtSessionChange, withdrawn: withdrawn)
+            return try writer.apply(batch, jitter: jitter, stopAtSessionChange: stopAtSessionChange)
+        }
+    }
+
+    /// The ledger entries that say a task was taken back: the timeout applied for it
+    /// (`timeout-{task}`), or its withdrawal by a stop (`withdrawn-{task}`).
+    static func withdrawalMarks(_ taskMessageID: String) -> [String] { ["timeout-\(taskMessageID)", "withdrawn-\(taskMessageID)"] }
+
+    /// Records tasks taken back by a stop: a result that answers one of them later is not
+    /// applied. The marks are ledger entries (no session, so that a session's ledger counts only
+    /// its messages), pruned with the ledger.
+    public func recordWithdrawals(_ tasks: [TaskEntry], reason: String, now: WaveTimestamp = .now()) throws {
+        guard !tasks.isEmpty else { return }
+        try self.pool.write { db in
+            for task in tasks {
+                try db.execute(
+                    sql: """
+                        INSERT OR IGNORE INTO wave_processed_messages (message_id, session_id, story_id, event_type, outcome, applied_at)
+                        VALUES (?, NULL, ?, 'task.withdrawn', ?, ?)
+                        """, arguments: ["withdrawn-\(task.messageID)", task.storyID, "withdrawn:\(reason)", Self.format(now)])
+            }
         }
     }
 

@@ -69,15 +69,18 @@ struct BatchWriter {
     }
 
     mutating func apply(
-        _ batch: [IncomingEvent], jitter: Double?, stopAtSessionChange: Bool = false,
-        withdrawn: ((IncomingEvent) -> Bool)? = nil
+        _ batch: [IncomingEvent], jitter: Double?, stopAtSessionChange: Bool = false
     ) throws -> [Result<ApplyResult, any Error>] {
         let jitters = batch.map { _ in jitter ?? Double.random(in: 0..<1) }
-        try self.loadLedger(batch.map(\.messageID))
+        // The ledger entries of the messages, and the marks of the tasks their results answer
+        // (taken back by their deadline or by a stop), in one query.
+        try self.loadLedger(batch.map(\.messageID) + batch.compactMap(\.correlationID).flatMap(SQLiteStore.withdrawalMarks))
         var results: [Result<ApplyResult, any Error>] = []
         results.reserveCapacity(batch.count)
         for (incoming, jitter) in zip(batch, jitters) {
-            if let withdrawn, withdrawn(incoming) {
+            if self.outcomes[incoming.messageID] == nil, let task = incoming.correlationID,
+                SQLiteStore.withdrawalMarks(task).contains(where: { self.outcomes[$0] != nil })
+            {
                 results.append(.failure(StoreError(.withdrawn, "the task \(incoming.correlationID ?? "?") was taken back before its result applied")))
                 continue
             }

@@ -56,12 +56,13 @@ public protocol StateStore: Sendable {
     func checkpoints(session id: String, story: String?) async throws -> [CheckpointRecord]
 
     // MARK: Applying messages
-    /// Applies messages in one transaction, each as if alone (see `SQLiteStore.apply(batch:…)`);
-    /// `withdrawn` is asked inside the transaction whether a result's task was taken back.
-    func apply(
-        batch: [IncomingEvent], stopAtSessionChange: Bool, withdrawn: (@Sendable (IncomingEvent) -> Bool)?
-    ) async throws
-        -> [Result<ApplyResult, any Error>]
+    /// Applies messages in one transaction, each as if alone (see `SQLiteStore.apply(batch:…)`).
+    /// A result whose task was taken back (its timeout applied, or withdrawn by a stop) gets
+    /// ``StoreError/Code/withdrawn`` and changes nothing.
+    func apply(batch: [IncomingEvent], stopAtSessionChange: Bool) async throws -> [Result<ApplyResult, any Error>]
+    /// Records tasks taken back by a stop, so that their late results are not applied (by this
+    /// process or any other).
+    func recordWithdrawals(_ tasks: [TaskEntry], reason: String) async throws
 
     // MARK: Operators
     /// Recovers a story.
@@ -165,7 +166,7 @@ extension StateStore {
     public func story(_ storyID: String) async throws -> StoryRecord { try await self.story(storyID, session: nil) }
     /// Applies one message in one transaction.
     public func apply(_ incoming: IncomingEvent) async throws -> ApplyResult {
-        try await self.apply(batch: [incoming], stopAtSessionChange: false, withdrawn: nil)[0].get()
+        try await self.apply(batch: [incoming], stopAtSessionChange: false)[0].get()
     }
     /// Adds one to a counter.
     public func bump(_ name: String) async throws { try await self.bump(name, by: 1) }
