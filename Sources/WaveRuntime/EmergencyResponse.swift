@@ -1,3 +1,4 @@
+import Logging
 import WaveBus
 import WaveProtocol
 import WaveStore
@@ -48,5 +49,72 @@ struct EmergencyResponse: Sendable {
         self.core.logger.warning("emergency stop cleared (\(scope)): \(reason)", metadata: ["wave.by": "\(by)"])
         try await self.core.tasks.redispatch()
         return !stillStopped
+    }
+}
+
+extension OrchestratorCore {
+    /// Listens on the reference's `wave:emergency` channel: `HALT` sets a global stop from a
+    /// legacy trigger, `RESUME` clears only a stop that came from one. After every (re)subscribe
+    /// the keys are reconciled, so a stop published while disconnected is not missed. Throws when
+    /// the subscription or a reconcile fails (Redis away, its breaker open): the orchestrator
+    /// runs it under supervision (``supervised(_:logger:policy:restarts:_:)``), which subscribes
+    /// again after a backoff, so the channel is never left unheard.
+    func listenForLegacyEmergency(projects: [ProjectName]) async throws {
+        try await self.bus.withSubscription(channels: [Channels.Legacy.emergencyChannel]) { events in
+            for await event in events {
+                switch event {
+                case .subscribed:
+                    for stop in try await EmergencyKeys.reconcile(store: self.store, bus: self.bus, projects: projects, logger: self.logger) {
+                        self.tasks.halt(scope: stop.scope)
+                    }
+                case .message(_, let payload):
+                    await self.legacyEmergency(payload)
+                }
+            }
+        }
+    }
+
+    /// One message of the reference's channel: `{"action":"HALT"|"RESUME","reason":…,"timestamp":…}`.
+    func legacyEmergency(_ payload: String) async {
+        let object = JSONValue(jsonText: payload)?.objectValue ?? [:]
+        let reason = object["reason"]?.stringValue ?? "legacy \(object["action"]?.stringValue ?? "message")"
+        let emergency = EmergencyResponse(core: self)
+        do {
+            switch object["action"]?.stringValue?.uppercased() {
+            case "HALT":
+                try await emergency.stop(.global, reason: reason, by: "legacy", source: "legacy")
+            case "RESUME":
+                guard try await emergency.clear(.global, by: "legacy", reason: reason, onlySource: "legacy") else {
+                    self.logger.warning("legacy RESUME ignored: the global stop, if any, was not set by a legacy trigger")
+                    return
+                }
+            default:
+                self.logger.warning("unknown message on the legacy emergency channel", metadata: ["wave.payload": "\(payload.prefix(200))"])
+            }
+        } catch {
+            self.logger.error("legacy emergency message not applied", metadata: ["wave.error": "\(error)"])
+        }
+    }
+}
+
+/// `system.emergency_stop` (from any stream) records the stop and halts dispatch for its scope;
+/// `system.emergency_cleared` (only from the system streams) lifts it and dispatches again.
+struct EmergencyHandler: EventHandler {
+    let core: OrchestratorCore
+    var name: String { "emergency" }
+
+    func handle(_ signal: Signal) async throws -> HandlerOutcome {
+        let envelope = signal.envelope
+        let scope: StopScope = signal.kind == .systemGlobal ? .global : (signal.project.map(StopScope.project) ?? .global)
+        let by = envelope.payload["by"]?.stringValue ?? envelope.source
+        let reason = envelope.payload["reason"]?.stringValue ?? "emergency stop"
+        let emergency = EmergencyResponse(core: self.core)
+        if envelope.eventType == .systemEmergencyStop {
+            try await emergency.stop(scope, reason: reason, by: by, messageID: envelope.messageID)
+            return .applied("stopped \(scope)")
+        }
+        guard signal.kind != .signals else { return .ignored(.notOnSystemStream(envelope.eventType)) }
+        try await emergency.clear(scope, by: by, reason: reason, messageID: envelope.messageID)
+        return .applied("cleared \(scope)")
     }
 }

@@ -50,6 +50,9 @@ public final class EventDispatcher: Service, Sendable {
         public var settled: (@Sendable (Signal, DispatchResult) -> Void)?
         /// After a read's acknowledgement returned, with the entries acknowledged.
         public var acknowledged: (@Sendable ([Delivery]) -> Void)?
+        /// For a signal of a declared type that no handler takes, before it is settled (awaited:
+        /// what it records is there when the entry is acknowledged).
+        public var unhandled: (@Sendable (Signal) async -> Void)?
 
         /// Creates hooks.
         public init(
@@ -99,6 +102,7 @@ public final class EventDispatcher: Service, Sendable {
         var result = DispatchResult(eventType: type)
         let handlers = self.registry.handlers(for: type)
         result.unhandled = !self.registry.handles(type)
+        if result.unhandled { await self.hooks.unhandled?(signal) }
         for handler in handlers {
             do {
                 result.outcomes.append((handler.name, try await handler.handle(signal)))

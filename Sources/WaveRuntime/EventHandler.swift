@@ -1,5 +1,7 @@
 import WaveBus
+import WaveEngine
 import WaveProtocol
+import WaveStore
 
 /// The kind of stream a signal arrived on; it decides what a signal may do (`WIRE.md`:
 /// `system.emergency_cleared` is honoured only from the system streams).
@@ -47,14 +49,14 @@ public struct Signal: Sendable {
 
 /// What a handler did with a signal.
 public enum HandlerOutcome: Sendable, Hashable, CustomStringConvertible {
-    /// Durable state changed; the text says how.
+    /// Durable state changed; the text says how (for logs).
     case applied(String)
-    /// Nothing changed, for a reason (`stale_gate`, `stale_seq`, `not_owner`, …).
-    case ignored(String)
+    /// Nothing changed, for a reason.
+    case ignored(NoEffect)
     /// The message was applied before (the ledger).
     case duplicate
-    /// The signal can never be applied: dead-letter it with this reason (`unknown_story: …`).
-    case deadLetter(String)
+    /// The signal can never be applied: dead-letter it with this reason.
+    case deadLetter(Unusable)
 
     public var description: String {
         switch self {
@@ -62,6 +64,98 @@ public enum HandlerOutcome: Sendable, Hashable, CustomStringConvertible {
         case .ignored(let reason): "ignored (\(reason))"
         case .duplicate: "duplicate"
         case .deadLetter(let reason): "dead-lettered (\(reason))"
+        }
+    }
+}
+
+/// Why a signal changed nothing (``HandlerOutcome/ignored(_:)``); ``code`` is its text in logs
+/// and counters.
+public enum NoEffect: Sendable, Hashable, CustomStringConvertible {
+    /// The engine's reason: a stale gate, a blocked story, a role that does not own the gate, …
+    case engine(IgnoredReason)
+    /// A sender's `seq` at or below the last one applied for the story.
+    case staleSequence
+    /// A result whose task was taken back (its deadline passed, or a stop withdrew it).
+    case lateResult
+    /// An operator's change that only a system stream may carry, sent on a signal stream.
+    case notOnSystemStream(EventType)
+    /// The session it names is finished.
+    case sessionFinished(SessionStatus)
+    /// The store does not allow the change now.
+    case notAllowed(String)
+    /// A presence signal without an agent id.
+    case noAgentID
+    /// Wave's own notice read back: nothing to do.
+    case notice
+    /// An event type the session handler does not take.
+    case notASessionEvent
+    /// A reason of a handler outside the standard ones.
+    case other(String)
+
+    /// The reason as text: `stale_gate`, `stale_seq`, `late_result`, `unblock_not_on_system_stream`, …
+    public var code: String {
+        switch self {
+        case .engine(let reason): reason.rawValue
+        case .staleSequence: "stale_seq"
+        case .lateResult: "late_result"
+        case .notOnSystemStream(let type):
+            switch type {
+            case .storyUnblocked: "unblock_not_on_system_stream"
+            case .storyRecovered, .gateApproved: "announcement_not_on_system_stream"
+            case .systemEmergencyCleared: "clear_not_on_system_stream"
+            case .sessionResumed: "resume_not_on_system_stream"
+            case .sessionCancelled: "cancel_not_on_system_stream"
+            default: "\(type.rawValue)_not_on_system_stream"
+            }
+        case .sessionFinished(let status): "session_\(status.rawValue)"
+        case .notAllowed: "not_allowed"
+        case .noAgentID: "no_agent_id"
+        case .notice: "notice"
+        case .notASessionEvent: "not_a_session_event"
+        case .other(let code): code
+        }
+    }
+
+    public var description: String {
+        if case .notAllowed(let detail) = self { return "not_allowed: \(detail)" }
+        return self.code
+    }
+}
+
+/// Why a signal can never be applied (``HandlerOutcome/deadLetter(_:)``); its ``description``
+/// (`code: detail`) is the dead letter's reason.
+public enum Unusable: Sendable, Hashable, CustomStringConvertible {
+    /// No story has the id it names (in its session, or its project).
+    case unknownStory(String)
+    /// Several stories of its project have the id, and it names no session.
+    case ambiguousStory(String)
+    /// It names no story (envelope or payload `story_id`).
+    case missingStoryID(EventType)
+    /// A session event that names no session.
+    case missingSessionID(EventType)
+    /// No session has the id it names.
+    case unknownSession(String)
+    /// Its payload lacks a field or has a bad value.
+    case invalidPayload(String)
+
+    /// The reason's code: `unknown_story`, `ambiguous_story`, `missing_story_id`, …
+    public var code: String {
+        switch self {
+        case .unknownStory: "unknown_story"
+        case .ambiguousStory: "ambiguous_story"
+        case .missingStoryID: "missing_story_id"
+        case .missingSessionID: "missing_session_id"
+        case .unknownSession: "unknown_session"
+        case .invalidPayload: "invalid_payload"
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .unknownStory(let detail), .ambiguousStory(let detail), .unknownSession(let detail), .invalidPayload(let detail):
+            "\(self.code): \(detail)"
+        case .missingStoryID(let type): "\(self.code): \(type.rawValue) names no story (envelope or payload story_id)"
+        case .missingSessionID(let type): "\(self.code): \(type.rawValue) names no session"
         }
     }
 }
@@ -149,7 +243,7 @@ public struct DispatchResult: Sendable {
     public var disposition: Disposition {
         if self.error != nil { return .retry }
         for (_, outcome) in self.outcomes {
-            if case .deadLetter(let reason) = outcome { return .deadLetter(reason) }
+            if case .deadLetter(let reason) = outcome { return .deadLetter(reason.description) }
         }
         return .acknowledge
     }

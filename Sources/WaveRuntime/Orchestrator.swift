@@ -115,13 +115,15 @@ public final class Orchestrator: Service, Sendable {
         var hooks = hooks
         let settled = hooks.settled
         let results = self.results
-        hooks.settled = { [store] signal, result in
+        hooks.settled = { signal, result in
             results.deliver(signal.envelope)
-            if result.unhandled, result.error == nil {
-                // Counted durably, so that `wave status` (another process) sees it.
-                Task { try? await store.bump("unhandled.\(result.eventType.rawValue)") }
-            }
             settled?(signal, result)
+        }
+        let unhandled = hooks.unhandled
+        hooks.unhandled = { [store] signal in
+            // Counted durably, so that `wave status` (another process) sees it.
+            try? await store.bump("unhandled.\(signal.envelope.eventType.rawValue)")
+            await unhandled?(signal)
         }
         self.dispatcher = EventDispatcher(
             bus: bus, registry: registry, consumers: Self.consumers(configuration), logger: logger, hooks: hooks,

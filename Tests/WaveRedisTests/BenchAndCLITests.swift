@@ -40,10 +40,14 @@ struct BenchAndCLITests {
         for rate in [result.single_per_s, result.batched_per_s, result.raw_single_per_s, result.raw_batched_per_s, result.schema_floor_batched_per_s] {
             #expect(rate > 0)
         }
-        #expect(abs(result.schema_floor_ratio - result.schema_floor_batched_per_s / result.raw_batched_per_s) < 0.001)
+        #expect(abs(result.schema_floor_ratio_to_raw - result.schema_floor_batched_per_s / result.raw_batched_per_s) < 0.001)
+        #expect(abs(result.batched_floor_ratio - result.batched_per_s / result.schema_floor_batched_per_s) < 0.001)
         #expect(result.transitions == 800 && result.batch == 50)
         let json = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(result)) as? [String: Any]
-        for key in ["single_per_s", "batched_per_s", "raw_single_per_s", "raw_batched_per_s", "schema_floor_batched_per_s", "schema_floor_ratio"] {
+        for key in [
+            "single_per_s", "batched_per_s", "raw_single_per_s", "raw_batched_per_s", "schema_floor_batched_per_s", "schema_floor_ratio_to_raw",
+            "batched_floor_ratio",
+        ] {
             #expect(json?[key] is Double, "\(key)")
         }
     }

@@ -94,7 +94,7 @@ struct OrchestratorTests {
             #expect(applied.first?.outcomes.first?.outcome == .applied("S-1 in_progress at gate-2"))
             let stale = try await h.signal(
                 .gatePassed, story: "S-1", from: "BE-1", payload: ["gate_id": "gate-2", "result": "pass", "build_success": true], seq: 4)
-            #expect(stale.first?.outcomes.first?.outcome == .ignored("stale_seq"))
+            #expect(stale.first?.outcomes.first?.outcome == .ignored(.staleSequence))
         }
         #expect(try h.story("S-1").state.currentGate.number == 2)
     }
@@ -154,11 +154,11 @@ struct OrchestratorTests {
             #expect(try h.story("S-1").state.status == .blocked)
             #expect(try h.store.escalations().map(\.kind) == ["blocked"])
             let ignored = try await h.gate(1, story: "S-1", from: "BE-1")
-            #expect(ignored == .ignored("story_blocked"))
+            #expect(ignored == .ignored(.engine(.storyBlocked)))
             // An unblock on the signal stream is not honoured; on the system stream it is.
             let refused = try await h.signal(
                 .storyUnblocked, story: "S-1", from: "BE-1", payload: ["reason": "self-service"], stream: Channels.signals(h.project))
-            #expect(refused.first?.outcomes.first?.outcome == .ignored("unblock_not_on_system_stream"))
+            #expect(refused.first?.outcomes.first?.outcome == .ignored(.notOnSystemStream(.storyUnblocked)))
             try await h.signal(.storyUnblocked, story: "S-1", from: "ops@host", payload: ["reason": "key added", "by": "ops@host"])
             #expect(try h.story("S-1").state.status == .inProgress)
         }
@@ -204,10 +204,10 @@ struct OrchestratorTests {
                 eventType: .gatePassed, payload: ["gate_id": "gate-1", "result": "pass"], source: "BE-1", project: h.project.key,
                 storyID: "S-1", correlationID: out.messageID)
             _ = try await h.bus.publish(late, to: Channels.signals(h.project))
-            #expect(try await h.settledResults(late.messageID).first?.outcomes.first?.outcome == .ignored("late_result"))
+            #expect(try await h.settledResults(late.messageID).first?.outcomes.first?.outcome == .ignored(.lateResult))
             let refused = try await h.signal(
                 .systemEmergencyCleared, story: nil, from: "BE-1", payload: ["reason": "all good"], stream: Channels.signals(h.project))
-            #expect(refused.first?.outcomes.first?.outcome == .ignored("clear_not_on_system_stream"))
+            #expect(refused.first?.outcomes.first?.outcome == .ignored(.notOnSystemStream(.systemEmergencyCleared)))
             #expect(h.orchestrator.tasks.isHalted(project: h.project.key))
             try await h.signal(
                 .systemEmergencyCleared, story: nil, from: "ops", payload: ["reason": "checked", "by": "ops"], stream: Channels.system(h.project))
@@ -309,9 +309,9 @@ struct OrchestratorTests {
         _ = try h.session([backend("S-1")])
         try await h.running {
             let ambiguous = try await h.gate(0, story: "S-1", from: "CTO-1")
-            #expect(ambiguous.map { if case .deadLetter(let reason) = $0 { reason.hasPrefix("ambiguous_story") } else { false } } == true)
+            #expect(ambiguous.map { if case .deadLetter(.ambiguousStory) = $0 { true } else { false } } == true)
             let unknown = try await h.gate(0, story: "S-404", from: "CTO-1")
-            #expect(unknown.map { if case .deadLetter(let reason) = $0 { reason.hasPrefix("unknown_story") } else { false } } == true)
+            #expect(unknown.map { if case .deadLetter(.unknownStory) = $0 { true } else { false } } == true)
         }
         let letters = try await h.bus.entries(of: Channels.deadLetters(h.project), count: 10)
         let reasons = letters.compactMap { $0.fields.first { $0.name == "dlq_error" }?.value.prefix(while: { $0 != ":" }) }
@@ -390,7 +390,7 @@ struct Stamp: EventHandler {
     func handle(_ signal: Signal) async throws -> HandlerOutcome {
         let now = ContinuousClock.now
         self.entered.withLock { $0[signal.envelope.messageID] = now }
-        return .ignored("stamped")
+        return .ignored(.other("stamped"))
     }
 }
 
@@ -499,7 +499,7 @@ struct TaskDeadlineTests {
                 storyID: "T-1", correlationID: first.messageID)
             _ = try await h.bus.publish(late, to: Channels.signals(h.project))
             let results = try await h.settledResults(late.messageID)
-            #expect(results.first?.outcomes.first?.outcome == .ignored("late_result"))
+            #expect(results.first?.outcomes.first?.outcome == .ignored(.lateResult))
             #expect(try h.story("T-1").state.currentGate.number == 1)
             // The agent that held the first attempt was told it is cancelled.
             let notices = try await h.bus.entries(of: Channels.agent(h.project, "BE-1"), count: 10)
@@ -514,5 +514,24 @@ struct TaskDeadlineTests {
         #expect(try h.store.escalations().map(\.kind) == ["retries_exhausted"])
         #expect(try h.store.counter("late_results") == 1)
         #expect(h.orchestrator.tasks.timeouts == 2)
+    }
+}
+
+@Suite("Handler outcomes are typed; their text is the reasons' codes, as logged and dead-lettered")
+struct OutcomeTextTests {
+    @Test("each reason's code and description")
+    func codes() {
+        #expect(NoEffect.engine(.staleGate).code == "stale_gate")
+        #expect(NoEffect.staleSequence.code == "stale_seq")
+        #expect(NoEffect.lateResult.code == "late_result")
+        #expect(NoEffect.notOnSystemStream(.sessionResumed).code == "resume_not_on_system_stream")
+        #expect(NoEffect.notOnSystemStream(.gateApproved).code == "announcement_not_on_system_stream")
+        #expect(NoEffect.sessionFinished(.completed).code == "session_completed")
+        #expect(NoEffect.notAllowed("paused twice").description == "not_allowed: paused twice")
+        #expect(Unusable.missingStoryID(.gatePassed).description == "missing_story_id: gate.passed names no story (envelope or payload story_id)")
+        #expect(Unusable.unknownStory("no story X").description == "unknown_story: no story X")
+        #expect(
+            HandlerOutcome.deadLetter(.invalidPayload("gate.passed has no gate_id")).description
+                == "dead-lettered (invalid_payload: gate.passed has no gate_id)")
     }
 }
