@@ -74,7 +74,7 @@ struct RunCommand: AsyncParsableCommand {
         let store = try self.global.openStore(engine: StoryEngine(configuration: settings.engine))
         var names = self.projects
         if names.isEmpty { names = settings.projects.value }
-        if names.isEmpty { names = try storeCall { try store.liveProjects() } }
+        if names.isEmpty { names = try await storeCall { try await store.liveProjects() } }
         guard !names.isEmpty else {
             throw CLIError.badInput("no project to serve: give --project P, or create a session first (wave session create)")
         }
@@ -117,7 +117,7 @@ struct RunCommand: AsyncParsableCommand {
             bus = InMemoryEventBus()
             configuration.busKind = "embedded"
         }
-        let orchestrator = Orchestrator(bus: bus, store: store.asStateStore, configuration: configuration, logger: logger)
+        let orchestrator = Orchestrator(bus: bus, store: store, configuration: configuration, logger: logger)
         services.append(orchestrator)
         if self.simulateAgents {
             var profile = SimulationProfile()

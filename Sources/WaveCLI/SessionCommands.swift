@@ -26,7 +26,9 @@ struct SessionCommand: AsyncParsableCommand {
         func run() async throws {
             let stories = try loadStories(from: self.stories)
             let store = try self.global.openStore()
-            let session = try storeCall { try store.createSession(project: self.project, wave: self.wave, stories: stories, budgetUSD: self.budget) }
+            let session = try await storeCall {
+                try await store.createSession(project: self.project, wave: self.wave, stories: stories, budgetUSD: self.budget)
+            }
             let envelope = Envelope(
                 eventType: .sessionCreated, payload: ["by": .string(defaultOperator())], source: "wave-cli", project: self.project, sessionID: session.displayID
             )
@@ -48,7 +50,7 @@ struct SessionCommand: AsyncParsableCommand {
 
         func run() async throws {
             let store = try self.global.openStore()
-            let sessions = try storeCall { try store.sessions(project: self.project) }
+            let sessions = try await storeCall { try await store.sessions(project: self.project) }
             if self.global.json {
                 print(try JSONOutput.line(["sessions": sessions.map(SessionJSON.init)]))
                 return
@@ -69,8 +71,8 @@ struct SessionCommand: AsyncParsableCommand {
 
         func run() async throws {
             let store = try self.global.openStore()
-            let session = try storeCall { try store.session(id: self.id) }
-            let stories = try storeCall { try store.stories(session: session.id) }
+            let session = try await storeCall { try await store.session(id: self.id) }
+            let stories = try await storeCall { try await store.stories(session: session.id) }
             if self.global.json {
                 struct Shown: Encodable {
                     var session: SessionJSON
@@ -114,7 +116,7 @@ struct SessionCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await operateOnSession(self.global, id: self.id, reason: self.reason, by: self.by, event: .sessionPaused, verb: "paused") { store, messageID in
-                try store.pauseSession(self.id, messageID: messageID)
+                try await store.pauseSession(self.id, messageID: messageID)
             }
         }
     }
@@ -129,7 +131,7 @@ struct SessionCommand: AsyncParsableCommand {
         func run() async throws {
             try await operateOnSession(self.global, id: self.id, reason: self.reason, by: self.by, event: .sessionResumed, verb: "resumed") {
                 store, messageID in
-                try store.resumeSession(self.id, messageID: messageID)
+                try await store.resumeSession(self.id, messageID: messageID)
             }
         }
     }
@@ -144,7 +146,7 @@ struct SessionCommand: AsyncParsableCommand {
         func run() async throws {
             try await operateOnSession(self.global, id: self.id, reason: self.reason, by: self.by, event: .sessionCancelled, verb: "cancelled") {
                 store, messageID in
-                try store.cancelSession(self.id, reason: self.reason, messageID: messageID)
+                try await store.cancelSession(self.id, reason: self.reason, messageID: messageID)
             }
         }
     }
@@ -154,11 +156,11 @@ struct SessionCommand: AsyncParsableCommand {
 /// the project's system stream, and prints the session.
 func operateOnSession(
     _ global: GlobalOptions, id: String, reason: String, by: String?, event: EventType, verb: String,
-    _ change: (SQLiteStore, String) throws -> SessionRecord
+    _ change: (any StateStore, String) async throws -> SessionRecord
 ) async throws {
     let store = try global.openStore()
     let messageID = MessageID.makeTimeOrdered()
-    let session = try storeCall { try change(store, messageID) }
+    let session = try await storeCall { try await change(store, messageID) }
     let envelope = Envelope(
         eventType: event, payload: ["reason": .string(reason), "by": .string(by ?? defaultOperator())],
         source: "wave-cli", project: session.project, messageID: messageID, sessionID: session.displayID)

@@ -41,7 +41,7 @@ struct StatusCommand: AsyncParsableCommand {
         }
         let report: StatusReport
         do {
-            report = try await StatusReport.gather(store: store.asStateStore, bus: bus)
+            report = try await StatusReport.gather(store: store, bus: bus)
         } catch {
             await client?.shutdown()
             throw error

@@ -60,7 +60,7 @@ struct SetStop: AsyncParsableCommand {
 
     func run() async throws {
         let (scope, project) = try self.scope.resolve()
-        let stops = EmergencyStops(store: try self.global.openStore().asStateStore)
+        let stops = EmergencyStops(store: try self.global.openStore())
         let by = self.by ?? defaultOperator()
         let messageID = MessageID.makeTimeOrdered()
         let stop = try await storeCall { try await stops.record(scope, reason: self.reason, by: by, messageID: self.global.redisURL == nil ? nil : messageID) }
@@ -91,7 +91,7 @@ struct ClearStop: AsyncParsableCommand {
 
     func run() async throws {
         let (scope, project) = try self.scope.resolve()
-        let stops = EmergencyStops(store: try self.global.openStore().asStateStore)
+        let stops = EmergencyStops(store: try self.global.openStore())
         let by = self.by ?? defaultOperator()
         let messageID = MessageID.makeTimeOrdered()
         guard

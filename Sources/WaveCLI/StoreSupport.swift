@@ -15,11 +15,17 @@ extension GlobalOptions {
         do { return try StoreLocation(url: settings.store.value) } catch { throw CLIError.badInput(error.message) }
     }
 
-    /// Opens the store (running pending migrations, logged on stderr).
-    func openStore(engine: StoryEngine = StoryEngine()) throws -> SQLiteStore {
+    /// The migrations not applied yet to the store at `location` (`wave store migrate --dry-run`).
+    func pendingMigrations(at location: StoreLocation) throws -> [(id: String, summary: String)] {
+        try SQLiteStore.pendingMigrations(at: location)
+    }
+
+    /// Opens the store (running pending migrations, logged on stderr) behind ``StateStore``.
+    func openStore(engine: StoryEngine = StoryEngine()) throws -> any StateStore {
         let location = try self.storeLocation()
         do {
-            return try SQLiteStore(location: location, engine: engine, logger: Logger(label: "wave.store"))
+            // The composition root: the one place the CLI names the store's implementation.
+            return try SQLiteStore(location: location, engine: engine, logger: Logger(label: "wave.store")).asStateStore
         } catch let error as StoreError {
             throw CLIError.from(error)
         } catch {

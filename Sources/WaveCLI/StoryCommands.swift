@@ -20,7 +20,7 @@ struct StoryCommand: AsyncParsableCommand {
 
         func run() async throws {
             let store = try self.global.openStore()
-            let record = try storeCall { try store.story(self.story, session: self.session) }
+            let record = try await storeCall { try await store.story(self.story, session: self.session) }
             if self.global.json {
                 print(try JSONOutput.line(StoryJSON(record)))
                 return
@@ -33,7 +33,7 @@ struct StoryCommand: AsyncParsableCommand {
             if let reason = state.blockedReason { print("  blocked: \(reason)") }
             if let next = state.nextAttemptAt { print("  next attempt not before \(next)") }
             if !state.dependencies.isEmpty { print("  depends on \(state.dependencies.joined(separator: ", "))") }
-            for checkpoint in try storeCall({ try store.checkpoints(session: state.sessionID, story: state.storyID) }) {
+            for checkpoint in try await storeCall({ try await store.checkpoints(session: state.sessionID, story: state.storyID) }) {
                 print("  #\(checkpoint.seq) \(checkpoint.type) \(checkpoint.name)\(checkpoint.superseded ? " (superseded)" : "")")
             }
         }
@@ -51,9 +51,9 @@ struct StoryCommand: AsyncParsableCommand {
             let store = try self.global.openStore()
             let by = self.by ?? defaultOperator()
             let messageID = MessageID.makeTimeOrdered()
-            let record = try storeCall { try store.story(self.story, session: self.session) }
-            let result = try storeCall {
-                try store.apply(
+            let record = try await storeCall { try await store.story(self.story, session: self.session) }
+            let result = try await storeCall {
+                try await store.apply(
                     IncomingEvent(
                         messageID: messageID, eventType: EventType.storyUnblocked.rawValue, source: by, sessionID: record.state.sessionID,
                         storyID: self.story, event: .unblocked(reason: self.reason)))
@@ -61,7 +61,7 @@ struct StoryCommand: AsyncParsableCommand {
             guard case .applied(let after, _, _) = result else {
                 throw CLIError.badInput("story \(self.story) is \(record.state.status.rawValue), not blocked")
             }
-            let project = try storeCall { try store.session(id: after.state.sessionID).project }
+            let project = try await storeCall { try await store.session(id: after.state.sessionID).project }
             try await self.global.announce(
                 Envelope(
                     eventType: .storyUnblocked, payload: ["by": .string(by), "reason": .string(self.reason)], source: "wave-cli",
@@ -98,10 +98,10 @@ struct StoryCommand: AsyncParsableCommand {
             let store = try self.global.openStore()
             let by = self.by ?? defaultOperator()
             let messageID = MessageID.makeTimeOrdered()
-            let outcome = try storeCall {
-                try store.recover(story: self.story, session: self.session, strategy: strategy, gate: target, by: by, messageID: messageID)
+            let outcome = try await storeCall {
+                try await store.recover(story: self.story, session: self.session, strategy: strategy, gate: target, by: by, messageID: messageID)
             }
-            let project = try storeCall { try store.session(id: outcome.story.state.sessionID).project }
+            let project = try await storeCall { try await store.session(id: outcome.story.state.sessionID).project }
             try await self.global.announce(
                 Envelope(
                     eventType: .storyRecovered,
@@ -138,7 +138,7 @@ struct ApproveCommand: AsyncParsableCommand {
         let store = try self.global.openStore()
         let by = self.by ?? defaultOperator()
         let messageID = MessageID.makeTimeOrdered()
-        let result = try storeCall { try store.approve(story: self.story, session: self.session, gate: gate, by: by, messageID: messageID) }
+        let result = try await storeCall { try await store.approve(story: self.story, session: self.session, gate: gate, by: by, messageID: messageID) }
         let record: StoryRecord
         switch result {
         case .applied(let after, _, _): record = after
@@ -146,7 +146,7 @@ struct ApproveCommand: AsyncParsableCommand {
             throw CLIError.badInput("\(self.story) is \(after.state.status.rawValue); the approval had no effect (\(reason.rawValue))")
         case .duplicate, .staleSequence: throw CLIError(exitCode: 1, message: "the approval was not applied")
         }
-        let project = try storeCall { try store.session(id: record.state.sessionID).project }
+        let project = try await storeCall { try await store.session(id: record.state.sessionID).project }
         try await self.global.announce(
             Envelope(
                 eventType: .gateApproved, payload: ["gate_id": .string(gate.description), "by": .string(by)], source: "wave-cli",
@@ -166,7 +166,7 @@ struct ApprovalsCommand: AsyncParsableCommand {
 
     func run() async throws {
         let store = try self.global.openStore()
-        let waiting = try storeCall { try store.awaitingApproval() }
+        let waiting = try await storeCall { try await store.awaitingApproval() }
         if self.global.json {
             print(try JSONOutput.line(["approvals": waiting.map(StoryJSON.init)]))
             return
@@ -190,7 +190,7 @@ struct EscalationsCommand: AsyncParsableCommand {
 
         func run() async throws {
             let store = try self.global.openStore()
-            let escalations = try storeCall { try store.escalations(all: self.all) }
+            let escalations = try await storeCall { try await store.escalations(all: self.all) }
             if self.global.json {
                 struct Item: Encodable {
                     var id: String, kind: String, reason: String, story_id: String?, session_id: String?, created_at: String, acknowledged_by: String?
@@ -223,7 +223,7 @@ struct EscalationsCommand: AsyncParsableCommand {
 
         func run() async throws {
             let store = try self.global.openStore()
-            try storeCall { try store.acknowledgeEscalation(self.id, by: self.by ?? defaultOperator()) }
+            try await storeCall { try await store.acknowledgeEscalation(self.id, by: self.by ?? defaultOperator()) }
             if self.global.json {
                 print(try JSONOutput.line(["id": StoreIDs.display(self.id), "acknowledged": "true"]))
             } else {
@@ -256,7 +256,7 @@ struct StoreCommand: AsyncParsableCommand {
 
         func run() async throws {
             let location = try self.global.storeLocation()
-            let pending = try storeCall { try SQLiteStore.pendingMigrations(at: location) }
+            let pending = try storeCall { try self.global.pendingMigrations(at: location) }
             if self.dryRun {
                 if self.global.json {
                     print(try JSONOutput.line(MigrationsJSON(store: location.description, pending: pending.map(\.id))))
@@ -267,7 +267,7 @@ struct StoreCommand: AsyncParsableCommand {
                 return
             }
             let store = try self.global.openStore()
-            let applied = try storeCall { try store.appliedMigrations() }
+            let applied = try await storeCall { try await store.appliedMigrations() }
             if self.global.json {
                 print(try JSONOutput.line(MigrationsJSON(store: location.description, applied: pending.map(\.id), total: applied.count)))
             } else {
