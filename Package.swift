@@ -22,6 +22,7 @@ let package = Package(
         .library(name: "WaveStore", targets: ["WaveStore"]),
         .library(name: "WaveRuntime", targets: ["WaveRuntime"]),
         .library(name: "WaveAgentKit", targets: ["WaveAgentKit"]),
+        .library(name: "WaveOperations", targets: ["WaveOperations"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -129,10 +130,21 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The operations every front end shares (the CLI now, the HTTP API next): configuration
+        // and its precedence, the story-file format, dead-letter replay and purge, reaching Redis.
+        .target(
+            name: "WaveOperations",
+            dependencies: [
+                "WaveRedis", "WaveStore", "WaveEngine", "WaveProtocol",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         // The `wave` command.
         .executableTarget(
             name: "WaveCLI",
             dependencies: [
+                "WaveOperations",
                 "WaveRedis",
                 "WaveStore",
                 "WaveEngine",
@@ -172,6 +184,11 @@ let package = Package(
         .testTarget(
             name: "WaveProtocolTests",
             dependencies: ["WaveProtocol"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "WaveOperationsTests",
+            dependencies: ["WaveOperations", "WaveStore", "WaveProtocol", "WaveRedis", "WaveTesting", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         .testTarget(

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import WaveBench
+import WaveOperations
 import WaveRedis
 
 /// `wave bench …`: measurements printed beside the raw limit measured in the same run.
@@ -396,7 +397,7 @@ struct SoakBench: AsyncParsableCommand {
     var rate = 10_000.0
 
     func validate() throws {
-        guard let milliseconds = DlqPurge.duration(self.duration), milliseconds >= 1_000 else {
+        guard let duration = DurationText.parse(self.duration), duration >= .seconds(1) else {
             throw ValidationError("--duration takes a number and a unit (s, m, h), at least 1s, like 10m, not \"\(self.duration)\"")
         }
         guard self.rate > 0 else { throw ValidationError("--rate must be positive") }
@@ -405,7 +406,7 @@ struct SoakBench: AsyncParsableCommand {
     func run() async throws {
         let configuration = try self.global.requireRedis(for: "wave bench soak")
         var benchmark = SoakBenchmark()
-        benchmark.duration = .milliseconds(DlqPurge.duration(self.duration) ?? 600_000)
+        benchmark.duration = DurationText.parse(self.duration) ?? .seconds(600)
         benchmark.rate = self.rate
         let result = try await runBenchmark(configuration) { try await benchmark.run(client: $0, logger: $1) }
         if self.global.json {

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import WaveBus
+import WaveOperations
 import WaveProtocol
 import WaveRedis
 
@@ -20,13 +21,8 @@ struct DlqTarget: ParsableArguments {
     @Option(help: "The project.")
     var project: String
 
-    func stream() throws -> (ProjectName, String) {
-        do {
-            let name = try ProjectName(self.project)
-            return (name, Channels.deadLetters(name))
-        } catch {
-            throw CLIError.badInput(error.message)
-        }
+    func projectName() throws -> ProjectName {
+        do { return try ProjectName(self.project) } catch { throw CLIError.badInput(error.message) }
     }
 }
 
@@ -70,11 +66,12 @@ struct DlqList: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let (_, stream) = try self.target.stream()
+        let project = try self.target.projectName()
+        let stream = Channels.deadLetters(project)
         let (letters, size) = try await withRedisClient(self.global, "wave dlq list") { client in
-            (try await client.send(XRangeCommand(stream, count: self.count)), try await client.send(XLenCommand(stream)))
+            try await DeadLetterQueue(client: client, project: project).list(count: self.count)
         }
-        let entries = letters.map { DeadLetterJSON(id: $0.id, letter: DeadLetter(decoding: $0.fields.map { StreamField($0.name, $0.value) })) }
+        let entries = letters.map { DeadLetterJSON(id: $0.id, letter: $0.letter) }
         if self.global.json {
             struct Output: Encodable {
                 var project: String
@@ -113,31 +110,16 @@ struct DlqReplay: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let (project, stream) = try self.target.stream()
-        struct Replayed: Encodable {
-            var id: String
-            var new_id: String
-            var stream: String
-        }
-        let replayed: [Replayed] = try await withRedisClient(self.global, "wave dlq replay") { client in
-            var replayed: [Replayed] = []
-            for id in self.ids {
-                guard let entry = try await client.send(XRangeCommand(stream, start: id, end: id, count: 1)).first else {
-                    throw CLIError.badInput("no dead letter \(id) in \(stream) (see wave dlq list --project \(self.target.project))")
-                }
-                let letter = DeadLetter(decoding: entry.fields.map { StreamField($0.name, $0.value) })
-                // The reference's dead letters do not say where they came from: its signals stream.
-                let destination = letter.sourceStream.isEmpty ? Channels.signals(project) : letter.sourceStream
-                guard let newID = try await client.send(XAddCommand(destination, fields: letter.originalFields.map { ($0.name, $0.value) })) else {
-                    throw CLIError(exitCode: 1, message: "XADD to \(destination) returned no id")
-                }
-                _ = try await client.send(XDelCommand(stream, ids: [entry.id]))
-                replayed.append(Replayed(id: entry.id, new_id: newID, stream: destination))
+        let project = try self.target.projectName()
+        let replayed = try await withRedisClient(self.global, "wave dlq replay") { client in
+            do {
+                return try await DeadLetterQueue(client: client, project: project).replay(self.ids)
+            } catch DeadLetterError.notFound(let id, let stream) {
+                throw CLIError.badInput("no dead letter \(id) in \(stream) (see wave dlq list --project \(self.target.project))")
             }
-            return replayed
         }
         if self.global.json {
-            struct Output: Encodable { var replayed: [Replayed] }
+            struct Output: Encodable { var replayed: [DeadLetterQueue.Replayed] }
             print(try JSONOutput.line(Output(replayed: replayed)))
         } else {
             for entry in replayed { print("replayed \(entry.id) to \(entry.stream) as \(entry.new_id)") }
@@ -155,34 +137,16 @@ struct DlqPurge: AsyncParsableCommand {
     var olderThan: String?
 
     func validate() throws {
-        if let olderThan = self.olderThan, Self.duration(olderThan) == nil {
+        if let olderThan = self.olderThan, DurationText.parse(olderThan) == nil {
             throw ValidationError("--older-than takes a number and a unit (s, m, h, d), like 7d, not \"\(olderThan)\"")
         }
     }
 
-    /// `30s`, `15m`, `12h`, `7d` in milliseconds.
-    static func duration(_ text: String) -> Int64? {
-        guard let unit = text.last, let number = Int64(text.dropLast()), number >= 0 else { return nil }
-        switch unit {
-        case "s": return number * 1_000
-        case "m": return number * 60_000
-        case "h": return number * 3_600_000
-        case "d": return number * 86_400_000
-        default: return nil
-        }
-    }
-
     func run() async throws {
-        let (_, stream) = try self.target.stream()
-        let purged: Int = try await withRedisClient(self.global, "wave dlq purge") { client in
-            guard let olderThan = self.olderThan.flatMap(Self.duration) else {
-                let size = try await client.send(XLenCommand(stream))
-                _ = try await client.send(DelCommand(keys: [stream]))
-                return size
-            }
-            // Entry ids start with their time in milliseconds: everything below the cutoff goes.
-            let cutoff = WaveTimestamp.now().millisecondsSinceEpoch - olderThan
-            return try await client.send(XTrimCommand(stream, trim: .minID("\(max(0, cutoff))-0", approximate: false)))
+        let project = try self.target.projectName()
+        let stream = Channels.deadLetters(project)
+        let purged = try await withRedisClient(self.global, "wave dlq purge") { client in
+            try await DeadLetterQueue(client: client, project: project).purge(olderThan: self.olderThan.flatMap(DurationText.parse))
         }
         if self.global.json {
             print(try JSONOutput.line(["purged": purged]))
@@ -193,18 +157,11 @@ struct DlqPurge: AsyncParsableCommand {
 }
 
 /// Runs `body` with a Redis client (for commands that need --redis: dlq, agents), shut down afterwards.
-func withRedisClient<T>(_ global: GlobalOptions, _ command: String, _ body: (RedisClient) async throws -> T) async throws -> T {
+func withRedisClient<T: Sendable>(_ global: GlobalOptions, _ command: String, _ body: (RedisClient) async throws -> T) async throws -> T {
     let configuration = try global.requireRedis(for: command)
-    let client = try RedisClient(configuration: configuration, logger: Logger(label: "wave.dlq"))
     do {
-        let result = try await body(client)
-        await client.shutdown()
-        return result
-    } catch let error as CLIError {
-        await client.shutdown()
-        throw error
+        return try await RedisAccess.withClient(configuration, logger: Logger(label: "wave.cli"), body)
     } catch {
-        await client.shutdown()
         throw CLIError.from(error)
     }
 }

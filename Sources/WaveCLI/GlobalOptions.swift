@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import WaveOperations
 import WaveRedis
 
 /// Options every subcommand accepts.

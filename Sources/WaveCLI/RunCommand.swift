@@ -6,6 +6,7 @@ import ServiceLifecycle
 import WaveAgentKit
 import WaveBus
 import WaveEngine
+import WaveOperations
 import WaveProtocol
 import WaveRedis
 import WaveRuntime
@@ -104,7 +105,12 @@ struct RunCommand: AsyncParsableCommand {
             let loopGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
             let client = try RedisClient(configuration: redisConfiguration, eventLoopGroup: loopGroup, logger: Logger(label: "wave.redis"))
             configuration.executor = EventLoopTaskExecutor(loopGroup.next())
-            try await Self.awaitRedis(client, redisConfiguration, limit: self.waitForRedis.map { .milliseconds(Int64($0 * 1000)) }, logger: logger)
+            do {
+                try await RedisAccess.awaitRedis(client, limit: self.waitForRedis.map { .milliseconds(Int64($0 * 1000)) }, logger: logger)
+            } catch let error as RedisUnreachable {
+                await client.shutdown()
+                throw CLIError(exitCode: 3, message: error.description)
+            }
             services.append(client)
             bus = RedisEventBus(client: client, logger: Logger(label: "wave.bus"))
             if self.legacyBridge { configuration.legacyBridge = client }
@@ -142,44 +148,6 @@ struct RunCommand: AsyncParsableCommand {
                 logger: logger
             ))
         try await group.run()
-    }
-}
-
-extension RunCommand {
-    /// Waits until Redis answers (QUALITY.md, fault 3: Redis absent when the orchestrator starts),
-    /// trying again with the reconnect backoff and saying so once; after `limit` (if any) exits 3.
-    static func awaitRedis(_ client: RedisClient, _ configuration: RedisConfiguration, limit: Duration?, logger: Logger) async throws {
-        let deadline = limit.map { ContinuousClock.now + $0 }
-        var attempt = 0
-        while true {
-            do {
-                _ = try await client.serverInfo()
-                if attempt > 0 { logger.info("Redis at \(configuration.host):\(configuration.port) answers; starting") }
-                return
-            } catch {
-                if let deadline, ContinuousClock.now >= deadline {
-                    await client.shutdown()
-                    throw CLIError(
-                        exitCode: 3,
-                        message:
-                            "cannot reach Redis at \(configuration.host):\(configuration.port): \(error) (is redis-server running? check --redis or WAVE_REDIS_URL)"
-                    )
-                }
-                if attempt == 0 {
-                    logger.warning(
-                        "Redis at \(configuration.host):\(configuration.port) is not reachable (\(error)); waiting for it, the orchestrator starts when it answers (--wait-for-redis limits the wait)"
-                    )
-                }
-            }
-            // A backoff between attempts, capped at a quarter second (or the configured reconnect
-            // ceiling, if lower): one local connection attempt is cheap, and the orchestrator
-            // should start as soon as Redis answers (QUALITY.md: within 2 s).
-            let cap = min(configuration.reconnectBackoff.cap, .milliseconds(250))
-            let delay = Backoff(base: min(configuration.reconnectBackoff.base, cap), cap: cap).delay(attempt: attempt)
-            attempt += 1
-            // sleep: backoff
-            try await Task.sleep(for: delay)
-        }
     }
 }
 

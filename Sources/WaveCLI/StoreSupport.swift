@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import WaveBus
 import WaveEngine
+import WaveOperations
 import WaveProtocol
 import WaveRedis
 import WaveStore
@@ -179,40 +180,7 @@ struct StoryJSON: Encodable {
     }
 }
 
-/// Reads the reference's story JSON: a file with one story or an array of them, or a folder
-/// of such files (`*.json`, in name order).
+/// The reference's story files (``StoryFile``); an error is a usage error naming the file.
 func loadStories(from path: String) throws -> [NewStory] {
-    var isFolder: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: path, isDirectory: &isFolder) else {
-        throw CLIError.badInput("--stories: no file or folder at \(path)")
-    }
-    var files = [path]
-    if isFolder.boolValue {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
-        files = names.filter { $0.hasSuffix(".json") }.sorted().map { (path as NSString).appendingPathComponent($0) }
-        guard !files.isEmpty else { throw CLIError.badInput("--stories: no .json files in \(path)") }
-    }
-    var stories: [NewStory] = []
-    for file in files {
-        guard let data = FileManager.default.contents(atPath: file), let text = String(data: data, encoding: .utf8) else {
-            throw CLIError.badInput("--stories: cannot read \(file)")
-        }
-        guard let json = JSONValue(jsonText: text) else { throw CLIError.badInput("--stories: \(file) is not JSON") }
-        let objects: [JSONValue]
-        switch json {
-        case .array(let items): objects = items
-        case .object(let object):
-            if case .array(let items)? = object["stories"] { objects = items } else { objects = [json] }
-        default: throw CLIError.badInput("--stories: \(file) holds neither a story object nor an array of stories")
-        }
-        for object in objects {
-            guard case .object(let fields) = object else { throw CLIError.badInput("--stories: \(file) holds a value that is not a story object") }
-            do {
-                stories.append(try NewStory(json: fields))
-            } catch {
-                throw CLIError.badInput("--stories: \(file): \(error.message)")
-            }
-        }
-    }
-    return stories
+    do { return try StoryFile.load(from: path) } catch { throw CLIError.badInput("--stories: \(error.message)") }
 }

@@ -149,8 +149,12 @@ public final class DurablePublisher: Sendable {
     /// Flushes at start and every time Redis answers again (the client's breaker closes), until
     /// cancelled.
     public func run() async {
+        // Subscribed before the first flush: Redis answering again while that flush fails (or
+        // before it starts) is a transition this loop must not miss, or the outbox would wait
+        // for the next outage to end.
+        let again = self.bus.reachableAgain()
         await self.flush()
-        for await _ in self.bus.reachableAgain() {
+        for await _ in again {
             await self.flush()
         }
     }

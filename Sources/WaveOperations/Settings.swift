@@ -1,4 +1,3 @@
-import ArgumentParser
 import Foundation
 import WaveEngine
 import WaveProtocol
@@ -6,7 +5,8 @@ import WaveRedis
 
 /// The effective configuration: defaults, then the configuration file (`--config FILE`, env
 /// `WAVE_CONFIG`), then the environment, then flags — each later source wins. One struct that
-/// every command reads; `wave config show` prints it with secrets masked.
+/// every front end reads (the CLI, and the HTTP API to come); `wave config show` prints it with
+/// secrets masked.
 ///
 /// The file is JSON:
 /// ```json
@@ -21,23 +21,32 @@ import WaveRedis
 /// }
 /// ```
 /// Every key is optional; an unknown key or a value of the wrong type is an error naming it.
-struct Settings {
+public struct Settings: Sendable {
     /// Where a value came from.
-    enum Source: String, Encodable { case `default`, file, env, flag }
+    public enum Source: String, Sendable, Encodable {
+        /// Wave's default.
+        case `default`
+        /// The configuration file.
+        case file
+        /// An environment variable.
+        case env
+        /// A command-line flag.
+        case flag
+    }
 
-    var redis: (value: String?, source: Source) = (nil, .default)
-    var store: (value: String, source: Source) = ("sqlite:.wave/wave.sqlite", .default)
-    var projects: (value: [String], source: Source) = ([], .default)
-    var consumer: (value: String, source: Source) = (ProcessInfo.processInfo.hostName, .default)
-    var roleMap: [String: String] = [:]
-    var batchSize = 128
-    var blockMilliseconds = 2_000
-    var reclaimAfterMilliseconds = 30_000
-    var maxDeliveries = 5
-    var statusIntervalMilliseconds = 5_000
-    var maintenanceIntervalMilliseconds = 60_000
-    var engine = EngineConfiguration.standard
-    var file: String?
+    public var redis: (value: String?, source: Source) = (nil, .default)
+    public var store: (value: String, source: Source) = ("sqlite:.wave/wave.sqlite", .default)
+    public var projects: (value: [String], source: Source) = ([], .default)
+    public var consumer: (value: String, source: Source) = (ProcessInfo.processInfo.hostName, .default)
+    public var roleMap: [String: String] = [:]
+    public var batchSize = 128
+    public var blockMilliseconds = 2_000
+    public var reclaimAfterMilliseconds = 30_000
+    public var maxDeliveries = 5
+    public var statusIntervalMilliseconds = 5_000
+    public var maintenanceIntervalMilliseconds = 60_000
+    public var engine = EngineConfiguration.standard
+    public var file: String?
 
     static let topKeys: Set<String> = ["redis", "store", "projects", "consumer", "role_map", "orchestrator", "engine"]
     static let orchestratorKeys: Set<String> = [
@@ -45,10 +54,17 @@ struct Settings {
     ]
     static let engineKeys: Set<String> = ["max_retries", "backoff_base_ms", "backoff_cap_ms", "parallel_limit", "budget_warning_ratio"]
 
-    /// Loads the settings for a command's global options.
-    static func load(_ global: GlobalOptions, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> Settings {
+    /// Wave's defaults.
+    public init() {}
+
+    /// Loads the settings: the defaults, then the configuration file (`config`, else
+    /// `WAVE_CONFIG`), then the environment, then the flags given (`redis`, `store`).
+    /// - Throws: ``ConfigurationError`` naming the file and the key that is wrong.
+    public static func load(
+        config: String?, redis: String?, store: String?, environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws(ConfigurationError) -> Settings {
         var settings = Settings()
-        if let path = global.config ?? environment["WAVE_CONFIG"] {
+        if let path = config ?? environment["WAVE_CONFIG"] {
             try settings.read(file: path)
         }
         if let url = environment["WAVE_REDIS_URL"] ?? environment["REDIS_URL"] { settings.redis = (url, .env) }
@@ -57,29 +73,29 @@ struct Settings {
             settings.projects = (projects.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }, .env)
         }
         if let consumer = environment["WAVE_CONSUMER"], !consumer.isEmpty { settings.consumer = (consumer, .env) }
-        if let url = global.redis { settings.redis = (url, .flag) }
-        if let store = global.store { settings.store = (store, .flag) }
+        if let url = redis { settings.redis = (url, .flag) }
+        if let store { settings.store = (store, .flag) }
         return settings
     }
 
-    mutating func read(file path: String) throws {
+    mutating func read(file path: String) throws(ConfigurationError) {
         guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
-            throw CLIError.badInput("--config: cannot read \(path)")
+            throw ConfigurationError("--config: cannot read \(path)")
         }
         guard case .object(let object)? = JSONValue(jsonText: text) else {
-            throw CLIError.badInput("--config: \(path) is not a JSON object")
+            throw ConfigurationError("--config: \(path) is not a JSON object")
         }
         self.file = path
-        func bad(_ key: String, _ expected: String) -> CLIError { CLIError.badInput("--config: \(path): \"\(key)\" must be \(expected)") }
-        func unknown(_ keys: some Sequence<String>, in section: String, allowed: Set<String>) throws {
+        func bad(_ key: String, _ expected: String) -> ConfigurationError { ConfigurationError("--config: \(path): \"\(key)\" must be \(expected)") }
+        func unknown(_ keys: some Sequence<String>, in section: String, allowed: Set<String>) throws(ConfigurationError) {
             let extra = Set(keys).subtracting(allowed).sorted()
             guard extra.isEmpty else {
-                throw CLIError.badInput(
+                throw ConfigurationError(
                     "--config: \(path): unknown key\(extra.count == 1 ? "" : "s") \(extra.map { "\"\($0)\"" }.joined(separator: ", "))\(section.isEmpty ? "" : " in \"\(section)\"") (known: \(allowed.sorted().joined(separator: ", ")))"
                 )
             }
         }
-        func int(_ value: JSONValue?, _ key: String, minimum: Int = 1) throws -> Int? {
+        func int(_ value: JSONValue?, _ key: String, minimum: Int = 1) throws(ConfigurationError) -> Int? {
             guard let value else { return nil }
             guard let number = value.numberValue, number == number.rounded(), number >= Double(minimum), number < 1e12 else {
                 throw bad(key, "a whole number ≥ \(minimum)")
@@ -140,82 +156,17 @@ struct Settings {
     }
 
     /// The Redis URL with any password replaced by `***`.
-    var maskedRedis: String? {
+    public var maskedRedis: String? {
         guard let url = self.redis.value else { return nil }
         return (try? RedisConfiguration(url: url))?.redactedURL ?? "(invalid URL)"
     }
 }
 
-/// `wave config show`.
-struct ConfigCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "config",
-        abstract: "The effective configuration (defaults < --config FILE < environment < flags).",
-        subcommands: [ConfigShow.self]
-    )
-}
+/// A configuration file Wave cannot use: which file, which key, what it must be.
+public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
+    /// What is wrong, for the operator.
+    public var message: String
+    public var description: String { self.message }
 
-struct ConfigShow: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "show", abstract: "Print the effective configuration, secrets masked, with where each value came from.")
-
-    @OptionGroup var global: GlobalOptions
-
-    func run() async throws {
-        let settings = try Settings.load(self.global)
-        struct Output: Encodable {
-            var config_file: String?
-            var redis: String?
-            var redis_source: Settings.Source
-            var store: String
-            var store_source: Settings.Source
-            var projects: [String]
-            var projects_source: Settings.Source
-            var consumer: String
-            var consumer_source: Settings.Source
-            var role_map: [String: String]
-            var batch_size: Int
-            var block_ms: Int
-            var reclaim_after_ms: Int
-            var max_deliveries: Int
-            var status_interval_ms: Int
-            var maintenance_interval_ms: Int
-            var max_retries: [Int]
-            var backoff_base_ms: Int64
-            var backoff_cap_ms: Int64
-            var parallel_limit: Int
-            var budget_warning_ratio: Double
-        }
-        func ms(_ duration: Duration) -> Int64 { duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000 }
-        let output = Output(
-            config_file: settings.file, redis: settings.maskedRedis, redis_source: settings.redis.source, store: settings.store.value,
-            store_source: settings.store.source, projects: settings.projects.value, projects_source: settings.projects.source,
-            consumer: settings.consumer.value, consumer_source: settings.consumer.source, role_map: settings.roleMap,
-            batch_size: settings.batchSize, block_ms: settings.blockMilliseconds, reclaim_after_ms: settings.reclaimAfterMilliseconds,
-            max_deliveries: settings.maxDeliveries, status_interval_ms: settings.statusIntervalMilliseconds,
-            maintenance_interval_ms: settings.maintenanceIntervalMilliseconds,
-            max_retries: settings.engine.gates.map(\.maxRetries), backoff_base_ms: ms(settings.engine.backoffBase),
-            backoff_cap_ms: ms(settings.engine.backoffCap),
-            parallel_limit: settings.engine.parallelLimit, budget_warning_ratio: settings.engine.budgetWarningRatio
-        )
-        if self.global.json {
-            print(try JSONOutput.line(output))
-            return
-        }
-        print("config file: \(settings.file ?? "none (--config FILE or WAVE_CONFIG)")")
-        print("redis: \(output.redis ?? "none (embedded bus)") [\(output.redis_source.rawValue)]")
-        print("store: \(output.store) [\(output.store_source.rawValue)]")
-        print(
-            "projects: \(output.projects.isEmpty ? "the store's live sessions" : output.projects.joined(separator: ", ")) [\(output.projects_source.rawValue)]")
-        print("consumer: \(output.consumer) [\(output.consumer_source.rawValue)]")
-        print(
-            "role map: \(output.role_map.isEmpty ? "none (the agent id's prefix)" : output.role_map.sorted { $0.key < $1.key }.map { "\($0.key)→\($0.value)" }.joined(separator: ", "))"
-        )
-        print(
-            "orchestrator: batch \(output.batch_size), block \(output.block_ms) ms, reclaim after \(output.reclaim_after_ms) ms, \(output.max_deliveries) deliveries, status every \(output.status_interval_ms) ms, maintenance every \(output.maintenance_interval_ms) ms"
-        )
-        print(
-            "engine: retries per gate \(output.max_retries), backoff \(output.backoff_base_ms) ms … \(output.backoff_cap_ms) ms, \(output.parallel_limit) stories in parallel, budget warning at \(Int(output.budget_warning_ratio * 100)) %"
-        )
-    }
+    init(_ message: String) { self.message = message }
 }
