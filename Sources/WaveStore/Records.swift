@@ -76,6 +76,8 @@ public struct CheckpointRecord: Sendable, Hashable {
     public var parentID: String?
     /// Whether a recovery superseded it.
     public var superseded: Bool
+    /// When it was written (the store's clock).
+    public var createdAt: WaveTimestamp?
 }
 
 /// An escalation as stored.

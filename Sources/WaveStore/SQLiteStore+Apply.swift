@@ -298,7 +298,7 @@ extension SQLiteStore {
 
     func writeEffects(_ db: Database, sessionID: String, storyID: String, _ effects: StoryEffects, messageID: String?, now: WaveTimestamp) throws {
         for checkpoint in effects.checkpoints {
-            try self.appendCheckpoint(db, sessionID: sessionID, storyID: storyID, checkpoint)
+            try self.appendCheckpoint(db, sessionID: sessionID, storyID: storyID, checkpoint, now: now)
         }
         for escalation in effects.escalations {
             try db.execute(
@@ -601,7 +601,7 @@ extension SQLiteStore {
                 db, sessionID: session.id, storyID: nil,
                 CheckpointDraft(
                     type: .manual, name: paused ? "Session paused" : "Session resumed", gate: nil,
-                    state: ["kind": .string(paused ? "session_paused" : "session_resumed"), "timestamp": .string(now.description)], agentID: nil))
+                    state: ["kind": .string(paused ? "session_paused" : "session_resumed"), "timestamp": .string(now.description)], agentID: nil), now: now)
             if let messageID {
                 try self.recordLedger(
                     db, IncomingEvent(messageID: messageID, eventType: paused ? "session.paused" : "session.resumed", storyID: "", event: .start),

@@ -299,7 +299,7 @@ struct BatchWriter {
         guard !self.checkpoints.isEmpty else { return }
         var seq = (try Int.fetchOne(cached: self.db, sql: "SELECT MAX(seq) FROM wave_checkpoints") ?? 0)
         var parents: [String: String?] = [:]
-        let created = SQLiteStore.format(.now())
+        let created = SQLiteStore.format(self.now)
         for (sessionID, storyID, draft) in self.checkpoints {
             let key = "\(sessionID)\u{0}\(storyID)"
             if parents[key] == nil {

@@ -129,7 +129,7 @@ extension SQLiteStore {
             try self.appendCheckpoint(
                 db, sessionID: before.sessionID, storyID: storyID,
                 CheckpointDraft(
-                    type: .manual, name: "Recovered (\(strategy.rawValue)): \(storyID)", gate: state.currentGate, state: checkpoint, agentID: nil))
+                    type: .manual, name: "Recovered (\(strategy.rawValue)): \(storyID)", gate: state.currentGate, state: checkpoint, agentID: nil), now: now)
             // A failed session whose story is back at work is in progress again.
             try db.execute(
                 cached: "UPDATE wave_sessions SET status = 'in_progress', failed_at = NULL WHERE id = ? AND status = 'failed'",

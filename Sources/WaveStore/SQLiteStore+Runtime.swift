@@ -78,7 +78,7 @@ extension SQLiteStore {
             let id = db.lastInsertedRowID
             try self.bump(db, "emergency_stops")
             try self.recordAnnouncement(db, messageID: messageID, eventType: "system.emergency_stop", now: now)
-            try self.checkpointStopped(db, scope: scope, stopID: id, reason: reason, by: by, source: source)
+            try self.checkpointStopped(db, scope: scope, stopID: id, reason: reason, by: by, source: source, now: now)
             return EmergencyStopRecord(id: id, scope: scope, reason: reason, by: by, since: now, source: source)
         }
     }
@@ -86,7 +86,7 @@ extension SQLiteStore {
     /// The state at the stop, in the same transaction: a `manual` checkpoint (`state.kind` =
     /// `emergency_stop`) for every story at work in the stop's scope, with its gate, status and
     /// retries, so that where each story stood when everything halted is on record.
-    func checkpointStopped(_ db: Database, scope: StopScope, stopID: Int64, reason: String, by: String, source: String) throws {
+    func checkpointStopped(_ db: Database, scope: StopScope, stopID: Int64, reason: String, by: String, source: String, now: WaveTimestamp) throws {
         var sql = """
             SELECT s.session_id, s.story_id, s.status, s.current_gate, s.retry_count FROM wave_story_executions s
             JOIN wave_sessions w ON w.id = s.session_id
@@ -110,7 +110,7 @@ extension SQLiteStore {
             let draft = CheckpointDraft(
                 type: .manual, name: "Emergency stop (\(scope)): \(storyID)",
                 gate: gateText.flatMap { try? GateID(parsing: $0) }, state: state, agentID: nil)
-            try self.appendCheckpoint(db, sessionID: sessionID, storyID: storyID, draft)
+            try self.appendCheckpoint(db, sessionID: sessionID, storyID: storyID, draft, now: now)
         }
     }
 

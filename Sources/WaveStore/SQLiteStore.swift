@@ -159,6 +159,8 @@ public final class SQLiteStore: Sendable {
     /// Gives every story row without a `current_gate` one: the later of `metadata.current_gate`
     /// and the gate after its newest passed `gate` checkpoint, recorded in a `manual` checkpoint.
     private func adoptReferenceRows() throws {
+        // Adoption happens as the store opens, before any clock is injected: the system time.
+        let adoptedAt = WaveTimestamp.now()
         let adopted = try self.pool.write { db -> Int in
             let rows = try Row.fetchAll(cached: db, sql: "SELECT id, session_id, story_id, metadata FROM wave_story_executions WHERE current_gate IS NULL")
             for row in rows {
@@ -186,8 +188,8 @@ public final class SQLiteStore: Sendable {
                             "kind": "adopted", "current_gate": .string(gate.description),
                             "metadata_current_gate": metadata["current_gate"] ?? .null,
                             "from_gate_checkpoints": fromCheckpoints.map { .string($0.description) } ?? .null,
-                            "timestamp": .string(WaveTimestamp.now().description),
-                        ], agentID: nil))
+                            "timestamp": .string(adoptedAt.description),
+                        ], agentID: nil), now: adoptedAt)
             }
             return rows.count
         }
@@ -460,7 +462,7 @@ public final class SQLiteStore: Sendable {
         }
     }
 
-    func appendCheckpoint(_ db: Database, sessionID: String, storyID: String?, _ draft: CheckpointDraft) throws {
+    func appendCheckpoint(_ db: Database, sessionID: String, storyID: String?, _ draft: CheckpointDraft, now: WaveTimestamp) throws {
         // One statement: the next seq and the story's previous checkpoint come from subqueries.
         try db.executeDirect(
             cached: """
@@ -473,7 +475,7 @@ public final class SQLiteStore: Sendable {
             Self.bindCheckpoint(&bind, id: StoreIDs.make(), sessionID: sessionID, storyID: storyID, draft)
             bind.text(sessionID)
             bind.text(storyID)
-            bind.text(Self.format(.now()))
+            bind.text(Self.format(now))
         }
     }
 
@@ -599,7 +601,8 @@ public final class SQLiteStore: Sendable {
         CheckpointRecord(
             id: row["id"], seq: row["seq"] ?? 0, sessionID: row["session_id"], storyID: row["story_id"], type: row["checkpoint_type"],
             name: row["checkpoint_name"], gate: row["gate"], state: Self.object(row["state"]), agentID: row["agent_id"],
-            parentID: row["parent_checkpoint_id"], superseded: (row["superseded"] as Int? ?? 0) != 0
+            parentID: row["parent_checkpoint_id"], superseded: (row["superseded"] as Int? ?? 0) != 0,
+            createdAt: Self.timestamp(row["created_at"])
         )
     }
 

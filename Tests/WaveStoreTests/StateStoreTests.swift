@@ -35,7 +35,9 @@ struct StateStoreTests {
         }
         let story = try await store.story("S-1")
         #expect(story.state.currentGate == (try GateID(4)))
-        #expect(try await store.checkpoints(session: session.id, story: "S-1").filter { $0.type == "gate" }.count == 4)
+        let checkpoints = try await store.checkpoints(session: session.id, story: "S-1")
+        #expect(checkpoints.filter { $0.type == "gate" }.count == 4)
+        #expect(checkpoints.allSatisfy { $0.createdAt == fixed }, "every checkpoint written with the store's clock: \(checkpoints.map(\.createdAt))")
         #expect(try await store.processedMessages(session: session.id)["applied"] == 4)
         #expect(try await store.liveProjects() == ["shop"])
     }
