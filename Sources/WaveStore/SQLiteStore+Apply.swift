@@ -85,7 +85,7 @@ extension SQLiteStore {
     ///   (`notFound` for an unknown story, `conflict` when another writer won).
     @discardableResult
     public func apply(_ incoming: IncomingEvent, now: WaveTimestamp = .now(), jitter: Double = Double.random(in: 0..<1)) throws -> ApplyResult {
-        try self.immediateWrite { db in try self.apply(db, incoming, now: now, jitter: jitter) }
+        try self.apply(batch: [incoming], now: now, jitter: jitter)[0].get()
     }
 
     /// Applies several messages in one transaction (one commit). A message the engine refuses
@@ -129,68 +129,6 @@ extension SQLiteStore {
                         VALUES (?, NULL, ?, 'task.withdrawn', ?, ?)
                         """, arguments: ["withdrawn-\(task.messageID)", task.storyID, "withdrawn:\(reason)", Self.format(now)])
             }
-        }
-    }
-
-    func apply(_ db: Database, _ incoming: IncomingEvent, now: WaveTimestamp, jitter: Double) throws -> ApplyResult {
-        if let outcome = try db.fetchOneDirect(
-            cached: "SELECT outcome FROM wave_processed_messages WHERE message_id = ?", { $0.text(incoming.messageID) }, { $0.text(0) })
-        {
-            return .duplicate(outcome: outcome ?? "")
-        }
-        var record = try self.findStory(db, storyID: incoming.storyID, session: try self.knownSession(db, incoming.sessionID), project: incoming.project)
-        let sessionID = record.state.sessionID
-        if let seq = incoming.seq, let source = incoming.source,
-            let last = try Int64.fetchOne(
-                cached: db, sql: "SELECT last_seq FROM wave_source_seq WHERE session_id = ? AND story_id = ? AND source = ?",
-                arguments: [sessionID, record.state.storyID, source]), seq <= UInt64(last)
-        {
-            try self.recordLedger(db, incoming, sessionID: sessionID, outcome: "stale_seq", now: now)
-            return .staleSequence(last: UInt64(last))
-        }
-        let before = record
-        if let cost = incoming.costUSD, cost > 0, cost.isFinite { record.state.costUSD += cost }
-        if let tokens = incoming.tokens, tokens > 0 { record.state.tokens += tokens }
-
-        // A result for a pending story whose dependencies are complete starts it.
-        var startEffects = StoryEffects()
-        if record.state.status == .pending, case .gateResult = incoming.event, try self.sessionInProgress(db, sessionID),
-            try self.dependenciesComplete(db, record)
-        {
-            if case .applied(let started, let effects) = try self.engine.apply(.start, to: record.state, now: now, jitter: jitter) {
-                record.state = started
-                startEffects = effects
-            }
-        }
-        let decision = try self.engine.apply(incoming.event, to: record.state, now: now, jitter: jitter)
-        switch decision {
-        case .applied(let state, var effects):
-            effects.checkpoints.insert(contentsOf: startEffects.checkpoints, at: 0)
-            effects.dispatches.insert(contentsOf: startEffects.dispatches, at: 0)
-            effects.transitions.insert(contentsOf: startEffects.transitions, at: 0)
-            record.state = state
-            try self.writeStory(db, &record, expectedVersion: before.state.version, now: now, storedStatus: before.state.status)
-            try self.writeEffects(db, sessionID: sessionID, storyID: record.state.storyID, effects, messageID: incoming.messageID, now: now)
-            var sessionEffects = SessionEffects()
-            if record.state.status == .failed, before.state.status != .failed {
-                try self.cancelDependents(db, of: record.state.storyID, sessionID: sessionID, now: now, into: &sessionEffects)
-                try self.refreshSession(db, sessionID: sessionID, now: now, into: &sessionEffects)
-            } else {
-                try self.updateSession(db, sessionID: sessionID, from: before.state, to: record.state, now: now, into: &sessionEffects)
-            }
-            try self.recordLedger(db, incoming, sessionID: sessionID, outcome: "applied", now: now)
-            return .applied(record, effects, sessionEffects)
-        case .ignored(let reason, let effects):
-            if record.state != before.state || !startEffects.checkpoints.isEmpty {
-                try self.writeStory(db, &record, expectedVersion: before.state.version, now: now, storedStatus: before.state.status)
-                try self.writeEffects(db, sessionID: sessionID, storyID: record.state.storyID, startEffects, messageID: incoming.messageID, now: now)
-                var sessionEffects = SessionEffects()
-                try self.updateSession(db, sessionID: sessionID, from: before.state, to: record.state, now: now, into: &sessionEffects)
-            }
-            try self.writeEffects(db, sessionID: sessionID, storyID: record.state.storyID, effects, messageID: incoming.messageID, now: now)
-            try self.bump(db, "ignored.\(reason.rawValue)")
-            try self.recordLedger(db, incoming, sessionID: sessionID, outcome: "ignored:\(reason.rawValue)", now: now)
-            return .ignored(reason, record, effects)
         }
     }
 
@@ -301,12 +239,18 @@ extension SQLiteStore {
             try self.appendCheckpoint(db, sessionID: sessionID, storyID: storyID, checkpoint, now: now)
         }
         for escalation in effects.escalations {
-            try db.execute(
-                cached: """
-                    INSERT INTO wave_escalations (id, session_id, story_id, kind, reason, message_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
-                    """, arguments: [StoreIDs.make(), sessionID, storyID, escalation.kind, escalation.reason, messageID, Self.format(now)])
+            try Self.insertEscalation(db, sessionID: sessionID, storyID: storyID, escalation, messageID: messageID, now: now)
             try self.bump(db, "escalations.\(escalation.kind)")
         }
+    }
+
+    static func insertEscalation(
+        _ db: Database, sessionID: String, storyID: String, _ escalation: EscalationDraft, messageID: String?, now: WaveTimestamp
+    ) throws {
+        try db.execute(
+            cached: """
+                INSERT INTO wave_escalations (id, session_id, story_id, kind, reason, message_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [StoreIDs.make(), sessionID, storyID, escalation.kind, escalation.reason, messageID, Self.format(now)])
     }
 
     func recordLedger(_ db: Database, _ incoming: IncomingEvent, sessionID: String?, outcome: String, now: WaveTimestamp) throws {

@@ -2,16 +2,15 @@ import GRDB
 import WaveEngine
 import WaveProtocol
 
-/// Applies a batch of messages in one transaction, doing once per batch what ``SQLiteStore/apply(_:now:jitter:)``
-/// does once per message: one ledger query for the batch, each story read once and written once (its version
-/// bumped once), checkpoints and ledger entries written with their `seq` and parent links computed here. The
-/// outcome is the same as applying the messages one by one at the same time (a property test compares the
-/// rows). A sender's `seq` is checked against the last one applied (read once per story, source and batch)
-/// and the newest written once per batch; a message that names no known session finds its story by id within
-/// its project, as the one-message path does; a story completed in a session that certainly has unfinished
-/// stories left moves the session's counter once per batch. A message whose effects reach beyond its story
-/// (it fails the story, may finish the session, starts a pending story, carries a cost that the budget rules
-/// weigh) first flushes what is pending and then goes through the one-message path.
+/// Applies messages in one transaction: the store's only apply path (``SQLiteStore/apply(_:now:jitter:)`` is a
+/// batch of one). One ledger query for the batch (the messages and the withdrawal marks of the tasks they
+/// answer), each story read once and written once (its version bumped once), checkpoints and ledger entries
+/// written with their `seq` and parent links computed here. The outcome is the same as applying the messages
+/// one by one at the same time (a property test compares the rows for every batch size). A sender's `seq` is
+/// checked against the last one applied (read once per story, source and batch) and the newest written once
+/// per batch; a message that names no known session finds its story by id within its project; a story
+/// completed in a session that certainly has unfinished stories left moves the session's counter once per
+/// batch. A message whose effects reach beyond its story writes what is queued, then the session's part.
 struct BatchWriter {
     let store: SQLiteStore
     let db: Database
@@ -123,17 +122,14 @@ struct BatchWriter {
         }
     }
 
-    /// The one-message path, after flushing, for a message whose effects reach beyond its story.
-    mutating func slow(_ incoming: IncomingEvent, jitter: Double) throws -> ApplyResult {
-        try self.flush()
+    /// Forgets what this batch read of stories, sessions and senders' numbering, after a
+    /// change that reached beyond one story (other stories, the session's row) was written.
+    mutating func forgetReads() {
         self.stories.removeAll(keepingCapacity: true)
         self.order.removeAll(keepingCapacity: true)
         self.located.removeAll(keepingCapacity: true)
         self.sequences.removeAll(keepingCapacity: true)
         self.tallies.removeAll(keepingCapacity: true)
-        let result = try self.store.apply(self.db, incoming, now: self.now, jitter: jitter)
-        self.outcomes[incoming.messageID] = Self.outcome(of: result)
-        return result
     }
 
     static func outcome(of result: ApplyResult) -> String {
@@ -145,9 +141,14 @@ struct BatchWriter {
         }
     }
 
+    /// Applies one message: the only apply path (a single message is a batch of one). The story's
+    /// change, its checkpoints, escalations, ledger entry, counters and the sender's `seq` are
+    /// queued and written once per batch. A change whose effects reach beyond the story (it carries
+    /// a cost the budget rules weigh, it starts a pending story, it fails the story, or it may
+    /// finish the session) writes what is queued at once and then updates the session: cancelled
+    /// dependents, the session's counters, status and budget, in the same transaction.
     mutating func applyOne(_ incoming: IncomingEvent, jitter: Double) throws -> ApplyResult {
         if let outcome = self.outcomes[incoming.messageID] { return .duplicate(outcome: outcome) }
-        guard (incoming.costUSD ?? 0) <= 0 else { return try self.slow(incoming, jitter: jitter) }
         let (key, located) = try self.locate(incoming)
         var work = located
         let sessionID = work.record.state.sessionID
@@ -162,20 +163,40 @@ struct BatchWriter {
             sequenceKey = mark.key
         }
         let before = work.record.state
-        if before.status == .pending, case .gateResult = incoming.event { return try self.slow(incoming, jitter: jitter) }
         var state = before
+        // Effects beyond the story: written at once, after what is queued.
+        var wide = false
+        if let cost = incoming.costUSD, cost > 0, cost.isFinite {
+            state.costUSD += cost
+            wide = true
+        }
         if let added = incoming.tokens, added > 0 { state.tokens += added }
+        // A result for a pending story whose dependencies are complete starts it.
+        var startEffects = StoryEffects()
+        if state.status == .pending, case .gateResult = incoming.event, try self.store.sessionInProgress(self.db, sessionID),
+            try self.store.dependenciesComplete(self.db, work.record),
+            case .applied(let started, let effects) = try self.store.engine.apply(.start, to: state, now: self.now, jitter: jitter)
+        {
+            state = started
+            startEffects = effects
+            wide = true
+        }
         let decision = try self.store.engine.apply(incoming.event, to: state, now: self.now, jitter: jitter)
-        let result: ApplyResult
+        var result: ApplyResult
         switch decision {
-        case .applied(let after, let effects):
-            if after.status.isFinished {
-                // Only a completion that certainly leaves the session unfinished stays here.
-                guard after.status == .complete, !before.status.isFinished, try self.completionLeavesWork(sessionID) else {
-                    return try self.slow(incoming, jitter: jitter)
+        case .applied(let after, var effects):
+            effects.checkpoints.insert(contentsOf: startEffects.checkpoints, at: 0)
+            effects.dispatches.insert(contentsOf: startEffects.dispatches, at: 0)
+            effects.transitions.insert(contentsOf: startEffects.transitions, at: 0)
+            effects.escalations.insert(contentsOf: startEffects.escalations, at: 0)
+            if after.status.isFinished, !wide {
+                // Only a completion that certainly leaves the session unfinished stays queued.
+                if after.status == .complete, !before.status.isFinished, try self.completionLeavesWork(sessionID) {
+                    self.tallies[sessionID]!.unfinished -= 1
+                    self.tallies[sessionID]!.completed += 1
+                } else {
+                    wide = true
                 }
-                self.tallies[sessionID]!.unfinished -= 1
-                self.tallies[sessionID]!.completed += 1
             }
             work.record.state = after
             work.changes += 1
@@ -188,12 +209,13 @@ struct BatchWriter {
                 work.record.state = state
                 work.changes += 1
             }
-            for draft in effects.escalations { self.escalations.append((sessionID, state.storyID, draft, incoming.messageID)) }
+            for draft in startEffects.checkpoints + effects.checkpoints { self.checkpoints.append((sessionID, state.storyID, draft)) }
+            for draft in startEffects.escalations + effects.escalations { self.escalations.append((sessionID, state.storyID, draft, incoming.messageID)) }
             self.counters["ignored.\(reason.rawValue)", default: 0] += 1
             self.ledger.append((incoming, sessionID, "ignored:\(reason.rawValue)"))
             result = .ignored(reason, work.record, effects)
         }
-        if let added = incoming.tokens, added > 0 { self.tokens[sessionID, default: 0] += added }
+        if !wide, let added = incoming.tokens, added > 0 { self.tokens[sessionID, default: 0] += added }
         if let sequenceKey, let seq = incoming.seq {
             self.sequences[sequenceKey]!.last = max(self.sequences[sequenceKey]!.last ?? 0, seq)
             self.sequences[sequenceKey]!.dirty = true
@@ -201,6 +223,22 @@ struct BatchWriter {
         if self.stories[key] == nil { self.order.append(key) }
         self.stories[key] = work
         self.outcomes[incoming.messageID] = Self.outcome(of: result)
+        guard wide else { return result }
+        try self.flush()
+        var session = SessionEffects()
+        let after = work.record.state
+        if case .applied(let record, let effects, _) = result {
+            if after.status == .failed, before.status != .failed {
+                try self.store.cancelDependents(self.db, of: after.storyID, sessionID: sessionID, now: self.now, into: &session)
+                try self.store.refreshSession(self.db, sessionID: sessionID, now: self.now, into: &session)
+            } else {
+                try self.store.updateSession(self.db, sessionID: sessionID, from: before, to: after, now: self.now, into: &session)
+            }
+            result = .applied(record, effects, session)
+        } else {
+            try self.store.updateSession(self.db, sessionID: sessionID, from: before, to: after, now: self.now, into: &session)
+        }
+        self.forgetReads()
         return result
     }
 
@@ -266,14 +304,8 @@ struct BatchWriter {
         }
         try self.insertCheckpoints()
         for escalation in self.escalations {
-            try self.db.execute(
-                cached: """
-                    INSERT INTO wave_escalations (id, session_id, story_id, kind, reason, message_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)
-                    """,
-                arguments: [
-                    StoreIDs.make(), escalation.sessionID, escalation.storyID, escalation.draft.kind, escalation.draft.reason,
-                    escalation.messageID, SQLiteStore.format(self.now),
-                ])
+            try SQLiteStore.insertEscalation(
+                self.db, sessionID: escalation.sessionID, storyID: escalation.storyID, escalation.draft, messageID: escalation.messageID, now: self.now)
             self.counters["escalations.\(escalation.draft.kind)", default: 0] += 1
         }
         self.escalations.removeAll(keepingCapacity: true)

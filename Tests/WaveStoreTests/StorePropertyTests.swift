@@ -39,32 +39,91 @@ func normalizedRows(_ store: SQLiteStore) throws -> [String] {
     }
 }
 
+/// Random messages for three stories (S-3 depends on S-1): gate results from every role, errors,
+/// blocks and unblocks, some numbered by their senders (now and then out of order), some with a cost.
+func randomMessages(seed: Int, count: Int = 150) throws -> [IncomingEvent] {
+    var generator = SeededGenerator(seed: UInt64(seed))
+    let roles = ["fe", "be", "qa", "pm", "cto"]
+    var messages: [IncomingEvent] = []
+    for i in 0..<count {
+        let story = "S-\(Int(generator.next() % 3) + 1)"
+        let role = roles[Int(generator.next() % 5)]
+        let event: StoryEvent
+        switch generator.next() % 12 {
+        case 0: event = .agentError(message: "e\(i)", retryable: generator.next() % 4 != 0, role: role)
+        case 1: event = .blocked(reason: "b\(i)")
+        case 2, 3: event = .unblocked(reason: nil)
+        default:
+            let payload: [String: JSONValue] = ["result": generator.next() % 5 == 0 ? "fail" : "pass"]
+            event = .gateResult(GateResultInput(gate: try GateID(Int(generator.next() % 8)), payload: payload, senderRole: role, agentID: "\(role)-1"))
+        }
+        let seq: UInt64? = generator.next() % 3 == 0 ? UInt64(generator.next() % 4 == 0 ? max(0, i - 40) : i) : nil
+        messages.append(
+            IncomingEvent(
+                messageID: "m-\(i)", eventType: "x", source: "\(role)-1", seq: seq, storyID: story, event: event,
+                costUSD: generator.next() % 4 == 0 ? 0.01 : nil, tokens: 10))
+    }
+    return messages
+}
+
 @Suite("Store properties")
 struct StorePropertyTests {
+    @Test(
+        "the one apply path against the simple model: every message delivered twice, applied in batches of each size 1…64, leaves the rows of one-by-one application in stream order",
+        arguments: 1...64)
+    func batchesMatchTheModel(size: Int) throws {
+        let messages = try randomMessages(seed: 1_000 + size, count: 120)
+        // The stream: every message, and each one again a few entries later (a redelivery).
+        var generator = SeededGenerator(seed: UInt64(size))
+        var stream: [IncomingEvent] = []
+        var redeliveries: [(at: Int, message: IncomingEvent)] = []
+        for message in messages {
+            stream.append(message)
+            redeliveries.append((stream.count + Int(generator.next() % 12), message))
+            while let next = redeliveries.firstIndex(where: { $0.at <= stream.count }) { stream.append(redeliveries.remove(at: next).message) }
+        }
+        stream.append(contentsOf: redeliveries.map(\.message))
+        #expect(stream.count == 2 * messages.count)
+        func prepared(_ name: String) throws -> SQLiteStore {
+            let store = try temporaryStore(name)
+            let session = try store.createSession(project: "p", wave: 0, stories: stories([("S-1", []), ("S-2", []), ("S-3", ["S-1"])]), budgetUSD: 0.5)
+            _ = try store.startNextSession(project: "p", now: t(0))
+            _ = try store.startReadyStories(session: session.id, now: t(0))
+            return store
+        }
+        let model = try prepared("model-\(size)")
+        var refusedByModel: [String] = []
+        for message in stream {
+            do { try model.apply(message, now: t(1), jitter: 0.5) } catch is EngineRejection { refusedByModel.append(message.messageID) }
+        }
+        let batched = try prepared("batched-\(size)")
+        var refused: [String] = []
+        var index = 0
+        while index < stream.count {
+            let chunk = Array(stream[index..<min(index + size, stream.count)])
+            let results = try batched.apply(batch: chunk, now: t(1), jitter: 0.5)
+            #expect(results.count == chunk.count)
+            for (message, result) in zip(chunk, results) {
+                if case .failure(let error) = result {
+                    #expect(error is EngineRejection, "only the engine refuses a message here: \(error)")
+                    refused.append(message.messageID)
+                }
+            }
+            index += chunk.count
+        }
+        #expect(refused == refusedByModel)
+        let rows = try normalizedRows(batched)
+        #expect(rows == (try normalizedRows(model)))
+        // A message refused at its first delivery may apply at its second (its story moved on).
+        let refusedTwice = Set(refused.filter { id in refused.count(where: { $0 == id }) == 2 })
+        #expect(
+            rows.filter { $0.hasPrefix("ledger") }.count == Set(stream.map(\.messageID)).subtracting(refusedTwice).count, "one ledger entry per message applied"
+        )
+    }
+
     @Test("every message delivered twice, and the whole sequence again, leaves exactly the rows one delivery leaves", arguments: 0..<12)
     func duplicatesChangeNothing(seed: Int) throws {
-        var generator = SeededGenerator(seed: UInt64(seed))
-        let roles = ["fe", "be", "qa", "pm", "cto"]
-        var messages: [IncomingEvent] = []
-        for i in 0..<150 {
-            let story = "S-\(Int(generator.next() % 3) + 1)"
-            let role = roles[Int(generator.next() % 5)]
-            let event: StoryEvent
-            switch generator.next() % 12 {
-            case 0: event = .agentError(message: "e\(i)", retryable: generator.next() % 4 != 0, role: role)
-            case 1: event = .blocked(reason: "b\(i)")
-            case 2, 3: event = .unblocked(reason: nil)
-            default:
-                let payload: [String: JSONValue] = ["result": generator.next() % 5 == 0 ? "fail" : "pass"]
-                event = .gateResult(GateResultInput(gate: try GateID(Int(generator.next() % 8)), payload: payload, senderRole: role, agentID: "\(role)-1"))
-            }
-            // Some senders number their messages; now and then one arrives older than the last applied.
-            let seq: UInt64? = generator.next() % 3 == 0 ? UInt64(generator.next() % 4 == 0 ? max(0, i - 40) : i) : nil
-            messages.append(
-                IncomingEvent(
-                    messageID: "m-\(i)", eventType: "x", source: "\(role)-1", seq: seq, storyID: story, event: event,
-                    costUSD: generator.next() % 4 == 0 ? 0.01 : nil, tokens: 10))
-        }
+        let messages = try randomMessages(seed: seed)
         func prepared(_ name: String) throws -> SQLiteStore {
             let store = try temporaryStore(name)
             let session = try store.createSession(project: "p", wave: 0, stories: stories([("S-1", []), ("S-2", []), ("S-3", ["S-1"])]), budgetUSD: 5)
