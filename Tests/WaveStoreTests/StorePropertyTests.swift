@@ -66,6 +66,15 @@ func randomMessages(seed: Int, count: Int = 150) throws -> [IncomingEvent] {
     return messages
 }
 
+/// A store with one session of three stories (S-3 depends on S-1) started at t(0).
+func threeStoryStore(_ name: String, budgetUSD: Double) throws -> SQLiteStore {
+    let store = try temporaryStore(name)
+    let session = try store.createSession(project: "p", wave: 0, stories: stories([("S-1", []), ("S-2", []), ("S-3", ["S-1"])]), budgetUSD: budgetUSD)
+    _ = try store.startNextSession(project: "p", now: t(0))
+    _ = try store.startReadyStories(session: session.id, now: t(0))
+    return store
+}
+
 @Suite("Store properties")
 struct StorePropertyTests {
     @Test(
@@ -84,13 +93,7 @@ struct StorePropertyTests {
         }
         stream.append(contentsOf: redeliveries.map(\.message))
         #expect(stream.count == 2 * messages.count)
-        func prepared(_ name: String) throws -> SQLiteStore {
-            let store = try temporaryStore(name)
-            let session = try store.createSession(project: "p", wave: 0, stories: stories([("S-1", []), ("S-2", []), ("S-3", ["S-1"])]), budgetUSD: 0.5)
-            _ = try store.startNextSession(project: "p", now: t(0))
-            _ = try store.startReadyStories(session: session.id, now: t(0))
-            return store
-        }
+        func prepared(_ name: String) throws -> SQLiteStore { try threeStoryStore(name, budgetUSD: 0.5) }
         let model = try prepared("model-\(size)")
         var refusedByModel: [String] = []
         for message in stream {
@@ -124,13 +127,7 @@ struct StorePropertyTests {
     @Test("every message delivered twice, and the whole sequence again, leaves exactly the rows one delivery leaves", arguments: 0..<12)
     func duplicatesChangeNothing(seed: Int) throws {
         let messages = try randomMessages(seed: seed)
-        func prepared(_ name: String) throws -> SQLiteStore {
-            let store = try temporaryStore(name)
-            let session = try store.createSession(project: "p", wave: 0, stories: stories([("S-1", []), ("S-2", []), ("S-3", ["S-1"])]), budgetUSD: 5)
-            _ = try store.startNextSession(project: "p", now: t(0))
-            _ = try store.startReadyStories(session: session.id, now: t(0))
-            return store
-        }
+        func prepared(_ name: String) throws -> SQLiteStore { try threeStoryStore(name, budgetUSD: 5) }
         let once = try prepared("once-\(seed)")
         let twice = try prepared("twice-\(seed)")
         let batched = try prepared("batched-\(seed)")
