@@ -108,12 +108,22 @@ struct BatchWriter {
     }
 
     mutating func loadLedger(_ ids: [String]) throws {
+        if ids.count == 1 {
+            // A batch of one (the most common read when signals trickle in): one bound lookup.
+            let id = ids[0]
+            if let outcome = try self.db.fetchOneDirect(
+                cached: "SELECT outcome FROM wave_processed_messages WHERE message_id = ?", { $0.text(id) }, { $0.text(0) })
+            {
+                self.outcomes[id] = outcome ?? ""
+            }
+            return
+        }
         var start = 0
         while start < ids.count {
             let chunk = Array(ids[start..<min(start + 500, ids.count)])
             let marks = Array(repeating: "?", count: chunk.count).joined(separator: ", ")
             for row in try Row.fetchAll(
-                self.db, sql: "SELECT message_id, outcome FROM wave_processed_messages WHERE message_id IN (\(marks))",
+                cached: self.db, sql: "SELECT message_id, outcome FROM wave_processed_messages WHERE message_id IN (\(marks))",
                 arguments: StatementArguments(chunk))
             {
                 self.outcomes[row[0]] = row[1]
@@ -329,6 +339,12 @@ struct BatchWriter {
 
     mutating func insertCheckpoints() throws {
         guard !self.checkpoints.isEmpty else { return }
+        if self.checkpoints.count == 1, let (sessionID, storyID, draft) = self.checkpoints.first {
+            // One statement (its seq and parent from subqueries) where a batch has one checkpoint.
+            try self.store.appendCheckpoint(self.db, sessionID: sessionID, storyID: storyID, draft, now: self.now)
+            self.checkpoints.removeAll(keepingCapacity: true)
+            return
+        }
         var seq = (try Int.fetchOne(cached: self.db, sql: "SELECT MAX(seq) FROM wave_checkpoints") ?? 0)
         var parents: [String: String?] = [:]
         let created = SQLiteStore.format(self.now)
