@@ -95,6 +95,7 @@ public final class SQLiteStateStore: StateStore {
     }
 
     public func recordWithdrawals(_ tasks: [TaskEntry], reason: String) async throws {
+        guard !tasks.isEmpty else { return }  // a stop with no task out costs no transaction
         try await self.write { try $0.recordWithdrawals(tasks, reason: reason, now: $1) }
     }
 
