@@ -45,8 +45,9 @@ public final class EventDispatcher: Service, Sendable {
     public struct Hooks: Sendable {
         /// Before the first handler of a signal runs.
         public var entered: (@Sendable (Signal) -> Void)?
-        /// After a signal's handlers ran and its entry was settled (dead-lettered, or marked for
-        /// acknowledgement or for delivery again).
+        /// After a signal's handlers ran, their follow-ups (the tasks they dispatch) too, and its
+        /// entry was settled (dead-lettered, or marked for acknowledgement or for delivery again);
+        /// just before its read's acknowledgement.
         public var settled: (@Sendable (Signal, DispatchResult) -> Void)?
         /// After a read's acknowledgement returned, with the entries acknowledged.
         public var acknowledged: (@Sendable ([Delivery]) -> Void)?
@@ -147,22 +148,44 @@ public final class EventDispatcher: Service, Sendable {
             ])
         try await self.bus.withConsumer(options) { deliveries in
             // A pipeline: while one read is handled (its transaction committing), the bus reads
-            // the next one and the previous one's acknowledgement is on its way. Acknowledgements
-            // go out in read order, each after its own read's commit, as before.
-            var acknowledging: Task<Void, Never>?
+            // the next one, and the previous one's tasks and acknowledgement are on their way.
+            // What follows a read (its tasks, its `settled` hooks, its acknowledgement) runs in
+            // read order, each read's acknowledgement after its own commit and tasks, as before.
+            var following: Task<Void, Never>?
             var iterator = deliveries.makeAsyncIterator()
             while !Task.isCancelled, let batch = await iterator.nextBatch() {
                 // A read in hand is finished even if shutdown begins meanwhile: its handlers and
                 // acknowledgements run outside this task's cancellation.
                 let settled = await Task(executorPreference: self.executor) { await self.settle(batch) }.value
                 guard !settled.isEmpty else { continue }
-                acknowledging = Task(executorPreference: self.executor) { [acknowledging] in
-                    await acknowledging?.value
-                    await self.acknowledge(settled)
+                following = Task(executorPreference: self.executor) { [following] in
+                    await following?.value
+                    await self.follow(settled)
                 }
             }
-            await acknowledging?.value
+            await following?.value
         }
+    }
+
+    /// A read whose handlers ran: what is left to do, in read order.
+    struct SettledRead: Sendable {
+        /// The entries whose handlers succeeded, to be acknowledged.
+        var acknowledged: [Delivery] = []
+        /// The handlers' follow-ups (the tasks their results dispatch).
+        var followUps: [@Sendable () async -> Void] = []
+        /// Every signal of the read with its result, for the `settled` hook.
+        var results: [(Signal, DispatchResult)] = []
+
+        var isEmpty: Bool { self.results.isEmpty && self.followUps.isEmpty }
+    }
+
+    /// Finishes a settled read: its follow-ups, its `settled` hooks, its acknowledgement.
+    func follow(_ read: SettledRead) async {
+        for followUp in read.followUps { await followUp() }
+        if let settled = self.hooks.settled {
+            for (signal, result) in read.results { settled(signal, result) }
+        }
+        if !read.acknowledged.isEmpty { await self.acknowledge(read.acknowledged) }
     }
 
     /// Acknowledges the entries of a read whose handlers succeeded, in one call.
@@ -182,11 +205,13 @@ public final class EventDispatcher: Service, Sendable {
     }
 
     /// Dispatches a read and settles every entry: a dead letter for each one a handler refused,
-    /// nothing for failures; returns the entries whose handlers succeeded, to be acknowledged.
-    /// Consecutive entries whose only handler is the same ``BatchEventHandler`` go to it at once.
-    func settle(_ batch: [Delivery]) async -> [Delivery] {
-        var acknowledged: [Delivery] = []
-        acknowledged.reserveCapacity(batch.count)
+    /// nothing for failures; returns the entries whose handlers succeeded, to be acknowledged
+    /// after the handlers' follow-ups. Consecutive entries whose only handler is the same
+    /// ``BatchEventHandler`` go to it at once.
+    func settle(_ batch: [Delivery]) async -> SettledRead {
+        var read = SettledRead()
+        read.acknowledged.reserveCapacity(batch.count)
+        read.results.reserveCapacity(batch.count)
         var failed: [(Signal, String)] = []
         defer { self.logFailures(failed) }
         var index = 0
@@ -207,23 +232,26 @@ public final class EventDispatcher: Service, Sendable {
                     next += 1
                 }
                 for member in run { self.hooks.entered?(member) }
-                let results = await batcher.handle(batch: run)
-                for (member, outcome) in zip(run, results) {
+                let handled = await batcher.handle(batch: run)
+                if let followUp = handled.followUp { read.followUps.append(followUp) }
+                for (member, outcome) in zip(run, handled.results) {
                     var result = DispatchResult(eventType: member.envelope.eventType)
                     switch outcome {
                     case .success(let value): result.outcomes = [(batcher.name, value)]
                     case .failure(let error): result.error = error
                     }
-                    if await self.finish(member, result, failed: &failed) { acknowledged.append(member.delivery) }
+                    if await self.finish(member, result, failed: &failed) { read.acknowledged.append(member.delivery) }
+                    read.results.append((member, result))
                 }
                 index = next
                 continue
             }
             let result = await self.dispatch(signal)
-            if await self.finish(signal, result, failed: &failed) { acknowledged.append(delivery) }
+            if await self.finish(signal, result, failed: &failed) { read.acknowledged.append(delivery) }
+            read.results.append((signal, result))
             index += 1
         }
-        return acknowledged
+        return read
     }
 
     /// The signal of a delivery; a delivery from a stream the orchestrator does not read (a
@@ -263,7 +291,6 @@ public final class EventDispatcher: Service, Sendable {
     /// Settles one entry by its result; returns whether it is to be acknowledged. A failure is
     /// added to `failed` (logged once per read).
     func finish(_ signal: Signal, _ result: DispatchResult, failed: inout [(Signal, String)]) async -> Bool {
-        defer { self.hooks.settled?(signal, result) }
         switch result.disposition {
         case .acknowledge:
             self.counters.withLock { counters in

@@ -178,8 +178,26 @@ public protocol EventHandler: Sendable {
 /// entries in a read whose only handler it is; results come back in order, one per signal.
 public protocol BatchEventHandler: EventHandler {
     /// Handles signals in order; each result is what ``EventHandler/handle(_:)`` would have
-    /// returned or thrown for that signal.
-    func handle(batch: [Signal]) async -> [Result<HandlerOutcome, any Error>]
+    /// returned or thrown for that signal. The work that follows from them (the tasks they
+    /// dispatch) may be left to ``HandledBatch/followUp``.
+    func handle(batch: [Signal]) async -> HandledBatch
+}
+
+/// What a ``BatchEventHandler`` did with a run of signals.
+public struct HandledBatch: Sendable {
+    /// One result per signal, in order.
+    public var results: [Result<HandlerOutcome, any Error>]
+    /// Work that follows from the results and that the next read need not wait for (writing the
+    /// tasks they dispatch). The dispatcher runs it in read order, after the run's results are
+    /// settled and before their entries are acknowledged (and before the `settled` hooks), while
+    /// the next read is handled.
+    public var followUp: (@Sendable () async -> Void)?
+
+    /// Creates a result.
+    public init(results: [Result<HandlerOutcome, any Error>], followUp: (@Sendable () async -> Void)? = nil) {
+        self.results = results
+        self.followUp = followUp
+    }
 }
 
 /// Handlers by event type, plus global handlers that see every signal after the typed ones.

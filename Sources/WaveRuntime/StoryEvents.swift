@@ -10,7 +10,9 @@ import WaveStore
 extension OrchestratorCore {
     /// Applies a story event from a signal through the store (one transaction) and reacts.
     func applyStoryEvent(_ signal: Signal, _ event: StoryEvent) async throws -> HandlerOutcome {
-        try await self.applyStoryEvents([(signal, event)])[0].get()
+        let handled = await self.applyStoryEvents([(signal, event)])
+        await handled.followUp?()
+        return try handled.results[0].get()
     }
 
     /// The store's message for a signal's story event, or the outcome when it names no story.
@@ -29,16 +31,20 @@ extension OrchestratorCore {
     }
 
     /// Applies the story events of several signals in one store transaction, in order, then
-    /// reacts to each and dispatches every task that follows in one pipelined write. Each result
-    /// is what applying that signal alone gives.
-    func applyStoryEvents(_ items: [(Signal, StoryEvent)]) async -> [Result<HandlerOutcome, any Error>] {
+    /// reacts to each and takes the tasks that follow as out. Each result is what applying that
+    /// signal alone gives. The follow-up writes the tasks in one pipelined write.
+    func applyStoryEvents(_ items: [(Signal, StoryEvent)]) async -> HandledBatch {
         // On the store's executor: the transaction and the reactions' store calls cost no thread
         // hop, and a transaction that waits for another process's lock never holds the event loop
         // (where the reads arrive, and where an emergency stop halts dispatch meanwhile).
-        // The tasks that follow go out from the event loop, after the commit.
-        let (results, work) = await withTaskExecutorPreference(self.store.executor) { await self.applyOnStoreExecutor(items) }
-        await self.tasks.dispatch(work)
-        return results
+        let (results, claimed) = await withTaskExecutorPreference(self.store.executor) {
+            let (results, work) = await self.applyOnStoreExecutor(items)
+            return (results, await self.tasks.prepare(work))
+        }
+        // The tasks go out from the event loop after the commit, while the next read's
+        // transaction runs.
+        guard claimed.count > 0 else { return HandledBatch(results: results) }
+        return HandledBatch(results: results, followUp: { [tasks = self.tasks] in await tasks.send(claimed) })
     }
 
     func applyOnStoreExecutor(
@@ -203,10 +209,12 @@ struct StoryEventHandler: BatchEventHandler {
     var name: String { "story-event" }
 
     func handle(_ signal: Signal) async throws -> HandlerOutcome {
-        try await self.handle(batch: [signal])[0].get()
+        let handled = await self.handle(batch: [signal])
+        await handled.followUp?()
+        return try handled.results[0].get()
     }
 
-    func handle(batch: [Signal]) async -> [Result<HandlerOutcome, any Error>] {
+    func handle(batch: [Signal]) async -> HandledBatch {
         var results = [Result<HandlerOutcome, any Error>?](repeating: nil, count: batch.count)
         var events: [(Signal, StoryEvent)] = []
         var positions: [Int] = []
@@ -219,8 +227,9 @@ struct StoryEventHandler: BatchEventHandler {
                 results[position] = .success(refusal.outcome)
             }
         }
-        for (position, result) in zip(positions, await self.core.applyStoryEvents(events)) { results[position] = result }
-        return results.map { $0! }
+        let applied = await self.core.applyStoryEvents(events)
+        for (position, result) in zip(positions, applied.results) { results[position] = result }
+        return HandledBatch(results: results.map { $0! }, followUp: applied.followUp)
     }
 
     func event(of signal: Signal) async -> Result<StoryEvent, Refusal> {

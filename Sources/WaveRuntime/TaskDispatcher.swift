@@ -152,15 +152,32 @@ public final class TaskDispatcher: Sendable {
     /// Tasks published so far, and tasks held back by a stop or a pause.
     public var totals: (published: Int, held: Int) { self.state.withLock { ($0.published, $0.held) } }
 
+    /// Tasks taken as out (claimed) and not yet on their streams: what ``prepare(_:now:)``
+    /// returns and ``send(_:)`` publishes.
+    public struct Claimed: Sendable {
+        var due: [(key: Key, entry: TaskEntry, stream: String)] = []
+
+        /// How many tasks it holds.
+        public var count: Int { self.due.count }
+    }
+
     /// Dispatches drafts for stories: critical and high priority first, each now or at its
     /// `notBefore` time, every task due now in one pipelined write. A task already out for the
     /// same key and attempt is not sent again.
     public func dispatch(_ work: [(story: StoryRecord, drafts: [TaskDraft])], now given: WaveTimestamp? = nil) async {
+        await self.send(await self.prepare(work, now: given))
+    }
+
+    /// The first half of ``dispatch(_:now:)``: schedules the drafts due later and takes the ones
+    /// due now as out (a result, a stop or a pause that comes next sees them), without writing
+    /// them. ``send(_:)`` writes them; the orchestrator sends a read's tasks while the next read's
+    /// transaction runs.
+    public func prepare(_ work: [(story: StoryRecord, drafts: [TaskDraft])], now given: WaveTimestamp? = nil) async -> Claimed {
         let now = given ?? self.store.now()
         let ordered = work.filter { !$0.drafts.isEmpty }.sorted { Self.priority(of: $0.story) > Self.priority(of: $1.story) }
-        guard !ordered.isEmpty else { return }
+        var claimed = Claimed()
+        guard !ordered.isEmpty else { return claimed }
         var sessions: [String: (SessionRecord, ProjectName)?] = [:]
-        var due: [(key: Key, entry: TaskEntry, stream: String)] = []
         for (story, drafts) in ordered {
             let sessionID = story.state.sessionID
             if sessions[sessionID] == nil {
@@ -181,9 +198,19 @@ public final class TaskDispatcher: Sendable {
                 if let notBefore = draft.notBefore, notBefore > now {
                     self.schedule(key, at: notBefore, now: now)
                 } else if let entry = self.claim(key, draft: draft, story: story, session: session, project: project, now: now) {
-                    due.append((key, entry, Channels.tasks(project, draft.role)))
+                    claimed.due.append((key, entry, Channels.tasks(project, draft.role)))
                 }
             }
+        }
+        return claimed
+    }
+
+    /// The second half of ``dispatch(_:now:)``: writes the claimed tasks that are still out (a
+    /// stop, a pause or a result since the claim took some back) in one pipelined write, and
+    /// arms their deadlines.
+    public func send(_ claimed: Claimed) async {
+        let due = self.state.withLock { state in
+            claimed.due.filter { state.outstanding[StoryKey(sessionID: $0.key.sessionID, storyID: $0.key.storyID)]?[$0.key]?.messageID == $0.entry.messageID }
         }
         guard !due.isEmpty else { return }
         do {

@@ -193,18 +193,25 @@ struct Harness: Sendable {
     /// Waits until a role's stream holds at least `count` tasks for `story` (resumed by the
     /// stream's own consumer group, not by looking again and again).
     func awaitTasks(_ role: String, story: String, count: Int, deadline: Duration = .seconds(10)) async throws -> [TaskEntry] {
+        try await self.awaitTasks(role, story: story, "\(count) \(role) tasks for \(story)", deadline: deadline) { $0.count >= count }
+    }
+
+    /// Waits until the tasks of a role's stream for `story` satisfy `done`.
+    func awaitTasks(
+        _ role: String, story: String, _ what: String, deadline: Duration = .seconds(10), until done: @escaping @Sendable ([TaskEntry]) -> Bool
+    ) async throws -> [TaskEntry] {
         let bus = self.bus
         var options = ConsumerOptions(streams: [Channels.tasks(self.project, role)], group: "watch-\(UUID().uuidString.prefix(6))", consumer: "w")
         options.entries = .tasks
         options.start = .beginning
         options.blockTime = .milliseconds(100)
         let consumer = options
-        return try await within(deadline, "\(count) \(role) tasks for \(story)") {
+        return try await within(deadline, what) {
             try await bus.withConsumer(consumer) { deliveries in
                 var seen: [TaskEntry] = []
                 for await delivery in deliveries {
                     if let task = delivery.task, task.storyID == story { seen.append(task) }
-                    if seen.count >= count { break }
+                    if done(seen) { break }
                 }
                 return seen
             }
