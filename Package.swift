@@ -23,6 +23,7 @@ let package = Package(
         .library(name: "WaveRuntime", targets: ["WaveRuntime"]),
         .library(name: "WaveAgentKit", targets: ["WaveAgentKit"]),
         .library(name: "WaveOperations", targets: ["WaveOperations"]),
+        .library(name: "WavePostgres", targets: ["WavePostgres"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -33,6 +34,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-async-algorithms.git", from: "1.1.4"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         // Pure RESP3 values: tokens, the incremental decoder, the command encoder.
@@ -130,6 +132,18 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The PostgreSQL store (SCALE.md): connection from the store URL, the reference's schema
+        // and Wave's additive migrations under an advisory lock.
+        .target(
+            name: "WavePostgres",
+            dependencies: [
+                "WaveStore", "WaveEngine", "WaveProtocol",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         // The operations every front end shares (the CLI now, the HTTP API next): configuration
         // and its precedence, the story-file format, dead-letter replay and purge, reaching Redis.
         .target(
@@ -145,6 +159,7 @@ let package = Package(
             name: "WaveCLI",
             dependencies: [
                 "WaveOperations",
+                "WavePostgres",
                 "WaveRedis",
                 "WaveStore",
                 "WaveEngine",
@@ -184,6 +199,15 @@ let package = Package(
         .testTarget(
             name: "WaveProtocolTests",
             dependencies: ["WaveProtocol"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "WavePostgresTests",
+            dependencies: [
+                "WavePostgres", "WaveStore", "WaveTesting", .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            resources: [.copy("Fixtures")],
             swiftSettings: strict
         ),
         .testTarget(

@@ -58,7 +58,7 @@ struct ConfigShow: AsyncParsableCommand {
         }
         func ms(_ duration: Duration) -> Int64 { duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000 }
         let output = Output(
-            config_file: settings.file, redis: settings.maskedRedis, redis_source: settings.redis.source, store: settings.store.value,
+            config_file: settings.file, redis: settings.maskedRedis, redis_source: settings.redis.source, store: settings.maskedStore,
             store_source: settings.store.source, projects: settings.projects.value, projects_source: settings.projects.source,
             consumer: settings.consumer.value, consumer_source: settings.consumer.source, role_map: settings.roleMap,
             batch_size: settings.batchSize, block_ms: settings.blockMilliseconds, reclaim_after_ms: settings.reclaimAfterMilliseconds,

@@ -9,11 +9,20 @@ import WaveRedis
 import WaveStore
 
 extension GlobalOptions {
-    /// `--store`, else `WAVE_STORE`, else the configuration file's `store`, else `.wave/wave.sqlite`.
-    func storeLocation() throws -> StoreLocation {
+    /// `--store`, else `WAVE_STORE`, else `DATABASE_URL`, else `POSTGRES_*`, else the
+    /// configuration file's `store`, else `.wave/wave.sqlite`.
+    func storeURL() throws -> StoreURL {
         let settings = try Settings.load(self)
-        guard settings.store.source != .default else { return .default }
-        do { return try StoreLocation(url: settings.store.value) } catch { throw CLIError.badInput(error.message) }
+        guard settings.store.source != .default else { return .sqlite(.default) }
+        do { return try StoreURL(settings.store.value) } catch { throw CLIError.badInput(error.message) }
+    }
+
+    /// The SQLite file of ``storeURL()``, for what runs on SQLite only so far.
+    func storeLocation() throws -> StoreLocation {
+        switch try self.storeURL() {
+        case .sqlite(let location): return location
+        case .postgres(let url): throw CLIError.postgresNotYet(url)
+        }
     }
 
     /// The migrations not applied yet to the store at `location` (`wave store migrate --dry-run`).
@@ -56,6 +65,15 @@ extension GlobalOptions {
 }
 
 extension CLIError {
+    /// A PostgreSQL store given to a command that does not run on one yet.
+    static func postgresNotYet(_ url: PostgresURL) -> CLIError {
+        CLIError(
+            exitCode: 2,
+            message:
+                "\(url): on PostgreSQL, `wave store migrate [--dry-run]` works so far; the other commands need the PostgreSQL StateStore, which is not built yet (use sqlite:PATH)"
+        )
+    }
+
     static func from(_ error: StoreError) -> CLIError {
         switch error.code {
         case .notFound:
@@ -63,6 +81,7 @@ extension CLIError {
         case .ambiguous: CLIError(exitCode: 2, message: "\(error.message) (hint: name the session with --session ID)")
         case .invalidURL, .invalidInput, .notAllowed: CLIError(exitCode: 2, message: error.message)
         case .migrationBlocked, .conflict, .withdrawn: CLIError(exitCode: 1, message: error.message)
+        case .unreachable, .authenticationFailed: CLIError(exitCode: 3, message: error.message)
         }
     }
 }

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
+import Logging
 import WaveEngine
+import WavePostgres
 import WaveProtocol
 import WaveStore
 
@@ -255,7 +257,11 @@ struct StoreCommand: AsyncParsableCommand {
         @Flag(help: "List the migrations that would apply, and change nothing.") var dryRun = false
 
         func run() async throws {
-            let location = try self.global.storeLocation()
+            let location: StoreLocation
+            switch try self.global.storeURL() {
+            case .sqlite(let sqlite): location = sqlite
+            case .postgres(let url): return try await self.migrate(url)
+            }
             let pending = try storeCall { try self.global.pendingMigrations(at: location) }
             if self.dryRun {
                 if self.global.json {
@@ -273,6 +279,32 @@ struct StoreCommand: AsyncParsableCommand {
             } else {
                 print(
                     pending.isEmpty ? "\(location) was already up to date (\(applied.count) migrations)" : "applied \(pending.count) migrations to \(location)")
+            }
+        }
+
+        /// The same on PostgreSQL: under the migrations' advisory lock, in one transaction.
+        func migrate(_ url: PostgresURL) async throws {
+            let connector = PostgresConnector(url: url, logger: Logger(label: "wave.store"))
+            let (pending, applied, total) = try await storeCall {
+                try await connector.withClient { client in
+                    let migrator = PostgresMigrator(client: client, logger: Logger(label: "wave.store"))
+                    let pending = try await migrator.pending()
+                    guard !self.dryRun else { return (pending, [String](), 0) }
+                    let applied = try await migrator.migrate()
+                    return (pending, applied, try await migrator.applied().count)
+                }
+            }
+            if self.dryRun {
+                if self.global.json {
+                    print(try JSONOutput.line(MigrationsJSON(store: url.description, pending: pending.map(\.id))))
+                } else {
+                    print(pending.isEmpty ? "\(url) is up to date" : "\(pending.count) migrations would apply to \(url):")
+                    for migration in pending { print("  \(migration.id): \(migration.summary)") }
+                }
+            } else if self.global.json {
+                print(try JSONOutput.line(MigrationsJSON(store: url.description, applied: applied, total: total)))
+            } else {
+                print(applied.isEmpty ? "\(url) was already up to date (\(total) migrations)" : "applied \(applied.count) migrations to \(url)")
             }
         }
     }

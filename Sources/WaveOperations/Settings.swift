@@ -2,6 +2,7 @@ import Foundation
 import WaveEngine
 import WaveProtocol
 import WaveRedis
+import WaveStore
 
 /// The effective configuration: defaults, then the configuration file (`--config FILE`, env
 /// `WAVE_CONFIG`), then the environment, then flags — each later source wins. One struct that
@@ -68,7 +69,17 @@ public struct Settings: Sendable {
             try settings.read(file: path)
         }
         if let url = environment["WAVE_REDIS_URL"] ?? environment["REDIS_URL"] { settings.redis = (url, .env) }
-        if let store = environment["WAVE_STORE"] { settings.store = (store, .env) }
+        // The store: WAVE_STORE, else the reference's DATABASE_URL, else its POSTGRES_* variables
+        // (only when one of them is set: Wave's default stays SQLite), else the file's.
+        if let store = environment["WAVE_STORE"] {
+            settings.store = (store, .env)
+        } else if let url = environment["DATABASE_URL"], !url.isEmpty {
+            settings.store = (url, .env)
+        } else {
+            do {
+                if let postgres = try PostgresURL(environment: environment) { settings.store = (postgres.connectionURL, .env) }
+            } catch { throw ConfigurationError("POSTGRES_*: \(error.message)") }
+        }
         if let projects = environment["WAVE_PROJECTS"] {
             settings.projects = (projects.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }, .env)
         }
@@ -153,6 +164,11 @@ public struct Settings: Sendable {
                 self.engine.budgetWarningRatio = ratio
             }
         }
+    }
+
+    /// The store URL with any password replaced by `***`.
+    public var maskedStore: String {
+        (try? StoreURL(self.store.value))?.description ?? "(invalid URL)"
     }
 
     /// The Redis URL with any password replaced by `***`.

@@ -5,7 +5,7 @@ import Synchronization
 import WaveEngine
 import WaveProtocol
 
-/// Where the state lives: `sqlite:PATH` (PostgreSQL arrives with its own issue).
+/// A SQLite store's file: `sqlite:PATH` (``StoreURL`` also names PostgreSQL databases).
 public struct StoreLocation: Sendable, Hashable, CustomStringConvertible {
     /// The SQLite file.
     public var path: String
@@ -17,10 +17,10 @@ public struct StoreLocation: Sendable, Hashable, CustomStringConvertible {
     public init(path: String) { self.path = path }
 
     /// Parses `sqlite:PATH` (`sqlite://PATH` too); a bare path is taken as SQLite.
-    /// - Throws: ``StoreError`` for `postgres://…` (not supported yet) and other schemes.
+    /// - Throws: ``StoreError`` for `postgres://…` (see ``StoreURL``) and other schemes.
     public init(url text: String) throws(StoreError) {
         if text.hasPrefix("postgres://") || text.hasPrefix("postgresql://") {
-            throw StoreError(.invalidURL, "PostgreSQL stores are not supported yet; use sqlite:PATH")
+            throw StoreError(.invalidURL, "a PostgreSQL URL is not a SQLite file")
         }
         var path = text
         if path.hasPrefix("sqlite://") {

@@ -8,7 +8,8 @@ import GRDB
 /// migration only adds: columns with defaults, tables, indexes. A migration that cannot apply
 /// (duplicate stories in a session) changes nothing and names the offending rows.
 enum Schema {
-    /// The reference's tables, as SQLAlchemy's `create_all` makes them on SQLite.
+    /// The reference's tables, as SQLAlchemy's `create_all` makes them on SQLite, with the
+    /// reference's constraint names (those of its migration and models).
     static let referenceTables = """
         CREATE TABLE IF NOT EXISTS wave_sessions (
             id CHAR(32) NOT NULL,
@@ -28,10 +29,10 @@ enum Schema {
             created_at DATETIME DEFAULT (CURRENT_TIMESTAMP),
             updated_at DATETIME DEFAULT (CURRENT_TIMESTAMP),
             PRIMARY KEY (id),
-            CONSTRAINT check_wave_number_positive CHECK (wave_number >= 0),
-            CONSTRAINT check_session_status CHECK (status IN ('pending', 'in_progress', 'completed', 'failed', 'cancelled')),
-            CONSTRAINT check_budget_positive CHECK (budget_usd >= 0),
-            CONSTRAINT check_cost_positive CHECK (actual_cost_usd >= 0)
+            CONSTRAINT wave_sessions_status_check CHECK (status IN ('pending', 'in_progress', 'completed', 'failed', 'cancelled')),
+            CONSTRAINT wave_sessions_wave_number_check CHECK (wave_number >= 0),
+            CONSTRAINT wave_sessions_budget_check CHECK (budget_usd >= 0),
+            CONSTRAINT wave_sessions_cost_check CHECK (actual_cost_usd >= 0)
         );
         CREATE TABLE IF NOT EXISTS wave_checkpoints (
             id CHAR(32) NOT NULL,
@@ -45,8 +46,8 @@ enum Schema {
             parent_checkpoint_id CHAR(32),
             created_at DATETIME DEFAULT (CURRENT_TIMESTAMP),
             PRIMARY KEY (id),
-            CONSTRAINT check_checkpoint_type CHECK (checkpoint_type IN ('gate', 'story_start', 'story_complete', 'agent_handoff', 'error', 'manual')),
-            CONSTRAINT check_gate_value CHECK (gate IS NULL OR gate IN ('gate-0', 'gate-1', 'gate-2', 'gate-3', 'gate-4', 'gate-5', 'gate-6', 'gate-7')),
+            CONSTRAINT wave_checkpoints_type_check CHECK (checkpoint_type IN ('gate', 'story_start', 'story_complete', 'agent_handoff', 'error', 'manual')),
+            CONSTRAINT wave_checkpoints_gate_check CHECK (gate IS NULL OR gate IN ('gate-0', 'gate-1', 'gate-2', 'gate-3', 'gate-4', 'gate-5', 'gate-6', 'gate-7')),
             FOREIGN KEY(session_id) REFERENCES wave_sessions (id) ON DELETE CASCADE,
             FOREIGN KEY(parent_checkpoint_id) REFERENCES wave_checkpoints (id)
         );
@@ -80,10 +81,10 @@ enum Schema {
             created_at DATETIME DEFAULT (CURRENT_TIMESTAMP),
             updated_at DATETIME DEFAULT (CURRENT_TIMESTAMP),
             PRIMARY KEY (id),
-            CONSTRAINT check_story_status CHECK (status IN ('pending', 'in_progress', 'blocked', 'review', 'complete', 'failed', 'cancelled')),
-            CONSTRAINT check_cost_positive CHECK (cost_usd >= 0),
-            CONSTRAINT check_retry_positive CHECK (retry_count >= 0),
-            CONSTRAINT check_ac_valid CHECK (acceptance_criteria_passed <= acceptance_criteria_total),
+            CONSTRAINT wave_story_executions_status_check CHECK (status IN ('pending', 'in_progress', 'blocked', 'review', 'complete', 'failed', 'cancelled')),
+            CONSTRAINT wave_story_executions_retry_check CHECK (retry_count >= 0),
+            CONSTRAINT wave_story_executions_cost_check CHECK (cost_usd >= 0),
+            CONSTRAINT wave_story_executions_ac_check CHECK (acceptance_criteria_passed <= acceptance_criteria_total),
             FOREIGN KEY(session_id) REFERENCES wave_sessions (id) ON DELETE CASCADE
         );
         """
@@ -98,17 +99,9 @@ enum Schema {
             }
         ),
         (
-            "002-indexes", "indexes for the lookups Wave makes: sessions by project and status, stories by session, story id and status",
-            { db in
-                try db.execute(
-                    sql: """
-                        CREATE INDEX IF NOT EXISTS idx_sessions_project ON wave_sessions (project_name);
-                        CREATE INDEX IF NOT EXISTS idx_sessions_status ON wave_sessions (status);
-                        CREATE INDEX IF NOT EXISTS idx_stories_session ON wave_story_executions (session_id);
-                        CREATE INDEX IF NOT EXISTS idx_stories_story ON wave_story_executions (story_id);
-                        CREATE INDEX IF NOT EXISTS idx_stories_status ON wave_story_executions (status);
-                        """)
-            }
+            "002-indexes",
+            "indexes for the lookups Wave makes, under the reference's names: sessions by project and status, stories by session, story id and status (none where the file has one on that column)",
+            { db in try ensureReferenceIndexes(db) }
         ),
         (
             "003-wave-columns",
@@ -240,7 +233,48 @@ enum Schema {
                         """)
             }
         ),
+        (
+            "008-reference-index-names", "the indexes earlier Wave stores made under names of their own take the reference's names",
+            { db in
+                // The same indexes, renamed (SQLite renames an index by making it again).
+                for (earlier, index) in zip(earlierIndexNames, referenceIndexes)
+                where try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?)", arguments: [earlier]) == true
+                {
+                    try db.execute(sql: "DROP INDEX \(earlier)")
+                    try db.execute(sql: "CREATE INDEX IF NOT EXISTS \(index.name) ON \(index.table) (\(index.column))")
+                }
+            }
+        ),
     ]
+
+    /// The indexes Wave's lookups need, under the names the reference's migration gives them.
+    static let referenceIndexes: [(name: String, table: String, column: String)] = [
+        ("idx_wave_sessions_project", "wave_sessions", "project_name"),
+        ("idx_wave_sessions_status", "wave_sessions", "status"),
+        ("idx_wave_story_executions_session", "wave_story_executions", "session_id"),
+        ("idx_wave_story_executions_story_id", "wave_story_executions", "story_id"),
+        ("idx_wave_story_executions_status", "wave_story_executions", "status"),
+    ]
+
+    /// The names earlier Wave stores gave the same indexes, in the same order.
+    static let earlierIndexNames = ["idx_sessions_project", "idx_sessions_status", "idx_stories_session", "idx_stories_story", "idx_stories_status"]
+
+    /// Creates each of ``referenceIndexes`` unless the table already has an index whose first
+    /// column is that column (under any name: a reference file's own, or an earlier Wave name).
+    static func ensureReferenceIndexes(_ db: Database) throws {
+        for index in referenceIndexes where try !hasIndex(db, table: index.table, leadingColumn: index.column) {
+            try db.execute(sql: "CREATE INDEX \(index.name) ON \(index.table) (\(index.column))")
+        }
+    }
+
+    /// Whether `table` has an index whose first column is `column`.
+    static func hasIndex(_ db: Database, table: String, leadingColumn column: String) throws -> Bool {
+        for name in try String.fetchAll(db, sql: "SELECT name FROM pragma_index_list(?)", arguments: [table]) {
+            let first = try String.fetchOne(db, sql: "SELECT name FROM pragma_index_info(?) WHERE seqno = 0", arguments: [name])
+            if first == column { return true }
+        }
+        return false
+    }
 
     /// The migrator over ``migrations``.
     static func migrator() -> DatabaseMigrator {

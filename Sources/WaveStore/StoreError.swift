@@ -2,7 +2,7 @@
 public struct StoreError: Error, Sendable, Hashable, CustomStringConvertible {
     /// What kind of failure.
     public enum Code: String, Sendable, Hashable {
-        /// The store URL is not `sqlite:PATH` (or names a backend not built yet).
+        /// The store URL is neither `sqlite:PATH` nor a valid `postgres://…` URL.
         case invalidURL = "invalid_url"
         /// A migration cannot apply to the rows that exist; it changed nothing.
         case migrationBlocked = "migration_blocked"
@@ -16,6 +16,10 @@ public struct StoreError: Error, Sendable, Hashable, CustomStringConvertible {
         case conflict
         /// The change is not allowed in the current state.
         case notAllowed = "not_allowed"
+        /// The store's server cannot be reached (or the database does not exist there).
+        case unreachable
+        /// The store's server refused the credentials.
+        case authenticationFailed = "authentication_failed"
         /// A result for a task that was taken back (timed out, withdrawn by a stop) while the
         /// result waited to be applied: nothing was applied or recorded.
         case withdrawn

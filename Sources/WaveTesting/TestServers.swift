@@ -19,6 +19,10 @@ public enum TestServers {
     public static var tlsCA: String? { environment["WAVE_TEST_REDIS_TLS_CA"] }
     public static var serverBinary: String? { environment["WAVE_TEST_REDIS_SERVER"] }
     public static var benchmarkBinary: String? { environment["WAVE_TEST_REDIS_BENCHMARK"] }
+    /// The private PostgreSQL's database URL (`postgres://…`); tests create databases beside it.
+    public static var postgres: String? { environment["WAVE_TEST_POSTGRES_URL"] }
+    /// The psql binary.
+    public static var psql: String? { environment["WAVE_TEST_PSQL"] }
 
     /// Run a real-server test when its server is there, or under CI (where a missing variable
     /// makes the test fail instead of skipping).

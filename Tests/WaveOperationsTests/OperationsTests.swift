@@ -31,6 +31,21 @@ struct SettingsTests {
         #expect(fromFlags.batchSize == 64, "a value no later source sets stays the file's")
     }
 
+    @Test("the store: --store, then WAVE_STORE, then the reference's DATABASE_URL, then its POSTGRES_* variables, then the file; shown masked")
+    func storePrecedence() throws {
+        let pg = "postgres://wave:secret@db:5432/wave?sslmode=disable"
+        #expect(try Settings.load(config: nil, redis: nil, store: nil, environment: [:]).store.value == "sqlite:.wave/wave.sqlite")
+        let fromURL = try Settings.load(config: nil, redis: nil, store: nil, environment: ["DATABASE_URL": pg, "POSTGRES_HOST": "other"])
+        #expect(fromURL.store.value == pg && fromURL.store.source == .env)
+        #expect(fromURL.maskedStore == "postgres://wave:***@db:5432/wave?sslmode=disable")
+        let fromParts = try Settings.load(config: nil, redis: nil, store: nil, environment: ["POSTGRES_HOST": "pg", "POSTGRES_PASSWORD": "p w"])
+        #expect(try PostgresURL(url: fromParts.store.value) == PostgresURL(host: "pg", user: "wave", password: "p w", database: "wave"))
+        let waveStore = try Settings.load(config: nil, redis: nil, store: nil, environment: ["WAVE_STORE": "sqlite:a.sqlite", "DATABASE_URL": pg])
+        #expect(waveStore.store.value == "sqlite:a.sqlite")
+        let flag = try Settings.load(config: nil, redis: nil, store: "sqlite:b.sqlite", environment: ["WAVE_STORE": "sqlite:a.sqlite", "DATABASE_URL": pg])
+        #expect(flag.store.value == "sqlite:b.sqlite" && flag.store.source == .flag)
+    }
+
     @Test("an unknown key or a value of the wrong type is an error naming the file and the key")
     func badFiles() throws {
         let unknown = try self.file(#"{"redis": "redis://x:1", "colour": "blue"}"#)

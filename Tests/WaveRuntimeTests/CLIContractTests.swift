@@ -49,7 +49,7 @@ struct CLIContractTests {
             (["stop", "--reason", "x"], "--project"),
             (["dlq", "purge", "--older-than", "soon", "--project", "p"], "older-than"),
             (["run", "--project", "p", "--legacy-bridge"], "--legacy-bridge needs --redis"),
-            (["status", "--store", "postgres://db/wave"], "not supported yet"),
+            (["status", "--store", "postgres://db/wave"], "PostgreSQL StateStore, which is not built yet"),
         ])
     func badInput(arguments: [String], message: String) async throws {
         let output = try await WaveBinary.run(arguments, in: try Self.folder())

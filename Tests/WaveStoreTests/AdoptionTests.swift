@@ -172,3 +172,77 @@ struct AdoptionTests {
         #expect(indexes.isEmpty)
     }
 }
+
+@Suite("SQLite stores take the reference's constraint and index names")
+struct ReferenceNameTests {
+    /// Index name → its first column, for a table.
+    static func indexes(_ store: SQLiteStore, _ table: String) throws -> [String: String] {
+        try store.pool.read { db in
+            var result: [String: String] = [:]
+            for name in try String.fetchAll(db, sql: "SELECT name FROM pragma_index_list(?) WHERE origin = 'c'", arguments: [table]) {
+                result[name] = try String.fetchOne(db, sql: "SELECT name FROM pragma_index_info(?) WHERE seqno = 0", arguments: [name])
+            }
+            return result
+        }
+    }
+
+    @Test("a new store: the reference's CHECK names and index names, none of the names Wave used before")
+    func newStore() throws {
+        let store = try SQLiteStore(location: StoreLocation(path: temporaryPath("names")), logger: quietLogger())
+        let sql = try store.pool.read { db in try String.fetchAll(db, sql: "SELECT sql FROM sqlite_master WHERE type = 'table' AND name LIKE 'wave_%'") }
+            .joined(separator: "\n")
+        for name in [
+            "wave_sessions_status_check", "wave_sessions_wave_number_check", "wave_sessions_budget_check", "wave_sessions_cost_check",
+            "wave_checkpoints_type_check", "wave_checkpoints_gate_check", "wave_story_executions_status_check", "wave_story_executions_retry_check",
+            "wave_story_executions_cost_check", "wave_story_executions_ac_check",
+        ] {
+            #expect(sql.contains("CONSTRAINT \(name) CHECK"), "\(name)")
+        }
+        let sessions = try Self.indexes(store, "wave_sessions")
+        #expect(sessions["idx_wave_sessions_project"] == "project_name" && sessions["idx_wave_sessions_status"] == "status", "\(sessions)")
+        let stories = try Self.indexes(store, "wave_story_executions")
+        for (name, column) in [
+            ("idx_wave_story_executions_session", "session_id"), ("idx_wave_story_executions_story_id", "story_id"),
+            ("idx_wave_story_executions_status", "status"),
+        ] {
+            #expect(stories[name] == column, "\(stories)")
+        }
+        let all = Set(sessions.keys).union(stories.keys)
+        #expect(all.isDisjoint(with: Schema.earlierIndexNames))
+    }
+
+    @Test("adopting a reference file that has its own index on a column creates no second one there")
+    func noSecondIndex() throws {
+        let path = temporaryPath("own-index")
+        try makeReferenceDatabase(at: path)
+        try DatabaseQueue(path: path).write { db in
+            try db.execute(sql: "CREATE INDEX ix_wave_sessions_project_name ON wave_sessions (project_name)")
+            try db.execute(sql: "CREATE INDEX idx_wave_story_executions_story_id ON wave_story_executions (story_id)")
+        }
+        let store = try SQLiteStore(location: StoreLocation(path: path), logger: quietLogger())
+        let sessions = try Self.indexes(store, "wave_sessions")
+        #expect(sessions.values.filter { $0 == "project_name" }.count == 1, "\(sessions)")
+        #expect(sessions["ix_wave_sessions_project_name"] == "project_name")
+        let stories = try Self.indexes(store, "wave_story_executions")
+        #expect(stories.values.filter { $0 == "story_id" }.count == 1, "\(stories)")
+        #expect(sessions["idx_wave_sessions_status"] == "status", "the indexes it lacks are made")
+    }
+
+    @Test("a store made with Wave's earlier index names gets the reference's names, one index per column")
+    func earlierNamesRenamed() throws {
+        let path = temporaryPath("earlier")
+        _ = try SQLiteStore(location: StoreLocation(path: path), logger: quietLogger())
+        // As the earlier 002 left it, and 008 not applied yet.
+        try DatabaseQueue(path: path).write { db in
+            for (earlier, index) in zip(Schema.earlierIndexNames, Schema.referenceIndexes) {
+                try db.execute(sql: "DROP INDEX \(index.name)")
+                try db.execute(sql: "CREATE INDEX \(earlier) ON \(index.table) (\(index.column))")
+            }
+            try db.execute(sql: "DELETE FROM grdb_migrations WHERE identifier = '008-reference-index-names'")
+        }
+        let store = try SQLiteStore(location: StoreLocation(path: path), logger: quietLogger())
+        let names = Set(try Self.indexes(store, "wave_sessions").keys).union(try Self.indexes(store, "wave_story_executions").keys)
+        #expect(names.isDisjoint(with: Schema.earlierIndexNames), "\(names)")
+        #expect(Set(Schema.referenceIndexes.map(\.name)).isSubset(of: names), "\(names)")
+    }
+}

@@ -64,7 +64,7 @@ struct StoreCLITests {
             (["approve", "NOPE", "--gate", "gate-9"], "gate-9"),
             (["story", "recover", "NOPE", "--strategy", "sideways"], "--strategy must be one of"),
             (["session", "show", "0123"], "no session 0123"),
-            (["session", "list", "--store", "postgres://db/wave"], "not supported yet"),
+            (["session", "list", "--store", "postgres://db/wave"], "PostgreSQL StateStore, which is not built yet"),
         ])
     func badInput(arguments: [String], message: String) async throws {
         let folder = try await cliFolder()
