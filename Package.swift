@@ -226,6 +226,7 @@ let package = Package(
                 "WaveRedis",
                 "WaveTesting",
                 "WaveBench",
+                "WaveStore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

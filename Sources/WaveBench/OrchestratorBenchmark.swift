@@ -10,10 +10,14 @@ import WaveRedis
 import WaveRuntime
 import WaveStore
 
+/// Opens the store a benchmark measures, at a path, with an engine: the CLI (the composition
+/// root) says which implementation; the benchmarks see only ``StateStore``.
+public typealias BenchStoreOpener = @Sendable (_ path: String, _ engine: StoryEngine) throws -> any StateStore
+
 /// A fresh store with live stories that take gate signals in order (gate g of every story, then
 /// g + 1), for the orchestrator benchmarks.
 struct BenchWorld {
-    let store: SQLiteStore
+    let store: any StateStore
     let directory: URL
     let project: ProjectName
     let stories: Int
@@ -21,24 +25,20 @@ struct BenchWorld {
     static let senders = ["CTO-1", "BE-1", "BE-1", "BE-1", "QA-1", "PM-1", "CTO-1", "CTO-1"]
 
     /// Creates `stories` backend stories in one session, started.
-    static func make(stories: Int, logger: Logger) throws -> BenchWorld {
+    static func make(stories: Int, open: BenchStoreOpener) async throws -> BenchWorld {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("wave-bench-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         var configuration = EngineConfiguration.standard
         configuration.parallelLimit = stories
-        var quiet = logger
-        quiet.logLevel = .warning
-        let store = try SQLiteStore(
-            location: StoreLocation(path: directory.appendingPathComponent("wave.sqlite").path),
-            engine: StoryEngine(configuration: configuration), logger: quiet)
+        let store = try open(directory.appendingPathComponent("wave.sqlite").path, StoryEngine(configuration: configuration))
         let project = try ProjectName("bench-\(UUID().uuidString.prefix(8).lowercased())")
-        let session = try store.createSession(
+        let session = try await store.createSession(
             project: project.key, wave: 1,
             stories: (0..<stories).map {
                 NewStory(id: "S-\($0)", title: "S-\($0)", domain: "backend", agent: "BE-1")
             }, budgetUSD: 1_000_000)
-        _ = try store.startNextSession(project: project.key)
-        _ = try store.startReadyStories(session: session.id)
+        _ = try await store.startNextSession(project: project.key)
+        _ = try await store.startReadyStories(session: session.id)
         return BenchWorld(store: store, directory: directory, project: project, stories: stories)
     }
 
@@ -82,7 +82,7 @@ extension BenchWorld {
         quiet.logLevel = .error
         var configuration = OrchestratorConfiguration(projects: [self.project], consumer: consumer)
         configuration.executor = EventLoopTaskExecutor(loopGroup.next())
-        let orchestrator = Orchestrator(bus: bus, store: self.store.asStateStore, configuration: configuration, logger: quiet, hooks: hooks)
+        let orchestrator = Orchestrator(bus: bus, store: self.store, configuration: configuration, logger: quiet, hooks: hooks)
         let result: Result<T, any Error>
         do {
             result = .success(
@@ -180,9 +180,11 @@ public struct LatencyBenchmark: Sendable {
     public var signals = 10_000
     /// Signals sent first and not timed. Default 200.
     public var warmUp = 200
+    /// Opens the store measured.
+    public var open: BenchStoreOpener
 
-    /// Creates the benchmark with its defaults.
-    public init() {}
+    /// Creates the benchmark with its defaults, over the stores `open` makes.
+    public init(open: @escaping BenchStoreOpener) { self.open = open }
 
     /// Runs it in its own project and a fresh store, both removed at the end.
     public func run(client: RedisClient, logger: Logger) async throws -> Result {
@@ -190,7 +192,7 @@ public struct LatencyBenchmark: Sendable {
         logger.info("redis-benchmark: PING, 1 client")
         let ping = try tool.pingP50Milliseconds()
         let total = self.signals + self.warmUp
-        let world = try BenchWorld.make(stories: (total + 7) / 8, logger: logger)
+        let world = try await BenchWorld.make(stories: (total + 7) / 8, open: self.open)
         defer { try? FileManager.default.removeItem(at: world.directory) }
         logger.info("wave: \(self.signals) gate signals, one at a time, to \(world.stories) live stories")
         let entered = Rendezvous()
@@ -217,8 +219,8 @@ public struct LatencyBenchmark: Sendable {
                     commit.record(committedAt - start)
                 }
             }
-            let completed = try world.store.stories(session: try world.store.sessions(project: world.project.key)[0].id).filter { $0.state.status == .complete }
-                .count
+            let completed = try await world.store.stories(session: try await world.store.sessions(project: world.project.key)[0].id)
+                .filter { $0.state.status == .complete }.count
             guard completed == world.stories else {
                 throw BenchmarkError("only \(completed) of \(world.stories) stories completed: signals were lost or refused")
             }
@@ -371,6 +373,8 @@ public struct ThroughputBenchmark: Sendable {
         public var dispatched_per_s: Double
         /// Phase A, real handlers: signals / (first publish → last commit).
         public var committed_per_s: Double
+        /// Phase A, real handlers: signals per read (per transaction run), on average.
+        public var committed_signals_per_read: Double
         /// Phase B: the publisher's achieved rate.
         public var publisher_per_s: Double
         /// Phase B: published − handled − counted as trimmed unread (what vanished uncounted).
@@ -392,6 +396,11 @@ public struct ThroughputBenchmark: Sendable {
         public var schema_floor_batched_per_s: Double
         /// `committed_per_s / schema_floor_batched_per_s` (bar ≥ 0.50).
         public var committed_floor_ratio: Double
+        /// The store alone through ``StateStore``, batched, same run: the most the orchestrator
+        /// could commit if reading, dispatching and acknowledging cost nothing (a measured ceiling).
+        public var store_batched_per_s: Double
+        /// `committed_per_s / store_batched_per_s`.
+        public var committed_store_ratio: Double
         /// Signals timed.
         public var signals: Int
         /// Publish batch size.
@@ -409,8 +418,11 @@ public struct ThroughputBenchmark: Sendable {
     /// Phase B's MAXLEN. Default 10 000.
     public var maxLength = 10_000
 
-    /// Creates the benchmark with its defaults.
-    public init() {}
+    /// Opens the store measured.
+    public var open: BenchStoreOpener
+
+    /// Creates the benchmark with its defaults, over the stores `open` makes.
+    public init(open: @escaping BenchStoreOpener) { self.open = open }
 
     /// Runs both phases in projects of their own and a fresh store, all removed at the end.
     public func run(client: RedisClient, logger: Logger) async throws -> Result {
@@ -425,9 +437,12 @@ public struct ThroughputBenchmark: Sendable {
         let floorDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("wave-floor-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: floorDirectory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: floorDirectory) }
-        var floorBench = StoreBenchmark()
-        floorBench.batch = self.batch
-        let floor = try floorBench.schemaFloor(path: floorDirectory.appendingPathComponent("floor.sqlite").path, batch: self.batch, logger: logger)
+        var storeBench = StoreBenchmark(open: self.open)
+        storeBench.batch = self.batch
+        storeBench.transitions = min(self.signals, 20_000)
+        let floor = try await storeBench.schemaFloor(path: floorDirectory.appendingPathComponent("floor.sqlite").path, batch: self.batch)
+        logger.info("the store alone, through StateStore: batches of \(self.batch) (the ceiling of what the orchestrator can commit)")
+        let storeAlone = try await storeBench.wave(path: floorDirectory.appendingPathComponent("store.sqlite").path, batch: self.batch)
 
         let loopGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         let benchClient = try RedisClient(configuration: client.configuration, eventLoopGroup: loopGroup, logger: logger)
@@ -451,11 +466,13 @@ public struct ThroughputBenchmark: Sendable {
             return (dispatched, committed, paced)
         }
         return Result(
-            dispatched_per_s: dispatched.rounded(), committed_per_s: committed.rounded(), publisher_per_s: paced.rate.rounded(),
+            dispatched_per_s: dispatched.rounded(), committed_per_s: committed.rate.rounded(),
+            committed_signals_per_read: rounded(committed.perRead, places: 1), publisher_per_s: paced.rate.rounded(),
             lost: paced.lost, trimmed_unread: paced.trimmed, handled: paced.handled,
             xadd_pipelined_per_s_redis_benchmark: rawXAdd.rounded(), raw_batched_commits_per_s: rawBatched.rounded(),
-            dispatched_ratio: rounded(rawXAdd > 0 ? dispatched / rawXAdd : 0), committed_ratio: rounded(rawBatched > 0 ? committed / rawBatched : 0),
-            schema_floor_batched_per_s: floor.rounded(), committed_floor_ratio: rounded(floor > 0 ? committed / floor : 0),
+            dispatched_ratio: rounded(rawXAdd > 0 ? dispatched / rawXAdd : 0), committed_ratio: rounded(rawBatched > 0 ? committed.rate / rawBatched : 0),
+            schema_floor_batched_per_s: floor.rounded(), committed_floor_ratio: rounded(floor > 0 ? committed.rate / floor : 0),
+            store_batched_per_s: storeAlone.rounded(), committed_store_ratio: rounded(storeAlone > 0 ? committed.rate / storeAlone : 0),
             signals: self.signals, batch: self.batch, paced_per_s: self.pace
         )
     }
@@ -502,20 +519,23 @@ public struct ThroughputBenchmark: Sendable {
         }
     }
 
-    func real(bus: RedisEventBus, executor: any TaskExecutor, logger: Logger) async throws -> Double {
-        let world = try BenchWorld.make(stories: (self.signals + 7) / 8, logger: logger)
+    /// Phase A with real handlers: committed signals per second, and signals per read.
+    func real(bus: RedisEventBus, executor: any TaskExecutor, logger: Logger) async throws -> (rate: Double, perRead: Double) {
+        let world = try await BenchWorld.make(stories: (self.signals + 7) / 8, open: self.open)
         defer { Task { await world.remove(client: bus.client) } }
         let done = CountDown(target: self.signals)
         let refused = Mutex(0)
+        let reads = Mutex(0)
         var configuration = OrchestratorConfiguration(projects: [world.project], consumer: "bench")
         configuration.executor = executor
         let orchestrator = Orchestrator(
-            bus: bus, store: world.store.asStateStore, configuration: configuration,
+            bus: bus, store: world.store, configuration: configuration,
             logger: logger,
-            hooks: EventDispatcher.Hooks(settled: { _, result in
-                if case .applied? = result.outcomes.first?.outcome {} else { refused.withLock { $0 += 1 } }
-                done.add(1)
-            }))
+            hooks: EventDispatcher.Hooks(
+                settled: { _, result in
+                    if case .applied? = result.outcomes.first?.outcome {} else { refused.withLock { $0 += 1 } }
+                    done.add(1)
+                }, acknowledged: { _ in reads.withLock { $0 += 1 } }))
         try await orchestrator.prepare()
         let rate = try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await orchestrator.dispatcher.run() }
@@ -525,9 +545,10 @@ public struct ThroughputBenchmark: Sendable {
             let end = await done.wait()
             return Double(self.signals) / seconds(end - start)
         }
+        let readCount = reads.withLock { $0 }
         let notApplied = refused.withLock { $0 }
         guard notApplied == 0 else { throw BenchmarkError("\(notApplied) of \(self.signals) signals were not applied") }
-        return rate
+        return (rate, Double(self.signals) / Double(max(readCount, 1)))
     }
 
     func paced(
@@ -622,15 +643,18 @@ public struct StopBenchmark: Sendable {
     /// Stops timed. Default 200.
     public var stops = 200
 
-    /// Creates the benchmark with its defaults.
-    public init() {}
+    /// Opens the store measured.
+    public var open: BenchStoreOpener
+
+    /// Creates the benchmark with its defaults, over the stores `open` makes.
+    public init(open: @escaping BenchStoreOpener) { self.open = open }
 
     /// Runs it in its own project and a fresh store, both removed at the end.
     public func run(client: RedisClient, logger: Logger) async throws -> Result {
         let tool = try RedisBenchmarkTool(configuration: client.configuration)
         logger.info("redis-benchmark: PING, 1 client")
         let ping = try tool.pingP50Milliseconds()
-        let world = try BenchWorld.make(stories: self.stories, logger: logger)
+        let world = try await BenchWorld.make(stories: self.stories, open: self.open)
         let settled = Rendezvous()
         logger.info("wave: \(self.stops) emergency stops with \(self.stories) live stories")
         let (samples, withdrawn) = try await world.withOrchestrator(

@@ -56,12 +56,15 @@ public struct SoakBenchmark: Sendable {
     /// When resident memory is first taken. Default: 2 minutes, or a fifth of a shorter run.
     public var warmup: Duration?
 
-    /// Creates the benchmark with its defaults.
-    public init() {}
+    /// Opens the store measured.
+    public var open: BenchStoreOpener
+
+    /// Creates the benchmark with its defaults, over the stores `open` makes.
+    public init(open: @escaping BenchStoreOpener) { self.open = open }
 
     /// Runs it in its own project and a fresh store, both removed at the end.
     public func run(client: RedisClient, logger: Logger) async throws -> Result {
-        let world = try BenchWorld.make(stories: self.storiesPerRound, logger: logger)
+        let world = try await BenchWorld.make(stories: self.storiesPerRound, open: self.open)
         let acknowledged = CountDown(target: Int.max)
         let warmup = self.warmup ?? min(.seconds(120), self.duration / 5)
         logger.info("wave: signals at \(Int(self.rate))/s for \(self.duration) through real handlers; memory after \(warmup) and at the end")
@@ -100,12 +103,12 @@ public struct SoakBenchmark: Sendable {
         var round = 0
         // Round r + 1's session exists before round r ends, so that the orchestrator starts it
         // the moment round r's session completes (sessions of a project run one at a time).
-        try self.createRound(1, world: world)
+        try await self.createRound(1, world: world)
         while ContinuousClock.now < end {
             let index = published % perRound
             if index == 0, published > 0 {
                 round += 1
-                try self.createRound(round + 1, world: world)
+                try await self.createRound(round + 1, world: world)
             }
             let n = min(self.batch, perRound - index)
             let batch = (index..<(index + n)).map { (stream: Channels.signals(world.project), envelope: self.signal(round: round, index: $0, world: world)) }
@@ -128,7 +131,7 @@ public struct SoakBenchmark: Sendable {
         // Every signal published is somewhere: in the ledger, on the DLQ, or still in the group.
         let info = try await bus.groups(of: Channels.signals(world.project)).first { $0.group == Channels.orchestratorGroup }
         let backlog = (info?.lag ?? 0) + (info?.pending ?? 0)
-        let ledger = try world.store.processedMessages(project: world.project.key).values.reduce(0, +)
+        let ledger = try await world.store.processedMessages(project: world.project.key).values.reduce(0, +)
         let dead = try await bus.length(of: Channels.deadLetters(world.project))
         let begin = rssStart ?? rssEnd
         return Result(
@@ -142,8 +145,8 @@ public struct SoakBenchmark: Sendable {
     }
 
     /// Round `round`'s session (round 0 is the world's own): fresh stories `R{round}-S-{k}`.
-    func createRound(_ round: Int, world: BenchWorld) throws {
-        _ = try world.store.createSession(
+    func createRound(_ round: Int, world: BenchWorld) async throws {
+        _ = try await world.store.createSession(
             project: world.project.key, wave: round,
             stories: (0..<self.storiesPerRound).map {
                 NewStory(id: "R\(round)-S-\($0)", title: "R\(round)-S-\($0)", domain: "backend", agent: "BE-1")

@@ -48,25 +48,27 @@ public struct StoreBenchmark: Sendable {
     public var batch = 100
     /// Stories per session. Default 100.
     public var storiesPerSession = 100
-    /// Commit durability.
+    /// Commit durability (of the raw loops; the store's own comes with ``open``).
     public var synchronous = SynchronousMode.normal
+    /// Opens the store measured (a SQLite file at the path: the raw loops share its settings).
+    public var open: BenchStoreOpener
 
-    /// Creates a benchmark with the defaults.
-    public init() {}
+    /// Creates a benchmark with the defaults, over the stores `open` makes.
+    public init(open: @escaping BenchStoreOpener) { self.open = open }
 
     /// Runs every mode in fresh databases under `directory`.
-    public func run(directory: URL, logger: Logger) throws -> Result {
+    public func run(directory: URL, logger: Logger) async throws -> Result {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         logger.info("raw SQLite loop: \(self.transitions) transitions, one per transaction")
         let rawSingle = try self.raw(path: directory.appendingPathComponent("raw-single.sqlite").path, batch: 1)
         logger.info("wave store: \(self.transitions) transitions, one per transaction")
-        let single = try self.wave(path: directory.appendingPathComponent("single.sqlite").path, batch: 1, logger: logger)
+        let single = try await self.wave(path: directory.appendingPathComponent("single.sqlite").path, batch: 1)
         logger.info("raw SQLite loop: batches of \(self.batch)")
         let rawBatched = try self.raw(path: directory.appendingPathComponent("raw-batched.sqlite").path, batch: self.batch)
         logger.info("wave store: batches of \(self.batch)")
-        let batched = try self.wave(path: directory.appendingPathComponent("batched.sqlite").path, batch: self.batch, logger: logger)
+        let batched = try await self.wave(path: directory.appendingPathComponent("batched.sqlite").path, batch: self.batch)
         logger.info("raw loop on Wave's tables: batches of \(self.batch)")
-        let floor = try self.schemaFloor(path: directory.appendingPathComponent("floor.sqlite").path, batch: self.batch, logger: logger)
+        let floor = try await self.schemaFloor(path: directory.appendingPathComponent("floor.sqlite").path, batch: self.batch)
         return Result(
             single_per_s: single.rounded(), batched_per_s: batched.rounded(), raw_single_per_s: rawSingle.rounded(), raw_batched_per_s: rawBatched.rounded(),
             single_ratio: rounded(single / max(rawSingle, 1)), batched_ratio: rounded(batched / max(rawBatched, 1)),
@@ -99,39 +101,34 @@ public struct StoreBenchmark: Sendable {
         return messages
     }
 
-    func wave(path: String, batch: Int, logger: Logger) throws -> Double {
+    /// The store, as the runtime calls it (``StateStore``, from its own executor as the
+    /// orchestrator's story handler does): transitions per second, `batch` per call.
+    func wave(path: String, batch: Int) async throws -> Double {
         var configuration = EngineConfiguration.standard
         configuration.parallelLimit = self.storiesPerSession
-        var quiet = logger
-        quiet.logLevel = .warning
-        let store = try SQLiteStore(
-            location: StoreLocation(path: path), synchronous: self.synchronous, engine: StoryEngine(configuration: configuration), logger: quiet)
-        let sessions = try self.startStories(store)
-        let clock = ContinuousClock()
+        let store = try self.open(path, StoryEngine(configuration: configuration))
+        let sessions = try await self.startStories(store)
         let messages = try self.messages(sessions: sessions)
-        let start = clock.now
-        var applied = 0
-        if batch <= 1 {
-            for message in messages {
-                if case .applied = try store.apply(message) { applied += 1 }
-            }
-        } else {
+        let (applied, elapsed) = try await withTaskExecutorPreference(store.executor) {
+            let clock = ContinuousClock()
+            let start = clock.now
+            var applied = 0
             var index = 0
             while index < messages.count {
-                let chunk = Array(messages[index..<min(index + batch, messages.count)])
-                for result in try store.apply(batch: chunk) {
+                let chunk = Array(messages[index..<min(index + max(batch, 1), messages.count)])
+                for result in try await store.apply(batch: chunk, stopAtSessionChange: false) {
                     if case .success(.applied) = result { applied += 1 }
                 }
                 index += chunk.count
             }
+            return (applied, clock.now - start)
         }
-        let elapsed = clock.now - start
         guard applied == messages.count else { throw BenchmarkError("only \(applied) of \(messages.count) transitions applied") }
         return Double(applied) / seconds(elapsed)
     }
 
     /// Sessions of ``storiesPerSession`` started stories, enough for ``transitions`` gate passes.
-    func startStories(_ store: SQLiteStore) throws -> [(id: String, stories: [String])] {
+    func startStories(_ store: any StateStore) async throws -> [(id: String, stories: [String])] {
         let storiesNeeded = (self.transitions + 7) / 8
         var sessions: [(id: String, stories: [String])] = []
         var made = 0
@@ -139,10 +136,10 @@ public struct StoreBenchmark: Sendable {
             let count = min(self.storiesPerSession, storiesNeeded - made)
             let ids = (made..<(made + count)).map { "S-\($0)" }
             let project = "bench-\(sessions.count)"
-            let session = try store.createSession(
+            let session = try await store.createSession(
                 project: project, wave: 0, stories: ids.map { NewStory(id: $0, title: $0, domain: "backend", agent: "BE-1") }, budgetUSD: 1_000)
-            _ = try store.startNextSession(project: project)
-            _ = try store.startReadyStories(session: session.id)
+            _ = try await store.startNextSession(project: project)
+            _ = try await store.startReadyStories(session: session.id)
             sessions.append((session.id, ids))
             made += count
         }
@@ -153,14 +150,15 @@ public struct StoreBenchmark: Sendable {
     /// stories started): per transition one story row update (version check, current gate,
     /// metadata, updated_at), one gate checkpoint (its id, parent link and global `seq`) and one
     /// ledger entry, with fixed contents, through the same GRDB statements as ``raw(path:batch:)``.
-    func schemaFloor(path: String, batch: Int, logger: Logger) throws -> Double {
-        var quiet = logger
-        quiet.logLevel = .warning
+    func schemaFloor(path: String, batch: Int) async throws -> Double {
         var configuration = EngineConfiguration.standard
         configuration.parallelLimit = self.storiesPerSession
-        let store = try SQLiteStore(
-            location: StoreLocation(path: path), synchronous: self.synchronous, engine: StoryEngine(configuration: configuration), logger: quiet)
-        _ = try self.startStories(store)
+        _ = try await self.startStories(try self.open(path, StoryEngine(configuration: configuration)))
+        return try self.floorLoop(path: path, batch: batch)
+    }
+
+    /// The schema floor's loop over a store whose stories are started.
+    func floorLoop(path: String, batch: Int) throws -> Double {
         let pool = try self.rawPool(path)
         let rows = try pool.read { db in try Row.fetchAll(db, sql: "SELECT id, session_id, story_id, version FROM wave_story_executions ORDER BY rowid") }
         var versions: [Int] = rows.map { $0[3] }

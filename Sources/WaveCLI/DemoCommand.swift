@@ -62,12 +62,7 @@ struct DemoCommand: AsyncParsableCommand {
         // shows them without waiting.
         engine.backoffBase = .milliseconds(250)
         engine.backoffCap = .seconds(2)
-        let store: SQLiteStore
-        do {
-            store = try SQLiteStore(location: location, engine: StoryEngine(configuration: engine), logger: logger)
-        } catch let error as StoreError {
-            throw CLIError.from(error)
-        }
+        let store = try self.global.openStore(at: location, engine: StoryEngine(configuration: engine), logger: logger)
 
         var client: RedisClient?
         var loopGroup: MultiThreadedEventLoopGroup?
@@ -97,7 +92,7 @@ struct DemoCommand: AsyncParsableCommand {
         }
         let project = try ProjectName(projectName)
         let stories = try DemoStories.make(count: self.count)
-        let session = try storeCall { try store.createSession(project: project.key, wave: 1, stories: stories, budgetUSD: 25) }
+        let session = try await storeCall { try await store.createSession(project: project.key, wave: 1, stories: stories, budgetUSD: 25) }
 
         let display = DemoDisplay(
             store: store, sessionID: session.id, stories: stories.map(\.id), json: self.global.json,
@@ -108,7 +103,7 @@ struct DemoCommand: AsyncParsableCommand {
         configuration.blockTime = .milliseconds(500)
         if let loopGroup { configuration.executor = EventLoopTaskExecutor(loopGroup.next()) }
         let orchestrator = Orchestrator(
-            bus: bus, store: store.asStateStore, configuration: configuration, logger: logger,
+            bus: bus, store: store, configuration: configuration, logger: logger,
             hooks: EventDispatcher.Hooks(
                 entered: { driver.entered($0) },
                 settled: { signal, result in driver.settled(signal, result) }
@@ -131,6 +126,7 @@ struct DemoCommand: AsyncParsableCommand {
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await orchestrator.run() }
+                group.addTask { await driver.run() }
                 for agent in agents {
                     group.addTask {
                         do { try await agent.run() } catch is CancellationError {}
@@ -163,7 +159,7 @@ struct DemoCommand: AsyncParsableCommand {
             await client.shutdown()
         }
         try? await loopGroup?.shutdownGracefully()
-        try display.summary(wall: wall, latencies: driver.latencies, storeDescription: temporary ? "a temporary store (deleted)" : location.description)
+        try await display.summary(wall: wall, latencies: driver.latencies, storeDescription: temporary ? "a temporary store (deleted)" : location.description)
     }
 }
 
@@ -219,18 +215,36 @@ final class DemoDriver: Sendable {
     }
 
     let bus: any EventBus
-    let store: SQLiteStore
+    let store: any StateStore
     let project: ProjectName
     let sessionID: String
     let display: DemoDisplay
     let state = Mutex(State())
+    /// What the dispatcher settled, in order, for ``run()`` (which reads the store for it).
+    let settledSignals: AsyncStream<(Signal, DispatchResult)>
+    let settledInput: AsyncStream<(Signal, DispatchResult)>.Continuation
 
-    init(bus: any EventBus, store: SQLiteStore, project: ProjectName, sessionID: String, display: DemoDisplay) {
+    init(bus: any EventBus, store: any StateStore, project: ProjectName, sessionID: String, display: DemoDisplay) {
         self.bus = bus
         self.store = store
         self.project = project
         self.sessionID = sessionID
         self.display = display
+        (self.settledSignals, self.settledInput) = AsyncStream.makeStream()
+    }
+
+    /// The dispatcher's `settled` hook: hands the signal over, in order (the hook cannot wait
+    /// for the store).
+    func settled(_ signal: Signal, _ result: DispatchResult) {
+        self.settledInput.yield((signal, result))
+    }
+
+    /// Shows each settled signal and carries out the operator's moments, in order, until
+    /// cancelled.
+    func run() async {
+        for await (signal, result) in self.settledSignals {
+            await self.react(signal, result)
+        }
     }
 
     var latencies: LatencySamples { self.state.withLock { $0.latencies } }
@@ -241,8 +255,8 @@ final class DemoDriver: Sendable {
         self.state.withLock { $0.latencies.record(.microseconds(max(0, micros))) }
     }
 
-    func settled(_ signal: Signal, _ result: DispatchResult) {
-        self.display.show(signal, result)
+    func react(_ signal: Signal, _ result: DispatchResult) async {
+        await self.display.show(signal, result)
         guard case .applied? = result.outcomes.first?.outcome else { return }
         let (block, pause, stop) = self.state.withLock { state -> (Bool, Bool, Bool) in
             if [.gatePassed, .gateFailed, .agentError].contains(signal.envelope.eventType) { state.applied += 1 }
@@ -283,7 +297,7 @@ final class DemoDriver: Sendable {
                     payload: ["reason": first ? "a suspicious diff" : "the diff was fine", "by": "demo-operator"], system: true)
             }
         }
-        if (try? self.store.session(id: self.sessionID).status.isTerminal) == true {
+        if (try? await self.store.session(id: self.sessionID).status.isTerminal) == true {
             let waiter = self.state.withLock { state -> CheckedContinuation<Void, Never>? in
                 state.done = true
                 defer { state.waiter = nil }
@@ -342,14 +356,14 @@ final class DemoDisplay: Sendable {
         var notes: [String] = []
     }
 
-    let store: SQLiteStore
+    let store: any StateStore
     let sessionID: String
     let order: [String]
     let json: Bool
     let terminal: Bool
     let state = Mutex(State())
 
-    init(store: SQLiteStore, sessionID: String, stories: [String], json: Bool, terminal: Bool) {
+    init(store: any StateStore, sessionID: String, stories: [String], json: Bool, terminal: Bool) {
         self.store = store
         self.sessionID = sessionID
         self.order = stories
@@ -377,11 +391,11 @@ final class DemoDisplay: Sendable {
         }
     }
 
-    func show(_ signal: Signal, _ result: DispatchResult) {
+    func show(_ signal: Signal, _ result: DispatchResult) async {
         // Story changes only (presence signals apply too, but move nothing).
         guard ![.agentBusy, .agentReady, .systemHealth].contains(signal.envelope.eventType),
             let story = signal.envelope.storyIDForRouting, case .applied? = result.outcomes.first?.outcome,
-            let record = try? self.store.story(story, session: self.sessionID)
+            let record = try? await self.store.story(story, session: self.sessionID)
         else { return }
         let line =
             "\(story) \(signal.envelope.eventType.rawValue) from \(signal.envelope.source) → \(record.state.status.rawValue) at \(record.state.currentGate)"
@@ -417,11 +431,11 @@ final class DemoDisplay: Sendable {
         if let text { self.write(text) }
     }
 
-    func summary(wall: Duration, latencies: LatencySamples, storeDescription: String) throws {
+    func summary(wall: Duration, latencies: LatencySamples, storeDescription: String) async throws {
         if self.terminal { self.redraw(force: true) }
-        let stories = try self.store.stories(session: self.sessionID)
-        let session = try self.store.session(id: self.sessionID)
-        let escalations = try self.store.escalations(all: true).filter { $0.sessionID == self.sessionID }
+        let stories = try await self.store.stories(session: self.sessionID)
+        let session = try await self.store.session(id: self.sessionID)
+        let escalations = try await self.store.escalations(all: true).filter { $0.sessionID == self.sessionID }
         let complete = stories.filter { $0.state.status == .complete }.count
         let failed = stories.filter { $0.state.status == .failed }.count
         let gates = stories.reduce(0) { $0 + ($1.state.status == .complete ? 8 : $1.state.currentGate.number) }

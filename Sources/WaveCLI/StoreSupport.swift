@@ -32,10 +32,14 @@ extension GlobalOptions {
 
     /// Opens the store (running pending migrations, logged on stderr) behind ``StateStore``.
     func openStore(engine: StoryEngine = StoryEngine()) throws -> any StateStore {
-        let location = try self.storeLocation()
+        try self.openStore(at: try self.storeLocation(), engine: engine, logger: Logger(label: "wave.store"))
+    }
+
+    /// Opens the store at `location` behind ``StateStore``.
+    func openStore(at location: StoreLocation, engine: StoryEngine, logger: Logger) throws -> any StateStore {
         do {
             // The composition root: the one place the CLI names the store's implementation.
-            return try SQLiteStore(location: location, engine: engine, logger: Logger(label: "wave.store")).asStateStore
+            return try SQLiteStore(location: location, engine: engine, logger: logger).asStateStore
         } catch let error as StoreError {
             throw CLIError.from(error)
         } catch {

@@ -37,12 +37,13 @@ extension OrchestratorCore {
         // On the store's executor: the transaction and the reactions' store calls cost no thread
         // hop, and a transaction that waits for another process's lock never holds the event loop
         // (where the reads arrive, and where an emergency stop halts dispatch meanwhile).
-        let (results, claimed) = await withTaskExecutorPreference(self.store.executor) {
+        let (results, work, sessions) = await withTaskExecutorPreference(self.store.executor) {
             let (results, work) = await self.applyOnStoreExecutor(items)
-            return (results, await self.tasks.prepare(work))
+            return (results, work, await self.tasks.sessions(of: work))
         }
-        // The tasks go out from the event loop after the commit, while the next read's
-        // transaction runs.
+        // Back on the event loop: the tasks are claimed here (before the next read is handled)
+        // and go out after the commit, while the next read's transaction runs.
+        let claimed = self.tasks.prepare(work, sessions: sessions)
         guard claimed.count > 0 else { return HandledBatch(results: results) }
         return HandledBatch(results: results, followUp: { [tasks = self.tasks] in await tasks.send(claimed) })
     }

@@ -173,6 +173,26 @@ public final class TaskDispatcher: Sendable {
     /// them. ``send(_:)`` writes them; the orchestrator sends a read's tasks while the next read's
     /// transaction runs.
     public func prepare(_ work: [(story: StoryRecord, drafts: [TaskDraft])], now given: WaveTimestamp? = nil) async -> Claimed {
+        self.prepare(work, sessions: await self.sessions(of: work), now: given)
+    }
+
+    /// The sessions of the stories that have drafts, as the store has them now (what
+    /// ``prepare(_:sessions:now:)`` checks: paused, in progress, the project).
+    public func sessions(of work: [(story: StoryRecord, drafts: [TaskDraft])]) async -> [String: SessionRecord] {
+        var sessions: [String: SessionRecord] = [:]
+        for (story, drafts) in work where !drafts.isEmpty && sessions[story.state.sessionID] == nil {
+            if let session = try? await self.store.session(id: story.state.sessionID) { sessions[story.state.sessionID] = session }
+        }
+        return sessions
+    }
+
+    /// ``prepare(_:now:)`` with the sessions read already (on the store's executor, with the
+    /// transaction): no store call, so it runs wherever the caller is.
+    public func prepare(
+        _ work: [(story: StoryRecord, drafts: [TaskDraft])], sessions read: [String: SessionRecord], now given: WaveTimestamp? = nil
+    )
+        -> Claimed
+    {
         let now = given ?? self.store.now()
         let ordered = work.filter { !$0.drafts.isEmpty }.sorted { Self.priority(of: $0.story) > Self.priority(of: $1.story) }
         var claimed = Claimed()
@@ -181,10 +201,7 @@ public final class TaskDispatcher: Sendable {
         for (story, drafts) in ordered {
             let sessionID = story.state.sessionID
             if sessions[sessionID] == nil {
-                sessions[sessionID] = .some(
-                    (try? await self.store.session(id: sessionID)).flatMap { session in
-                        (try? ProjectName(session.project)).map { (session, $0) }
-                    })
+                sessions[sessionID] = .some(read[sessionID].flatMap { session in (try? ProjectName(session.project)).map { (session, $0) } })
                 if let (_, project) = sessions[sessionID] ?? nil {
                     self.state.withLock { $0.projects[sessionID] = project.key }
                 }

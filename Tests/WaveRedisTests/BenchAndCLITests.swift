@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import WaveBench
+import WaveStore
 import WaveTesting
 
 @testable import WaveRedis
@@ -29,14 +30,14 @@ struct BenchAndCLITests {
     }
 
     @Test("the store benchmark runs every mode, the raw loop on Wave's tables included, and reports every key")
-    func storeSmoke() throws {
-        var benchmark = StoreBenchmark()
+    func storeSmoke() async throws {
+        var benchmark = StoreBenchmark(open: sqliteBenchStore)
         benchmark.transitions = 800
         benchmark.batch = 50
         benchmark.storiesPerSession = 20
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("wave-bench-store-test-\(UUID().uuidString.prefix(8))")
         defer { try? FileManager.default.removeItem(at: directory) }
-        let result = try benchmark.run(directory: directory, logger: TestServers.logger)
+        let result = try await benchmark.run(directory: directory, logger: TestServers.logger)
         for rate in [result.single_per_s, result.batched_per_s, result.raw_single_per_s, result.raw_batched_per_s, result.schema_floor_batched_per_s] {
             #expect(rate > 0)
         }
@@ -57,7 +58,7 @@ struct BenchAndCLITests {
         .enabled(if: TestServers.available(TestServers.plain)))
     func soakSmoke() async throws {
         let client = try TestServers.client(try TestServers.require(TestServers.plain, "WAVE_TEST_REDIS_URL"))
-        var benchmark = SoakBenchmark()
+        var benchmark = SoakBenchmark(open: sqliteBenchStore)
         benchmark.duration = .seconds(3)
         benchmark.rate = 1_000
         benchmark.storiesPerRound = 50
@@ -178,4 +179,9 @@ struct SignalTailCLITests {
         #expect(result.status == 2, "\(args): \(result.stderr)")
         #expect(result.stderr.split(whereSeparator: \.isNewline).count == 1, "\(result.stderr)")
     }
+}
+
+/// The benchmarks' stores in these tests: SQLite files at the paths they give.
+let sqliteBenchStore: BenchStoreOpener = { path, engine in
+    try SQLiteStore(location: StoreLocation(path: path), engine: engine, logger: TestServers.logger).asStateStore
 }
