@@ -115,6 +115,68 @@ struct PostgresSchemaTests {
         #expect(try await migrate(database).isEmpty)
     }
 
+    @Test("a database made by SQLAlchemy's create_all (no defaults, indexes, triggers or views) is adopted: no reference column changes")
+    func adoptsACreateAllDatabase() async throws {
+        let database = try TestDatabase.make()
+        defer { database.drop() }
+        // What create_all makes from the reference's models on PostgreSQL: the columns, NOT NULL,
+        // keys and CHECK names; defaults stay in Python.
+        try database.psql(
+            sql: """
+                CREATE TABLE wave_sessions (
+                    id UUID NOT NULL, project_name VARCHAR(255) NOT NULL, wave_number INTEGER NOT NULL, status VARCHAR(50) NOT NULL,
+                    started_at TIMESTAMP WITH TIME ZONE, completed_at TIMESTAMP WITH TIME ZONE, failed_at TIMESTAMP WITH TIME ZONE,
+                    budget_usd NUMERIC(10, 2), actual_cost_usd NUMERIC(10, 2), token_count INTEGER, story_count INTEGER, stories_completed INTEGER,
+                    stories_failed INTEGER, metadata JSONB, created_at TIMESTAMP WITH TIME ZONE, updated_at TIMESTAMP WITH TIME ZONE,
+                    PRIMARY KEY (id),
+                    CONSTRAINT wave_sessions_status_check CHECK (status IN ('pending', 'in_progress', 'completed', 'failed', 'cancelled')),
+                    CONSTRAINT wave_sessions_wave_number_check CHECK (wave_number >= 0),
+                    CONSTRAINT wave_sessions_budget_check CHECK (budget_usd >= 0),
+                    CONSTRAINT wave_sessions_cost_check CHECK (actual_cost_usd >= 0));
+                CREATE TABLE wave_checkpoints (
+                    id UUID NOT NULL, session_id UUID NOT NULL, checkpoint_type VARCHAR(50) NOT NULL, checkpoint_name VARCHAR(255) NOT NULL,
+                    story_id VARCHAR(100), gate VARCHAR(20), state JSONB NOT NULL, agent_id VARCHAR(100), parent_checkpoint_id UUID,
+                    created_at TIMESTAMP WITH TIME ZONE, PRIMARY KEY (id),
+                    CONSTRAINT wave_checkpoints_type_check CHECK (checkpoint_type IN ('gate', 'story_start', 'story_complete', 'agent_handoff', 'error', 'manual')),
+                    CONSTRAINT wave_checkpoints_gate_check CHECK (gate IS NULL OR gate IN ('gate-0', 'gate-1', 'gate-2', 'gate-3', 'gate-4', 'gate-5', 'gate-6', 'gate-7')),
+                    FOREIGN KEY (session_id) REFERENCES wave_sessions (id) ON DELETE CASCADE,
+                    FOREIGN KEY (parent_checkpoint_id) REFERENCES wave_checkpoints (id));
+                CREATE TABLE wave_story_executions (
+                    id UUID NOT NULL, session_id UUID NOT NULL, story_id VARCHAR(100) NOT NULL, story_title VARCHAR(255) NOT NULL,
+                    domain VARCHAR(100) NOT NULL, agent VARCHAR(100) NOT NULL, status VARCHAR(50) NOT NULL, priority VARCHAR(20), story_points INTEGER,
+                    started_at TIMESTAMP WITH TIME ZONE, completed_at TIMESTAMP WITH TIME ZONE, failed_at TIMESTAMP WITH TIME ZONE, token_count INTEGER,
+                    cost_usd NUMERIC(10, 4), retry_count INTEGER, acceptance_criteria_passed INTEGER, acceptance_criteria_total INTEGER,
+                    tests_passing BOOLEAN, coverage_achieved NUMERIC(5, 2), files_created TEXT[], files_modified TEXT[], branch_name VARCHAR(255),
+                    commit_sha VARCHAR(40), pr_url VARCHAR(500), error_message TEXT, metadata JSONB, created_at TIMESTAMP WITH TIME ZONE,
+                    updated_at TIMESTAMP WITH TIME ZONE, PRIMARY KEY (id),
+                    CONSTRAINT wave_story_executions_status_check CHECK (status IN ('pending', 'in_progress', 'blocked', 'review', 'complete', 'failed', 'cancelled')),
+                    CONSTRAINT wave_story_executions_retry_check CHECK (retry_count >= 0),
+                    CONSTRAINT wave_story_executions_cost_check CHECK (cost_usd >= 0),
+                    CONSTRAINT wave_story_executions_ac_check CHECK (acceptance_criteria_passed <= acceptance_criteria_total),
+                    FOREIGN KEY (session_id) REFERENCES wave_sessions (id) ON DELETE CASCADE);
+                INSERT INTO wave_sessions (id, project_name, wave_number, status, started_at, budget_usd, actual_cost_usd, metadata)
+                VALUES ('6f1d2c3b-4a59-4e6f-8a7b-9c0d1e2f3a4b', 'Shop', 2, 'pending', '2026-11-02 09:00:00', 3.50, 0.00, '{}');
+                INSERT INTO wave_story_executions (id, session_id, story_id, story_title, domain, agent, status, metadata)
+                VALUES ('11111111-2222-4333-8444-555555555555', '6f1d2c3b-4a59-4e6f-8a7b-9c0d1e2f3a4b', 'C-1', 'Cart', 'backend', 'be', 'pending', NULL);
+                """)
+        let before = try database.catalog()
+        let rowsBefore = try database.psql(sql: "SELECT row_to_json(s)::text FROM (SELECT * FROM wave_story_executions) s")
+        #expect(try await migrate(database) == PostgresMigrator.all.map(\.id))
+        let after = try database.catalog()
+        // Every reference column keeps its type, nullability and (absent) default; every CHECK stays.
+        #expect(before["columns"]!.isSubset(of: after["columns"]!), "\(before["columns"]!.subtracting(after["columns"]!).sorted())")
+        #expect(before["constraints"]!.isSubset(of: after["constraints"]!))
+        #expect(
+            try database.psql(
+                sql:
+                    "SELECT row_to_json(s)::text FROM (SELECT \(try referenceColumns(database, "wave_story_executions")) FROM wave_story_executions) s")
+                == rowsBefore)
+        // The reference's views and indexes are there now, and answer.
+        #expect(try database.psql(sql: "SELECT project_name || ':' || completion_percentage FROM active_wave_sessions") == ["Shop:0"])
+        #expect(try database.psql(sql: "SELECT story_id FROM story_execution_summary") == ["C-1"])
+        #expect(try database.psql(sql: "SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'idx_wave_%'") == ["12"])
+    }
+
     @Test("instances starting together migrate once: one applies everything, the others wait for the lock and find nothing to do")
     func concurrentMigrationsApplyOnce() async throws {
         let database = try TestDatabase.make()
