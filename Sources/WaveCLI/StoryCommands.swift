@@ -257,54 +257,41 @@ struct StoreCommand: AsyncParsableCommand {
         @Flag(help: "List the migrations that would apply, and change nothing.") var dryRun = false
 
         func run() async throws {
-            let location: StoreLocation
-            switch try self.global.storeURL() {
-            case .sqlite(let sqlite): location = sqlite
-            case .postgres(let url): return try await self.migrate(url)
-            }
-            let pending = try storeCall { try self.global.pendingMigrations(at: location) }
-            if self.dryRun {
-                if self.global.json {
-                    print(try JSONOutput.line(MigrationsJSON(store: location.description, pending: pending.map(\.id))))
+            let store = try self.global.storeURL()
+            let (pending, applied, total): ([(id: String, summary: String)], [String], Int)
+            switch store {
+            case .sqlite(let location):
+                pending = try storeCall { try self.global.pendingMigrations(at: location) }
+                if self.dryRun {
+                    (applied, total) = ([], 0)
                 } else {
-                    print(pending.isEmpty ? "\(location) is up to date" : "\(pending.count) migrations would apply to \(location):")
-                    for migration in pending { print("  \(migration.id): \(migration.summary)") }
+                    let opened = try self.global.openStore()
+                    (applied, total) = (pending.map(\.id), try await storeCall { try await opened.appliedMigrations() }.count)
                 }
-                return
-            }
-            let store = try self.global.openStore()
-            let applied = try await storeCall { try await store.appliedMigrations() }
-            if self.global.json {
-                print(try JSONOutput.line(MigrationsJSON(store: location.description, applied: pending.map(\.id), total: applied.count)))
-            } else {
-                print(
-                    pending.isEmpty ? "\(location) was already up to date (\(applied.count) migrations)" : "applied \(pending.count) migrations to \(location)")
-            }
-        }
-
-        /// The same on PostgreSQL: under the migrations' advisory lock, in one transaction.
-        func migrate(_ url: PostgresURL) async throws {
-            let connector = PostgresConnector(url: url, logger: Logger(label: "wave.store"))
-            let (pending, applied, total) = try await storeCall {
-                try await connector.withClient { client in
-                    let migrator = PostgresMigrator(client: client, logger: Logger(label: "wave.store"))
-                    let pending = try await migrator.pending()
-                    guard !self.dryRun else { return (pending, [String](), 0) }
-                    let applied = try await migrator.migrate()
-                    return (pending, applied, try await migrator.applied().count)
+            case .postgres(let url):
+                // Under the migrations' advisory lock, in one transaction.
+                let connector = PostgresConnector(url: url, logger: Logger(label: "wave.store"))
+                (pending, applied, total) = try await storeCall {
+                    try await connector.withClient { client in
+                        let migrator = PostgresMigrator(client: client, logger: Logger(label: "wave.store"))
+                        let pending = try await migrator.pending()
+                        guard !self.dryRun else { return (pending, [String](), 0) }
+                        let applied = try await migrator.migrate()
+                        return (pending, applied, try await migrator.applied().count)
+                    }
                 }
             }
             if self.dryRun {
                 if self.global.json {
-                    print(try JSONOutput.line(MigrationsJSON(store: url.description, pending: pending.map(\.id))))
+                    print(try JSONOutput.line(MigrationsJSON(store: store.description, pending: pending.map(\.id))))
                 } else {
-                    print(pending.isEmpty ? "\(url) is up to date" : "\(pending.count) migrations would apply to \(url):")
+                    print(pending.isEmpty ? "\(store) is up to date" : "\(pending.count) migrations would apply to \(store):")
                     for migration in pending { print("  \(migration.id): \(migration.summary)") }
                 }
             } else if self.global.json {
-                print(try JSONOutput.line(MigrationsJSON(store: url.description, applied: applied, total: total)))
+                print(try JSONOutput.line(MigrationsJSON(store: store.description, applied: applied, total: total)))
             } else {
-                print(applied.isEmpty ? "\(url) was already up to date (\(total) migrations)" : "applied \(applied.count) migrations to \(url)")
+                print(applied.isEmpty ? "\(store) was already up to date (\(total) migrations)" : "applied \(applied.count) migrations to \(store)")
             }
         }
     }

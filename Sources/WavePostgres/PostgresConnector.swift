@@ -29,6 +29,7 @@ public struct PostgresConnector: Sendable {
     func tlsConfiguration() -> TLSConfiguration {
         var tls = TLSConfiguration.makeClientConfiguration()
         if self.url.sslMode != .verifyFull { tls.certificateVerification = .none }
+        if let file = self.url.sslRootCertificate { tls.trustRoots = .file(file) }
         return tls
     }
 
@@ -109,7 +110,14 @@ public struct PostgresConnector: Sendable {
             switch error.code {
             case .sslUnsupported:
                 return StoreError(.unreachable, "\(target) does not offer TLS (hint: sslmode=disable or prefer in the store URL)")
-            case .connectionError, .serverClosedConnection, .uncleanShutdown, .failedToAddSSLHandler:
+            case .connectionError where "\(error.underlying.map { "\($0)" } ?? "")".contains("handshake"),
+                .failedToAddSSLHandler:
+                let cause = error.underlying.map { "\($0)" } ?? "\(error.code)"
+                return StoreError(
+                    .unreachable,
+                    "the TLS handshake with \(target) failed: \(cause) (hint: sslmode=verify-full checks the certificate against the system's roots or sslrootcert=FILE, and its name against the host)"
+                )
+            case .connectionError, .serverClosedConnection, .uncleanShutdown:
                 let cause = error.underlying.map { "\($0)" } ?? "\(error.code)"
                 return StoreError(.unreachable, "cannot reach \(target): \(cause) (hint: is PostgreSQL running there and listening on TCP?)")
             default:

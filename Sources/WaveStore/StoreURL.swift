@@ -54,6 +54,9 @@ public struct PostgresURL: Sendable, Hashable, CustomStringConvertible {
     public var database: String
     /// How the connection uses TLS.
     public var sslMode: SSLMode
+    /// A file of trusted CA certificates (PEM) for `verify-full` (libpq's `sslrootcert`); `nil`:
+    /// the system's trust roots.
+    public var sslRootCertificate: String?
 
     /// A database by its parts.
     public init(host: String, port: Int = 5432, user: String, password: String?, database: String, sslMode: SSLMode = .prefer) {
@@ -83,8 +86,12 @@ public struct PostgresURL: Sendable, Hashable, CustomStringConvertible {
         // No user: the operating system's, as libpq does.
         let user = components.user.flatMap { $0.isEmpty ? nil : $0 } ?? ProcessInfo.processInfo.environment["USER"] ?? "postgres"
         var mode = SSLMode.prefer
+        var rootCertificate: String?
         for item in components.queryItems ?? [] {
             switch item.name {
+            case "sslrootcert":
+                guard let value = item.value, !value.isEmpty else { throw StoreError(.invalidURL, "sslrootcert names no file") }
+                rootCertificate = value
             case "sslmode":
                 guard let value = item.value, let parsed = SSLMode(rawValue: value) else {
                     throw StoreError(
@@ -92,7 +99,7 @@ public struct PostgresURL: Sendable, Hashable, CustomStringConvertible {
                 }
                 mode = parsed
             default:
-                throw StoreError(.invalidURL, "the PostgreSQL URL's parameter \(item.name) is not supported (only sslmode)")
+                throw StoreError(.invalidURL, "the PostgreSQL URL's parameter \(item.name) is not supported (only sslmode and sslrootcert)")
             }
         }
         if let port = components.port, !(1...65_535).contains(port) {
@@ -102,6 +109,7 @@ public struct PostgresURL: Sendable, Hashable, CustomStringConvertible {
             host: host, port: components.port ?? 5432, user: components.percentEncodedUser.flatMap { $0.isEmpty ? nil : $0.removingPercentEncoding } ?? user,
             password: components.percentEncodedPassword.map { $0.removingPercentEncoding ?? $0 },
             database: database.removingPercentEncoding ?? database, sslMode: mode)
+        self.sslRootCertificate = rootCertificate
     }
 
     /// The database the reference's variables name (`POSTGRES_HOST`, `POSTGRES_PORT`,
@@ -140,7 +148,9 @@ public struct PostgresURL: Sendable, Hashable, CustomStringConvertible {
         components.user = self.user
         if self.password != nil { components.percentEncodedPassword = "***" }
         components.path = "/" + self.database
-        components.queryItems = [URLQueryItem(name: "sslmode", value: self.sslMode.rawValue)]
+        components.queryItems =
+            [URLQueryItem(name: "sslmode", value: self.sslMode.rawValue)]
+            + (self.sslRootCertificate.map { [URLQueryItem(name: "sslrootcert", value: $0)] } ?? [])
         return components.string ?? "postgres://\(self.user)@\(self.host):\(self.port)/\(self.database)"
     }
 }

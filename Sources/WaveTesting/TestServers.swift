@@ -21,6 +21,8 @@ public enum TestServers {
     public static var benchmarkBinary: String? { environment["WAVE_TEST_REDIS_BENCHMARK"] }
     /// The private PostgreSQL's database URL (`postgres://…`); tests create databases beside it.
     public static var postgres: String? { environment["WAVE_TEST_POSTGRES_URL"] }
+    /// The CA that signed the test PostgreSQL's certificate.
+    public static var postgresTLSCA: String? { environment["WAVE_TEST_POSTGRES_TLS_CA"] }
     /// The psql binary.
     public static var psql: String? { environment["WAVE_TEST_PSQL"] }
 

@@ -265,6 +265,44 @@ struct PostgresSchemaTests {
     }
 }
 
+@Suite("PostgreSQL over TLS: sslmode and sslrootcert", .enabled(if: TestDatabase.available))
+struct PostgresTLSTests {
+    /// Whether the pool's connection to `url` is encrypted, as the server sees it.
+    func encrypted(_ url: PostgresURL) async throws -> Bool {
+        try await PostgresConnector(url: url, logger: TestDatabase.logger).withClient { client in
+            var result = false
+            for try await ssl in try await client.query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").decode(Bool.self) { result = ssl }
+            return result
+        }
+    }
+
+    @Test("disable connects in clear; require and prefer encrypt; verify-full verifies the certificate against sslrootcert and the host name")
+    func sslModes() async throws {
+        let server = try PostgresURL(url: try TestServers.require(TestServers.postgres, "WAVE_TEST_POSTGRES_URL"))
+        let ca = try TestServers.require(TestServers.postgresTLSCA, "WAVE_TEST_POSTGRES_TLS_CA")
+        var url = server
+        url.sslMode = .disable
+        #expect(try await self.encrypted(url) == false)
+        url.sslMode = .require
+        #expect(try await self.encrypted(url) == true)
+        url.sslMode = .prefer
+        #expect(try await self.encrypted(url) == true)
+        url.sslMode = .verifyFull
+        url.host = "localhost"
+        url.sslRootCertificate = ca
+        #expect(try await self.encrypted(url) == true)
+        #expect(try PostgresURL(url: url.connectionURL) == url, "sslrootcert survives the URL")
+        // Not signed by a root the system trusts: refused, with a hint.
+        url.sslRootCertificate = nil
+        await #expect {
+            try await PostgresConnector(url: url, logger: TestDatabase.logger).check()
+        } throws: { error in
+            guard let error = error as? StoreError else { return false }
+            return error.code == .unreachable && error.message.contains("TLS handshake") && error.message.contains("sslrootcert")
+        }
+    }
+}
+
 /// The reference's columns of a table, as a select list.
 func referenceColumns(_ database: TestDatabase, _ table: String) throws -> String {
     let wave: Set<String> = ["version", "current_gate", "blocked_reason", "paused_at", "wave_cost_usd", "seq", "superseded"]
