@@ -73,5 +73,8 @@ struct StatusCommand: AsyncParsableCommand {
                 "orchestrator \(instance.consumer): \(instance.running ? "running" : "stopped"), \(instance.bus), circuit \(instance.circuit), last seen \(instance.last_seen), handled \(instance.handled), projects \(instance.projects.joined(separator: ","))\(instance.outbox > 0 ? ", \(instance.outbox) entries in the outbox (Redis unavailable)" : "")"
             )
         }
+        for lease in report.leases {
+            print("lease \(lease.project): \(lease.owner.isEmpty ? "released" : "held by \(lease.owner)"), epoch \(lease.epoch), until \(lease.expires_at)")
+        }
     }
 }

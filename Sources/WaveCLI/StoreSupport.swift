@@ -84,7 +84,7 @@ extension CLIError {
             CLIError(exitCode: 2, message: "\(error.message) (hint: wave session list, then wave session show ID, lists sessions and their stories)")
         case .ambiguous: CLIError(exitCode: 2, message: "\(error.message) (hint: name the session with --session ID)")
         case .invalidURL, .invalidInput, .notAllowed: CLIError(exitCode: 2, message: error.message)
-        case .migrationBlocked, .conflict, .withdrawn: CLIError(exitCode: 1, message: error.message)
+        case .migrationBlocked, .conflict, .withdrawn, .leaseLost: CLIError(exitCode: 1, message: error.message)
         case .unreachable, .authenticationFailed: CLIError(exitCode: 3, message: error.message)
         }
     }

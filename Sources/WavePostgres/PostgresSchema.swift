@@ -319,5 +319,20 @@ enum PostgresSchema {
                 )
                 """,
             ]),
+        Migration(
+            id: "008-reference-index-names", summary: "SQLite's lookup indexes take the reference's names (on PostgreSQL they always had them)",
+            statements: []),
+        Migration(
+            id: "009-project-leases", summary: "project leases with their epochs (fencing tokens), for several orchestrators",
+            statements: [
+                """
+                CREATE TABLE wave_project_leases (
+                    project VARCHAR(255) NOT NULL PRIMARY KEY,
+                    owner VARCHAR(255) NOT NULL,
+                    epoch BIGINT NOT NULL CHECK (epoch >= 1),
+                    expires_at TIMESTAMP WITH TIME ZONE NOT NULL
+                )
+                """
+            ]),
     ]
 }

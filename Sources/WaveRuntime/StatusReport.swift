@@ -93,6 +93,20 @@ public struct StatusReport: Sendable, Codable, Hashable {
     public var vanished_with_redis: Int
     /// Orchestrator instances, most recently seen first.
     public var orchestrators: [Instance]
+    /// Project leases (SCALE.md): who serves each project, under which epoch, until when.
+    public var leases: [Lease] = []
+
+    /// A project's lease.
+    public struct Lease: Sendable, Codable, Hashable {
+        /// The project.
+        public var project: String
+        /// The instance serving it; empty when released.
+        public var owner: String
+        /// Its epoch (fencing token).
+        public var epoch: Int64
+        /// When it lapses unless renewed.
+        public var expires_at: String
+    }
 
     /// Gathers the report. Without a bus (no `--redis`), groups and dead letters are empty.
     public static func gather(store: any StateStore, bus: (any EventBus)?, circuit: String = "closed") async throws -> StatusReport {
@@ -137,6 +151,9 @@ public struct StatusReport: Sendable, Codable, Hashable {
                     consumer: $0.consumer, circuit: $0.circuit, last_seen: $0.lastSeen.description, bus: $0.bus, projects: $0.projects,
                     running: $0.stoppedAt == nil, handled: number($0, "handled"), dead_lettered: number($0, "dead_lettered"),
                     tasks_outstanding: number($0, "tasks_outstanding"), outbox: number($0, "outbox"))
+            },
+            leases: try await store.leases().map {
+                Lease(project: $0.project, owner: $0.owner, epoch: $0.epoch, expires_at: $0.expiresAt.description)
             }
         )
     }

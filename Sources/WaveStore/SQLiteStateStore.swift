@@ -20,6 +20,8 @@ public final class SQLiteStateStore: StateStore {
     /// Where writes run (and where a caller that makes many calls should run to save the hops).
     public let storeExecutor: StoreExecutor
     let readers = DispatchQueue(label: "wave.store.read", qos: .userInitiated, attributes: .concurrent)
+    /// The leases this store's instance holds: what its writes are fenced with.
+    public let leaseBook = LeaseBook()
 
     /// Wraps a store. `clock` gives every time the store writes (default: the system clock).
     public init(_ base: SQLiteStore, clock: @escaping @Sendable () -> WaveTimestamp = { WaveTimestamp.now() }) {
@@ -57,7 +59,8 @@ public final class SQLiteStateStore: StateStore {
     public func sessions(project: String?) async throws -> [SessionRecord] { try await self.read { try $0.sessions(project: project) } }
     public func sessionHasNextStep(_ id: String) async throws -> Bool { try await self.read { try $0.sessionHasNextStep(id) } }
     public func startNextSession(project: String) async throws -> SessionRecord? {
-        try await self.write { try $0.startNextSession(project: project, now: $1) }
+        let fence = self.leaseBook.fence
+        return try await self.write { try $0.startNextSession(project: project, now: $1, fence: fence) }
     }
     public func startReadyStories(session id: String) async throws -> [(StoryRecord, StoryEffects)] {
         try await self.write { try $0.startReadyStories(session: id, now: $1) }
@@ -85,11 +88,35 @@ public final class SQLiteStateStore: StateStore {
         try await self.read { try $0.checkpoints(session: id, story: story) }
     }
 
+    // MARK: Project leases
+
+    public func acquireLease(project: String, owner: String, ttl: Duration) async throws -> ProjectLease? {
+        let lease = try await self.write { try $0.acquireLease(project: project, owner: owner, ttl: ttl, now: $1) }
+        if let lease { self.leaseBook.hold(lease) } else { self.leaseBook.drop(SQLiteStore.projectKey(project)) }
+        return lease
+    }
+
+    public func renewLeases(owner: String, ttl: Duration) async throws -> [ProjectLease] {
+        let renewed = try await self.write { try $0.renewLeases(owner: owner, ttl: ttl, now: $1) }
+        let kept = Set(renewed.map(\.project))
+        for project in self.leaseBook.held.keys where !kept.contains(project) { self.leaseBook.drop(project) }
+        for lease in renewed { self.leaseBook.hold(lease) }
+        return renewed
+    }
+
+    public func releaseLease(project: String, owner: String) async throws {
+        self.leaseBook.drop(SQLiteStore.projectKey(project))
+        try await self.write { try $0.releaseLease(project: project, owner: owner, now: $1) }
+    }
+
+    public func leases() async throws -> [ProjectLease] { try await self.read { try $0.leases() } }
+
     // MARK: Applying messages
 
     public func apply(batch: [IncomingEvent], stopAtSessionChange: Bool) async throws -> [Result<ApplyResult, any Error>] {
+        let fence = self.leaseBook.fence
         let results = try await self.write { store, now in
-            try store.apply(batch: batch, now: now, stopAtSessionChange: stopAtSessionChange).map(SendableResult.init)
+            try store.apply(batch: batch, now: now, stopAtSessionChange: stopAtSessionChange, fence: fence).map(SendableResult.init)
         }
         return results.map(\.result)
     }

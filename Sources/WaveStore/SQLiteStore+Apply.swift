@@ -103,10 +103,15 @@ extension SQLiteStore {
     /// withdrew it: ``recordWithdrawals(_:reason:now:)``) gets ``StoreError/Code/withdrawn`` in its
     /// slot and changes nothing: facts in the ledger, read in the same transaction, so that every
     /// process that applies results sees them.
+    /// - Parameter fence: the leases the writing instance holds (``LeaseBook``): the transaction
+    ///   fails with ``StoreError/Code/leaseLost`` for a project of the batch not served under
+    ///   them; `nil`: unfenced.
     public func apply(
-        batch: [IncomingEvent], now: WaveTimestamp = .now(), jitter: Double? = nil, stopAtSessionChange: Bool = false
+        batch: [IncomingEvent], now: WaveTimestamp = .now(), jitter: Double? = nil, stopAtSessionChange: Bool = false,
+        fence: [String: ProjectLease]? = nil
     ) throws -> [Result<ApplyResult, any Error>] {
         try self.immediateWrite { db in
+            try self.checkFence(db, projects: Set(batch.compactMap { $0.project.map(Self.projectKey) }), fence: fence, now: now)
             var writer = BatchWriter(store: self, db: db, now: now)
             return try writer.apply(batch, jitter: jitter, stopAtSessionChange: stopAtSessionChange)
         }
@@ -454,9 +459,10 @@ extension SQLiteStore {
 
     /// Starts the oldest pending session of a project (`in_progress`), if there is one and no
     /// session of the project is in progress; returns it.
-    public func startNextSession(project: String, now: WaveTimestamp = .now()) throws -> SessionRecord? {
+    public func startNextSession(project: String, now: WaveTimestamp = .now(), fence: [String: ProjectLease]? = nil) throws -> SessionRecord? {
         let key = Self.projectKey(project)
         return try self.immediateWrite { db in
+            try self.checkFence(db, projects: [key], fence: fence, now: now)
             if let running = try Row.fetchOne(
                 cached: db, sql: "SELECT * FROM wave_sessions WHERE \(Self.projectIs()) AND status = 'in_progress' ORDER BY created_at LIMIT 1",
                 arguments: [key])

@@ -245,6 +245,20 @@ enum Schema {
                 }
             }
         ),
+        (
+            "009-project-leases", "project leases with their epochs (fencing tokens), for several orchestrators",
+            { db in
+                try db.execute(
+                    sql: """
+                        CREATE TABLE wave_project_leases (
+                            project VARCHAR(255) NOT NULL PRIMARY KEY,
+                            owner VARCHAR(255) NOT NULL,
+                            epoch INTEGER NOT NULL CHECK (epoch >= 1),
+                            expires_at DATETIME NOT NULL
+                        )
+                        """)
+            }
+        ),
     ]
 
     /// The indexes Wave's lookups need, under the names the reference's migration gives them.

@@ -122,6 +122,20 @@ public protocol StateStore: Sendable {
     /// The migrations applied, in order.
     func appliedMigrations() async throws -> [String]
 
+    // MARK: Project leases (SCALE.md, several orchestrators)
+    /// Takes or renews `owner`'s lease on `project` for `ttl` (a lease taken from another
+    /// instance or after it lapsed gets the next epoch); `nil` while another instance holds it.
+    /// From then on this store fences its writes for the projects it holds leases on: a
+    /// transaction that writes for a project under an epoch that is no longer current, or for a
+    /// project it holds no lease on, fails with ``StoreError/Code/leaseLost`` and writes nothing.
+    func acquireLease(project: String, owner: String, ttl: Duration) async throws -> ProjectLease?
+    /// Renews `owner`'s live leases; returns those it still holds (the others are lost).
+    func renewLeases(owner: String, ttl: Duration) async throws -> [ProjectLease]
+    /// Gives a lease up at once (a clean hand-over).
+    func releaseLease(project: String, owner: String) async throws
+    /// Every project's lease.
+    func leases() async throws -> [ProjectLease]
+
     // MARK: The outbox
     /// Keeps entries that could not be published, in order.
     func enqueueOutbox(_ entries: [OutboxDraft]) async throws

@@ -20,6 +20,9 @@ public struct StoreError: Error, Sendable, Hashable, CustomStringConvertible {
         case unreachable
         /// The store's server refused the credentials.
         case authenticationFailed = "authentication_failed"
+        /// The instance no longer holds the lease of a project it wrote for (another instance
+        /// took it over): nothing of the transaction was written.
+        case leaseLost = "lease_lost"
         /// A result for a task that was taken back (timed out, withdrawn by a stop) while the
         /// result waited to be applied: nothing was applied or recorded.
         case withdrawn

@@ -51,7 +51,7 @@ struct PostgresSchemaTests {
                 "idx_checkpoints_seq", "idx_checkpoints_story_seq", "wave_processed_messages_pkey", "idx_processed_applied", "wave_source_seq_pkey",
                 "wave_outbox_pkey", "wave_escalations_pkey", "idx_escalations_open", "wave_emergency_stops_pkey", "wave_counters_pkey",
                 "wave_settings_pkey", "idx_stories_session_story", "idx_stories_session_status", "idx_emergency_stops_active", "wave_orchestrators_pkey",
-                "wave_schema_migrations_pkey",
+                "wave_schema_migrations_pkey", "wave_project_leases_pkey",
             ], "\(indexes.sorted())")
         #expect(actual["views"] == expected["views"])
         #expect(actual["triggers"] == expected["triggers"])
