@@ -283,9 +283,12 @@ public final class TaskDispatcher: Sendable {
     public func answered(storyID: String, sessionID: String, gate: GateID, role: String?) {
         let story = StoryKey(sessionID: sessionID, storyID: storyID)
         self.state.withLock { state in
-            guard var tasks = state.outstanding[story] else { return }
-            for key in tasks.keys where key.gate == gate && (role == nil || key.role == role) { tasks[key] = nil }
-            state.outstanding[story] = tasks.isEmpty ? nil : tasks
+            // In place: a copy of the story's tasks taken out and put back costs a copy of them
+            // per result.
+            guard let answered = state.outstanding[story]?.keys.filter({ $0.gate == gate && (role == nil || $0.role == role) }), !answered.isEmpty
+            else { return }
+            for key in answered { state.outstanding[story]?[key] = nil }
+            if state.outstanding[story]?.isEmpty == true { state.outstanding[story] = nil }
         }
     }
 
