@@ -13,8 +13,9 @@ public enum WaveBinary {
         public var stderr: String
     }
 
-    /// Runs `wave` with `arguments`; Redis variables of the test environment are removed unless
-    /// `environment` sets them. The wait for the child happens on a thread of its own, never on
+    /// Runs `wave` with `arguments`; Redis and store variables of the test environment
+    /// (`WAVE_REDIS_URL`, `REDIS_URL`, `WAVE_STORE`, `DATABASE_URL`, `POSTGRES_*`) are removed
+    /// unless `environment` sets them. The wait for the child happens on a thread of its own, never on
     /// Swift's cooperative pool (two threads here), so that concurrent tests keep running.
     /// - Parameter directory: the working directory (default: the current one).
     public static func run(
@@ -44,6 +45,8 @@ public enum WaveBinary {
         env["WAVE_REDIS_URL"] = nil
         env["REDIS_URL"] = nil
         env["WAVE_STORE"] = nil
+        // The reference's database variables name a store too (precedence: after WAVE_STORE).
+        for name in ["DATABASE_URL", "POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD"] { env[name] = nil }
         for (key, value) in environment { env[key] = value }
         process.environment = env
         let out = Pipe()
