@@ -140,6 +140,34 @@ public final class EventDispatcher: Service, Sendable {
         }
     }
 
+    /// A consumer started while the dispatcher runs (``start(_:)``): a project this instance
+    /// took over.
+    public final class DynamicConsumer: Sendable {
+        let task: Task<Void, Never>
+
+        init(task: Task<Void, Never>) { self.task = task }
+
+        /// Stops reading; returns once the read in hand is handled and acknowledged (its entries
+        /// are not left half done), as at graceful shutdown.
+        public func stop() async {
+            self.task.cancel()
+            await self.task.value
+        }
+    }
+
+    /// Starts consuming one more group and streams (supervised, as the configured consumers
+    /// are) until ``DynamicConsumer/stop()``: how an instance starts serving a project whose
+    /// lease it took, and stops when it loses it.
+    public func start(_ options: ConsumerOptions) -> DynamicConsumer {
+        DynamicConsumer(
+            task: Task(executorPreference: self.executor) {
+                await supervised("the consumer of \(options.group) on \(options.streams.joined(separator: ","))", logger: self.logger, policy: self.supervision)
+                {
+                    try await self.consume(options)
+                }
+            })
+    }
+
     func consume(_ options: ConsumerOptions) async throws {
         self.logger.info(
             "consuming",
