@@ -152,7 +152,7 @@ public final class TaskDispatcher: Sendable {
     /// Tasks published so far, and tasks held back by a stop or a pause.
     public var totals: (published: Int, held: Int) { self.state.withLock { ($0.published, $0.held) } }
 
-    /// Tasks taken as out (claimed) and not yet on their streams: what ``prepare(_:now:)``
+    /// Tasks taken as out (claimed) and not yet on their streams: what ``prepare(_:sessions:now:)``
     /// returns and ``send(_:)`` publishes.
     public struct Claimed: Sendable {
         var due: [(key: Key, entry: TaskEntry, stream: String)] = []
@@ -165,15 +165,7 @@ public final class TaskDispatcher: Sendable {
     /// `notBefore` time, every task due now in one pipelined write. A task already out for the
     /// same key and attempt is not sent again.
     public func dispatch(_ work: [(story: StoryRecord, drafts: [TaskDraft])], now given: WaveTimestamp? = nil) async {
-        await self.send(await self.prepare(work, now: given))
-    }
-
-    /// The first half of ``dispatch(_:now:)``: schedules the drafts due later and takes the ones
-    /// due now as out (a result, a stop or a pause that comes next sees them), without writing
-    /// them. ``send(_:)`` writes them; the orchestrator sends a read's tasks while the next read's
-    /// transaction runs.
-    public func prepare(_ work: [(story: StoryRecord, drafts: [TaskDraft])], now given: WaveTimestamp? = nil) async -> Claimed {
-        self.prepare(work, sessions: await self.sessions(of: work), now: given)
+        await self.send(self.prepare(work, sessions: await self.sessions(of: work), now: given))
     }
 
     /// The sessions of the stories that have drafts, as the store has them now (what
@@ -186,8 +178,12 @@ public final class TaskDispatcher: Sendable {
         return sessions
     }
 
-    /// ``prepare(_:now:)`` with the sessions read already (on the store's executor, with the
-    /// transaction): no store call, so it runs wherever the caller is.
+    /// The first half of ``dispatch(_:now:)``: schedules the drafts due later and takes the ones
+    /// due now as out (a result, a stop or a pause that comes next sees them), without writing
+    /// them; ``send(_:)`` writes them. The sessions come read already (``sessions(of:)``, on the
+    /// store's executor with the transaction), so this makes no store call and runs wherever the
+    /// caller is: the orchestrator claims a read's tasks on the event loop and sends them while
+    /// the next read's transaction runs.
     public func prepare(
         _ work: [(story: StoryRecord, drafts: [TaskDraft])], sessions read: [String: SessionRecord], now given: WaveTimestamp? = nil
     )

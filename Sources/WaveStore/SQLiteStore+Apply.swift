@@ -111,7 +111,7 @@ extension SQLiteStore {
         fence: [String: ProjectLease]? = nil
     ) throws -> [Result<ApplyResult, any Error>] {
         try self.immediateWrite { db in
-            try self.checkFence(db, projects: Set(batch.compactMap { $0.project.map(Self.projectKey) }), fence: fence, now: now)
+            if let fence { try self.checkFence(db, projects: Set(batch.compactMap { $0.project.map(Self.projectKey) }), fence: fence) }
             var writer = BatchWriter(store: self, db: db, now: now)
             return try writer.apply(batch, jitter: jitter, stopAtSessionChange: stopAtSessionChange)
         }
@@ -462,7 +462,7 @@ extension SQLiteStore {
     public func startNextSession(project: String, now: WaveTimestamp = .now(), fence: [String: ProjectLease]? = nil) throws -> SessionRecord? {
         let key = Self.projectKey(project)
         return try self.immediateWrite { db in
-            try self.checkFence(db, projects: [key], fence: fence, now: now)
+            if let fence { try self.checkFence(db, projects: [key], fence: fence) }
             if let running = try Row.fetchOne(
                 cached: db, sql: "SELECT * FROM wave_sessions WHERE \(Self.projectIs()) AND status = 'in_progress' ORDER BY created_at LIMIT 1",
                 arguments: [key])

@@ -59,8 +59,7 @@ extension SQLiteStore {
 
     /// Refuses the transaction when a project it writes is not served under the epoch this
     /// instance holds (another instance took it over): ``StoreError/Code/leaseLost``.
-    func checkFence(_ db: Database, projects: Set<String>, fence: [String: ProjectLease]?, now: WaveTimestamp) throws {
-        guard let fence else { return }
+    func checkFence(_ db: Database, projects: Set<String>, fence: [String: ProjectLease]) throws {
         for project in projects {
             guard let held = fence[project] else {
                 throw StoreError(.leaseLost, "this instance holds no lease on project \(project); its changes are not written")
