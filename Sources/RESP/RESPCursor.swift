@@ -28,9 +28,13 @@ public struct RESPCursor: Sendable {
 
     /// The type of the next value (after its attributes), or `nil` at the end.
     public mutating func peekType() -> RESPTypeIdentifier? {
-        RESPToken.skipAttributes(&self.buffer)
-        guard let byte = self.buffer.getInteger(at: self.buffer.readerIndex, as: UInt8.self) else { return nil }
-        return RESPTypeIdentifier(rawValue: byte)
+        guard let first = self.buffer.readableBytesView.first else { return nil }
+        if first == RESPTypeIdentifier.attribute.rawValue {
+            RESPToken.skipAttributes(&self.buffer)
+            guard let byte = self.buffer.readableBytesView.first else { return nil }
+            return RESPTypeIdentifier(rawValue: byte)
+        }
+        return RESPTypeIdentifier(rawValue: first)
     }
 
     /// Reads the header of an array, set or push: its element count, or `nil` for a null.
@@ -70,16 +74,19 @@ public struct RESPCursor: Sendable {
         }
         switch type {
         case .bulkString, .verbatimString:
-            let start = self.buffer.readerIndex
-            let end = RESPToken.lineEnd(self.buffer, from: start + 1)
-            let declared = RESPTokenDecoder.parseLength(self.buffer, at: start + 1, length: end - start - 1)!
-            if declared < 0 {
-                self.buffer.moveReaderIndex(to: end + 2)
-                return nil
-            }
+            // The header and the body in one pass over the raw bytes: this runs for every
+            // field of every entry of a stream read.
             let skip = type == .verbatimString ? 4 : 0
-            let text = self.buffer.getString(at: end + 2 + skip, length: declared - skip) ?? ""
-            self.buffer.moveReaderIndex(to: end + 2 + declared + 2)
+            let (text, next) = self.buffer.withUnsafeReadableBytes { raw -> (String?, Int) in
+                var end = 1
+                while raw[end] != 0x0D { end += 1 }
+                if end == 3, raw[1] == UInt8(ascii: "-"), raw[2] == UInt8(ascii: "1") { return (nil, end + 2) }
+                var declared = 0
+                for i in 1..<end { declared = declared * 10 + Int(raw[i] &- 0x30) }
+                let body = UnsafeRawBufferPointer(rebasing: raw[(end + 2 + skip)..<(end + 2 + declared)])
+                return (String(decoding: body, as: UTF8.self), end + 2 + declared + 2)
+            }
+            self.buffer.moveReaderIndex(forwardBy: next)
             return text
         case .simpleString, .integer, .double, .bigNumber:
             let start = self.buffer.readerIndex

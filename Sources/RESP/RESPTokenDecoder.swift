@@ -47,19 +47,23 @@ public struct RESPTokenDecoder: NIOSingleStepByteToMessageDecoder, Sendable {
     /// Decodes the next complete value, or returns `nil` when more bytes are needed.
     /// - Throws: ``RESPParsingError`` when the bytes are not valid RESP or exceed the limits.
     public mutating func decode(buffer: inout ByteBuffer) throws(RESPParsingError) -> RESPToken? {
-        while true {
-            switch try self.step(buffer) {
-            case .needMoreData:
-                return nil
-            case .proceed:
-                continue
-            case .complete:
-                let slice = buffer.readSlice(length: self.scanned)!
-                self.scanned = 0
-                self.lineSearched = 0
-                return RESPToken(validated: slice)
+        // Every step reads the raw bytes of one pass: a stream read is tens of thousands of
+        // elements, and a `getInteger` per byte looked at costs several times more.
+        let view = buffer
+        let complete = try view.withUnsafeReadableBytes { (raw) throws(RESPParsingError) -> Bool in
+            while true {
+                switch try self.step(raw, view) {
+                case .needMoreData: return false
+                case .proceed: continue
+                case .complete: return true
+                }
             }
         }
+        guard complete else { return nil }
+        let slice = buffer.readSlice(length: self.scanned)!
+        self.scanned = 0
+        self.lineSearched = 0
+        return RESPToken(validated: slice)
     }
 
     /// Decodes at end of input; a partial value is left undecoded.
@@ -69,16 +73,19 @@ public struct RESPTokenDecoder: NIOSingleStepByteToMessageDecoder, Sendable {
 
     // MARK: - Scanning
 
-    private mutating func step(_ buffer: ByteBuffer) throws(RESPParsingError) -> Step {
-        let start = buffer.readerIndex + self.scanned
+    /// One element. `raw` holds `buffer`'s readable bytes; indices are the buffer's, and
+    /// `raw[index - base]` is the byte at `index`.
+    private mutating func step(_ raw: UnsafeRawBufferPointer, _ buffer: ByteBuffer) throws(RESPParsingError) -> Step {
+        let base = buffer.readerIndex
+        let start = base + self.scanned
         let available = buffer.writerIndex - start
         guard available > 0 else { return .needMoreData }
-        let typeByte = buffer.getInteger(at: start, as: UInt8.self)!
+        let typeByte = raw[start - base]
         guard let type = RESPTypeIdentifier(rawValue: typeByte) else {
             throw self.error(.invalidTypeIdentifier, buffer, at: start)
         }
         let maxLine = type.isLine ? self.limits.maxBulkLength : 24
-        guard let lineEnd = try self.findLineEnd(buffer, contentStart: start + 1, maxLength: maxLine, type: type) else {
+        guard let lineEnd = try self.findLineEnd(raw, buffer, contentStart: start + 1, maxLength: maxLine, type: type) else {
             return .needMoreData
         }
         let contentLength = lineEnd - (start + 1)
@@ -90,7 +97,7 @@ public struct RESPTokenDecoder: NIOSingleStepByteToMessageDecoder, Sendable {
             return self.completeElement(isAttribute: false)
         }
 
-        guard let declared = Self.parseLength(buffer, at: start + 1, length: contentLength) else {
+        guard let declared = Self.parseLength(raw, at: start + 1 - base, length: contentLength) else {
             throw self.error(.invalidLength, buffer, at: start)
         }
         if declared == -1 {
@@ -116,13 +123,11 @@ public struct RESPTokenDecoder: NIOSingleStepByteToMessageDecoder, Sendable {
                 return .needMoreData
             }
             let bodyStart = start + headerLength
-            guard buffer.getInteger(at: bodyStart + declared, as: UInt8.self) == 0x0D,
-                buffer.getInteger(at: bodyStart + declared + 1, as: UInt8.self) == 0x0A
-            else {
+            guard raw[bodyStart + declared - base] == 0x0D, raw[bodyStart + declared + 1 - base] == 0x0A else {
                 throw self.error(.missingCRLF, buffer, at: bodyStart + declared)
             }
             if type == .verbatimString {
-                guard declared >= 4, buffer.getInteger(at: bodyStart + 3, as: UInt8.self) == UInt8(ascii: ":") else {
+                guard declared >= 4, raw[bodyStart + 3 - base] == UInt8(ascii: ":") else {
                     throw self.error(.invalidVerbatimString, buffer, at: start)
                 }
             }
@@ -174,6 +179,7 @@ public struct RESPTokenDecoder: NIOSingleStepByteToMessageDecoder, Sendable {
     /// Finds the CR of the CRLF ending the line whose content starts at `contentStart`, resuming
     /// an earlier search. Returns `nil` when the line is not complete yet.
     private mutating func findLineEnd(
+        _ raw: UnsafeRawBufferPointer,
         _ buffer: ByteBuffer,
         contentStart: Int,
         maxLength: Int,
@@ -184,7 +190,7 @@ public struct RESPTokenDecoder: NIOSingleStepByteToMessageDecoder, Sendable {
         let end = buffer.writerIndex
         var found: Int? = nil
         var bad: Int? = nil
-        buffer.withUnsafeReadableBytes { raw in
+        do {
             let base = buffer.readerIndex
             var i = contentStart + resume
             while i < end {
@@ -196,11 +202,11 @@ public struct RESPTokenDecoder: NIOSingleStepByteToMessageDecoder, Sendable {
                     } else {
                         bad = i
                     }
-                    return
+                    break
                 }
                 if byte == 0x0A {
                     bad = i
-                    return
+                    break
                 }
                 i += 1
             }
@@ -258,17 +264,20 @@ public struct RESPTokenDecoder: NIOSingleStepByteToMessageDecoder, Sendable {
 
     /// Parses a length or count: a non-negative decimal, or exactly `-1`.
     static func parseLength(_ buffer: ByteBuffer, at index: Int, length: Int) -> Int? {
-        if length == 2, buffer.getInteger(at: index, as: UInt8.self) == UInt8(ascii: "-"),
-            buffer.getInteger(at: index + 1, as: UInt8.self) == UInt8(ascii: "1")
-        {
-            return -1
-        }
-        guard length > 0, length <= 18 else { return nil }
+        // One pass over the raw bytes: a length is parsed for every element of every reply, and
+        // byte-by-byte `getInteger` calls cost several times more (most of all in debug builds).
+        buffer.withUnsafeReadableBytes { raw in Self.parseLength(raw, at: index - buffer.readerIndex, length: length) }
+    }
+
+    /// Parses a length from `raw[offset..<offset + length]`.
+    static func parseLength(_ raw: UnsafeRawBufferPointer, at offset: Int, length: Int) -> Int? {
+        guard length > 0, length <= 18, offset >= 0, offset + length <= raw.count else { return nil }
+        if length == 2, raw[offset] == UInt8(ascii: "-"), raw[offset + 1] == UInt8(ascii: "1") { return -1 }
         var value = 0
-        for i in 0..<length {
-            let byte = buffer.getInteger(at: index + i, as: UInt8.self)!
+        for i in offset..<(offset + length) {
+            let byte = raw[i]
             guard byte >= 0x30, byte <= 0x39 else { return nil }
-            value = value * 10 + Int(byte - 0x30)
+            value = value * 10 + Int(byte &- 0x30)
         }
         return value
     }

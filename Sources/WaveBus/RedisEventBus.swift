@@ -115,10 +115,9 @@ public struct RedisEventBus: EventBus {
         return newest.reversed().map { BusEntry(id: $0.id, fields: $0.fields.map { StreamField($0.name, $0.value) }) }
     }
 
-    /// Where a group's unacknowledged entries begin: its last-delivered id, its pending ids, and
-    /// the id to read from (the oldest pending entry, or just after the last delivered one);
-    /// `nil` when the stream or the group does not exist.
-    func unacknowledgedRange(stream: String, group: String, count: Int) async throws -> (lastDelivered: String, pending: [String], start: String)? {
+    /// A group's last-delivered id and its pending ids (oldest first); `nil` when the stream or
+    /// the group does not exist.
+    func unacknowledgedRange(stream: String, group: String, count: Int) async throws -> (lastDelivered: String, pending: [String])? {
         let info: StreamGroupInfo
         do {
             guard let found = try await self.client.send(XInfoGroupsCommand(stream)).first(where: { $0.name == group }) else { return nil }
@@ -130,62 +129,72 @@ public struct RedisEventBus: EventBus {
             info.pending > 0
             ? try await self.client.send(XPendingCommand(stream, group: group, count: max(count, info.pending))).map(\.id)
             : []
-        let start = pending.min(by: { StreamPosition($0) < StreamPosition($1) }) ?? "(\(info.lastDeliveredID)"
-        return (info.lastDeliveredID, pending, start)
+        return (info.lastDeliveredID, pending)
     }
 
-    public func unacknowledged(stream: String, group: String, count: Int) async throws -> [BusEntry] {
-        guard let range = try await self.unacknowledgedRange(stream: stream, group: group, count: count) else { return [] }
-        let pending = Set(range.pending)
-        let start = range.start
-        let entries = try await self.client.send(XRangeCommand(stream, start: start, count: count + pending.count))
-        return entries.filter { pending.contains($0.id) || StreamPosition(range.lastDelivered) < StreamPosition($0.id) }.prefix(count)
-            .map { BusEntry(id: $0.id, fields: $0.fields.map { StreamField($0.name, $0.value) }) }
-    }
-
-    /// Selects the entries that are pending or after the last delivered id and joins the named
-    /// fields of each into one string (unit separator between values, record separator for a
-    /// missing one), so that the reply is one bulk string per entry.
-    static let projectionScript = """
-        local function before(a, b)
-            local ams, aseq = string.match(a, '^(%d+)-(%d+)$')
-            local bms, bseq = string.match(b, '^(%d+)-(%d+)$')
-            ams, aseq, bms, bseq = tonumber(ams), tonumber(aseq), tonumber(bms), tonumber(bseq)
-            return ams < bms or (ams == bms and aseq < bseq)
-        end
-        local start, last, count, nnames = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-        local names = {}
-        for i = 1, nnames do names[i] = ARGV[4 + i] end
-        local pending = {}
-        local npending = 0
-        for i = 5 + nnames, #ARGV do pending[ARGV[i]] = true; npending = npending + 1 end
-        local entries = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', count + npending)
+    /// Selects, on the server, a group's unacknowledged entries in stream order: each pending id
+    /// looked up by itself (an entry trimmed meanwhile is skipped), then the entries after the
+    /// last delivered id. Nothing acknowledged is read or sent, however long the history between
+    /// an old pending entry and the tail. `emit(entry)` adds one entry to `rows`.
+    /// ARGV: last delivered id, most entries, then the script's own arguments, then the pending ids
+    /// from index `first`.
+    static func selectionScript(first: String, prelude: String, emit: String) -> String {
+        """
+        local last, count = ARGV[1], tonumber(ARGV[2])
         local rows = {}
-        for _, entry in ipairs(entries) do
-            local id = entry[1]
-            if #rows < count and (pending[id] or before(last, id)) then
-                local values = {}
-                local flat = entry[2]
-                for i = 1, nnames do
-                    local value = '\\30'
-                    for j = 1, #flat, 2 do
-                        if flat[j] == names[i] then value = flat[j + 1]; break end
-                    end
-                    values[i] = value
-                end
-                rows[#rows + 1] = table.concat(values, '\\31')
-            end
+        \(prelude)
+        for i = \(first), #ARGV do
+            if #rows >= count then break end
+            local found = redis.call('XRANGE', KEYS[1], ARGV[i], ARGV[i])
+            if found[1] then \(emit)(found[1]) end
+        end
+        if #rows < count then
+            for _, entry in ipairs(redis.call('XRANGE', KEYS[1], '(' .. last, '+', 'COUNT', count - #rows)) do \(emit)(entry) end
         end
         return rows
         """
+    }
+
+    /// The unacknowledged entries whole, as `XRANGE` returns them.
+    static let unacknowledgedScript = selectionScript(
+        first: "3", prelude: "local function add(entry) rows[#rows + 1] = entry end", emit: "add")
+
+    /// The unacknowledged entries reduced to the named fields, joined into one string per entry
+    /// (unit separator between values, record separator for a missing one; the first field of a
+    /// name wins), so that the reply is one bulk string per entry. ARGV[3] is the number of names.
+    static let projectionScript = selectionScript(
+        first: "4 + tonumber(ARGV[3])",
+        prelude: """
+            local nnames = tonumber(ARGV[3])
+            local index = {}
+            for i = 1, nnames do index[ARGV[3 + i]] = i end
+            local function project(entry)
+                local values = {}
+                for i = 1, nnames do values[i] = '\\30' end
+                local flat = entry[2]
+                for j = #flat - 1, 1, -2 do
+                    local i = index[flat[j]]
+                    if i then values[i] = flat[j + 1] end
+                end
+                rows[#rows + 1] = table.concat(values, '\\31')
+            end
+            """,
+        emit: "project")
+
+    public func unacknowledged(stream: String, group: String, count: Int) async throws -> [BusEntry] {
+        guard let range = try await self.unacknowledgedRange(stream: stream, group: group, count: count) else { return [] }
+        let reply = try await self.client.send(
+            EvalCommand(script: Self.unacknowledgedScript, keys: [stream], arguments: [range.lastDelivered, String(count)] + range.pending))
+        var cursor = RESPCursor(reply)
+        return try StreamEntry.readList(from: &cursor).map { BusEntry(id: $0.id, fields: $0.fields.map { StreamField($0.name, $0.value) }) }
+    }
 
     public func unacknowledged(stream: String, group: String, count: Int, fields names: [String]) async throws -> [[String?]] {
         guard let range = try await self.unacknowledgedRange(stream: stream, group: group, count: count) else { return [] }
-        let (pending, start) = (range.pending, range.start)
         let reply = try await self.client.send(
             EvalCommand(
                 script: Self.projectionScript, keys: [stream],
-                arguments: [start, range.lastDelivered, String(count), String(names.count)] + names + pending))
+                arguments: [range.lastDelivered, String(count), String(names.count)] + names + range.pending))
         let rows = try [String](fromRESP: reply)
         return rows.map { row in
             row.split(separator: "\u{1F}", omittingEmptySubsequences: false).map { $0 == "\u{1E}" ? nil : String($0) }

@@ -184,35 +184,17 @@ public final class Orchestrator: Service, Sendable {
         // start: this instance has just dispatched them).
         var missing = self.tasks.notOut(inFlight)
         if !missing.isEmpty {
+            let scan = try await self.scanStreams()
             // Tasks still in the agents' streams (held by an agent, or not read yet) are out
             // already: a restart must not hand out second copies.
-            var waiting: [TaskEntry] = []
-            for project in self.configuration.projects {
-                for role in Self.roles(self.store.engine.configuration) {
-                    let entries = try await self.bus.unacknowledged(
-                        stream: Channels.tasks(project, role), group: Channels.agentsGroup(role: role), count: 100_000)
-                    waiting.append(contentsOf: entries.compactMap { try? TaskEntry(decoding: $0.fields) })
-                }
-            }
-            let adopted = self.tasks.adopt(waiting, needed: missing)
+            let adopted = self.tasks.adopt(scan.waiting, needed: missing)
             missing = self.tasks.notOut(missing)
             // Results already waiting in the signals stream (answered by their agents, not yet
             // applied, pending or unread in the shared group) settle their tasks when they apply:
-            // those tasks are not sent a second time. Only the fields that say which task a
-            // result answers are read (one short row per entry, built by the bus), so that a
-            // backlog of thousands costs little at start.
-            let names = ["event_type", "payload", "source", "project", "message_id", "session_id", "story_id", "correlation_id"]
-            var answers: [Envelope] = []
-            for project in self.configuration.projects where !missing.isEmpty {
-                let rows = try await self.bus.unacknowledged(
-                    stream: Channels.signals(project), group: Channels.orchestratorGroup, count: 100_000, fields: names)
-                answers.append(
-                    contentsOf: rows.compactMap { row in
-                        let fields = zip(names, row).compactMap { name, value in value.map { StreamField(name, $0) } }
-                        return try? Envelope(decoding: fields)
-                    })
-            }
-            let answered = answers.isEmpty ? 0 : await self.tasks.adoptAnswered(answers, needed: missing, roleMap: self.configuration.roleMap)
+            // those tasks are not sent a second time.
+            let answered =
+                scan.answers.isEmpty || missing.isEmpty
+                ? 0 : await self.tasks.adoptAnswered(scan.answers, needed: missing, roleMap: self.configuration.roleMap)
             self.logger.info(
                 "recovery: dispatching again the tasks of working stories that are neither still waiting in the agents' streams nor answered in the signals stream",
                 metadata: [
@@ -221,6 +203,49 @@ public final class Orchestrator: Service, Sendable {
         }
         try await self.tasks.redispatch()
         try await self.recordState()
+    }
+
+    /// What the recovery scan reads, all streams at once (each read is a round trip and a
+    /// server-side selection; together they bound how soon a restarted instance consumes): the
+    /// tasks unacknowledged in the agents' streams, and the results unacknowledged in the signals
+    /// streams. Only the fields that say which task a result answers are read (one short row
+    /// per entry, built on the server), so that a backlog of thousands costs little at start.
+    func scanStreams() async throws -> (waiting: [TaskEntry], answers: [Envelope]) {
+        let names = ["event_type", "payload", "source", "project", "message_id", "session_id", "story_id", "correlation_id"]
+        let roles = Self.roles(self.store.engine.configuration)
+        let bus = self.bus
+        enum Part: Sendable {
+            case tasks([TaskEntry])
+            case answers([Envelope])
+        }
+        return try await withThrowingTaskGroup(of: Part.self) { group in
+            for project in self.configuration.projects {
+                for role in roles {
+                    group.addTask {
+                        let entries = try await bus.unacknowledged(
+                            stream: Channels.tasks(project, role), group: Channels.agentsGroup(role: role), count: 100_000)
+                        return .tasks(entries.compactMap { try? TaskEntry(decoding: $0.fields) })
+                    }
+                }
+                group.addTask {
+                    let rows = try await bus.unacknowledged(
+                        stream: Channels.signals(project), group: Channels.orchestratorGroup, count: 100_000, fields: names)
+                    return .answers(
+                        rows.compactMap { row in
+                            let fields = zip(names, row).compactMap { name, value in value.map { StreamField(name, $0) } }
+                            return try? Envelope(decoding: fields)
+                        })
+                }
+            }
+            var scan: (waiting: [TaskEntry], answers: [Envelope]) = ([], [])
+            for try await part in group {
+                switch part {
+                case .tasks(let entries): scan.waiting.append(contentsOf: entries)
+                case .answers(let envelopes): scan.answers.append(contentsOf: envelopes)
+                }
+            }
+            return scan
+        }
     }
 
     /// Runs until graceful shutdown: prepares, consumes, records its state on its interval, and on

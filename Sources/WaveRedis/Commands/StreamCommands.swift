@@ -532,6 +532,12 @@ public struct XRangeCommand: RedisCommand {
             arguments.append(count)
         }
     }
+
+    public func decode(_ token: RESPToken) throws(RESPDecodeError) -> [StreamEntry] {
+        // One cursor over the whole reply: each byte read once (a recovery scan reads thousands).
+        var cursor = RESPCursor(token)
+        return try StreamEntry.readList(from: &cursor)
+    }
 }
 
 /// `XLEN key`.
