@@ -61,7 +61,8 @@ public struct ConsumerOptions: Sendable {
         self.consumer = consumer
     }
 
-    var effectiveReclaimInterval: Duration { self.reclaimInterval ?? self.reclaimAfter / 2 }
+    /// How often the reclaimer looks: ``reclaimInterval``, else half of ``reclaimAfter``.
+    public var effectiveReclaimInterval: Duration { self.reclaimInterval ?? self.reclaimAfter / 2 }
 }
 
 /// One entry delivered to a consumer.
@@ -153,6 +154,19 @@ public protocol EventBus: Sendable {
     func length(of stream: String) async throws -> Int
     /// A group's pending entries (delivered, not acknowledged), oldest first, at most `count`.
     func pendingEntries(stream: String, group: String, count: Int) async throws -> [BusPendingEntry]
+    /// Moves a group's pending entries to `consumer` without delivering them again (their
+    /// delivery counts unchanged): every other consumer's (`from` nil), or one consumer's. How a
+    /// project's new owner takes over what its old owner held in hand, and how an instance that
+    /// lost a project hands its leftovers to the new owner. The consumer reads them first when it
+    /// next reads its own pending entries.
+    /// - Returns: how many entries moved.
+    @discardableResult func transferPending(stream: String, group: String, from: String?, to consumer: String) async throws -> Int
+    /// Marks a consumer's pending entries as idle for `idle` (delivery counts unchanged), so that
+    /// the group's next reclaim (``ConsumerOptions/reclaimAfter`` no longer than `idle`) gives them
+    /// to the consumer that reclaims: how an instance that lost a project leaves what it read
+    /// meanwhile to the project's new owner at once, without knowing who that is.
+    /// - Returns: how many entries were marked.
+    @discardableResult func releasePending(stream: String, group: String, consumer: String, idle: Duration) async throws -> Int
     /// Entries the group has not acknowledged: pending ones and those not yet delivered, oldest
     /// first, at most `count` (what is still to be done by the group's consumers).
     func unacknowledged(stream: String, group: String, count: Int) async throws -> [BusEntry]

@@ -136,6 +136,32 @@ public actor InMemoryEventBus: EventBus {
         }
     }
 
+    @discardableResult
+    public func transferPending(stream: String, group: String, from: String?, to consumer: String) async throws -> Int {
+        guard var info = self.streams[stream]?.groups[group] else { return 0 }
+        var moved = 0
+        for (id, entry) in info.pending where entry.consumer != consumer && (from == nil || entry.consumer == from) {
+            info.pending[id]?.consumer = consumer
+            moved += 1
+        }
+        info.consumers.insert(consumer)
+        self.streams[stream]?.groups[group] = info
+        return moved
+    }
+
+    @discardableResult
+    public func releasePending(stream: String, group: String, consumer: String, idle: Duration) async throws -> Int {
+        guard var info = self.streams[stream]?.groups[group] else { return 0 }
+        let then = ContinuousClock.now - idle
+        var marked = 0
+        for (id, entry) in info.pending where entry.consumer == consumer {
+            info.pending[id]?.lastDelivered = then
+            marked += 1
+        }
+        self.streams[stream]?.groups[group] = info
+        return marked
+    }
+
     public func unacknowledged(stream: String, group: String, count: Int) async throws -> [BusEntry] {
         guard let state = self.streams[stream], let info = state.groups[group] else { return [] }
         return state.entries.filter { info.pending[$0.id] != nil || info.lastDelivered < $0.id }.prefix(max(0, count))

@@ -115,6 +115,48 @@ public struct RedisEventBus: EventBus {
         return newest.reversed().map { BusEntry(id: $0.id, fields: $0.fields.map { StreamField($0.name, $0.value) }) }
     }
 
+    @discardableResult
+    public func transferPending(stream: String, group: String, from: String?, to consumer: String) async throws -> Int {
+        var moved = 0
+        var start = "-"
+        while true {
+            let page: [PendingEntry]
+            do {
+                page = try await self.client.send(XPendingCommand(stream, group: group, start: start, count: 1_000, consumer: from))
+            } catch let error as RedisClientError where error.serverMessage.map({ $0.contains("NOGROUP") || $0.contains("no such key") }) == true {
+                return moved
+            }
+            let ids = page.filter { $0.consumer != consumer }.map(\.id)
+            if !ids.isEmpty {
+                // JUSTID: the entries change hands without counting as delivered again.
+                moved += try await self.client.send(XClaimCommand(stream, group: group, consumer: consumer, ids: ids, justID: true)).ids.count
+            }
+            guard page.count == 1_000, let last = page.last else { return moved }
+            start = "(\(last.id)"
+        }
+    }
+
+    @discardableResult
+    public func releasePending(stream: String, group: String, consumer: String, idle: Duration) async throws -> Int {
+        var marked = 0
+        var start = "-"
+        while true {
+            let page: [PendingEntry]
+            do {
+                page = try await self.client.send(XPendingCommand(stream, group: group, start: start, count: 1_000, consumer: consumer))
+            } catch let error as RedisClientError where error.serverMessage.map({ $0.contains("NOGROUP") || $0.contains("no such key") }) == true {
+                return marked
+            }
+            if !page.isEmpty {
+                marked += try await self.client.send(
+                    XClaimCommand(stream, group: group, consumer: consumer, ids: page.map(\.id), idle: idle, justID: true)
+                ).ids.count
+            }
+            guard page.count == 1_000, let last = page.last else { return marked }
+            start = "(\(last.id)"
+        }
+    }
+
     /// A group's last-delivered id and its pending ids (oldest first); `nil` when the stream or
     /// the group does not exist.
     func unacknowledgedRange(stream: String, group: String, count: Int) async throws -> (lastDelivered: String, pending: [String])? {

@@ -50,6 +50,9 @@ struct ConfigShow: AsyncParsableCommand {
             var max_deliveries: Int
             var status_interval_ms: Int
             var maintenance_interval_ms: Int
+            var leases: Bool
+            var lease_ttl_ms: Int
+            var lease_renew_ms: Int
             var max_retries: [Int]
             var backoff_base_ms: Int64
             var backoff_cap_ms: Int64
@@ -64,6 +67,7 @@ struct ConfigShow: AsyncParsableCommand {
             batch_size: settings.batchSize, block_ms: settings.blockMilliseconds, reclaim_after_ms: settings.reclaimAfterMilliseconds,
             max_deliveries: settings.maxDeliveries, status_interval_ms: settings.statusIntervalMilliseconds,
             maintenance_interval_ms: settings.maintenanceIntervalMilliseconds,
+            leases: settings.leases, lease_ttl_ms: settings.leaseTTLMilliseconds, lease_renew_ms: settings.leaseRenewMilliseconds,
             max_retries: settings.engine.gates.map(\.maxRetries), backoff_base_ms: ms(settings.engine.backoffBase),
             backoff_cap_ms: ms(settings.engine.backoffCap),
             parallel_limit: settings.engine.parallelLimit, budget_warning_ratio: settings.engine.budgetWarningRatio
@@ -83,6 +87,9 @@ struct ConfigShow: AsyncParsableCommand {
         )
         print(
             "orchestrator: batch \(output.batch_size), block \(output.block_ms) ms, reclaim after \(output.reclaim_after_ms) ms, \(output.max_deliveries) deliveries, status every \(output.status_interval_ms) ms, maintenance every \(output.maintenance_interval_ms) ms"
+        )
+        print(
+            "leases: \(output.leases ? "on over Redis (TTL \(output.lease_ttl_ms) ms, renewed every \(output.lease_renew_ms) ms)" : "off: one instance serves every project")"
         )
         print(
             "engine: retries per gate \(output.max_retries), backoff \(output.backoff_base_ms) ms … \(output.backoff_cap_ms) ms, \(output.parallel_limit) stories in parallel, budget warning at \(Int(output.budget_warning_ratio * 100)) %"

@@ -96,6 +96,14 @@ struct RunCommand: AsyncParsableCommand {
         configuration.maxDeliveries = settings.maxDeliveries
         configuration.statusInterval = .milliseconds(settings.statusIntervalMilliseconds)
         configuration.maintenanceInterval = .milliseconds(settings.maintenanceIntervalMilliseconds)
+        // Over Redis, instances share the projects by lease (SCALE.md); the embedded bus is one
+        // process, which serves every project.
+        if settings.leases, self.global.redisURL != nil {
+            var leases = LeaseKeeper.Settings()
+            leases.ttl = .milliseconds(settings.leaseTTLMilliseconds)
+            leases.renewInterval = .milliseconds(settings.leaseRenewMilliseconds)
+            configuration.leases = leases
+        }
         if let url = self.global.redisURL {
             let redisConfiguration: RedisConfiguration
             do { redisConfiguration = try RedisConfiguration(url: url) } catch { throw CLIError.badInput(error.message) }

@@ -17,7 +17,8 @@ import WaveStore
 ///   "projects": ["shop"],
 ///   "consumer": "orchestrator-1",
 ///   "role_map": {"be-dev-1": "be"},
-///   "orchestrator": {"batch_size": 128, "block_ms": 2000, "reclaim_after_ms": 30000, "max_deliveries": 5, "status_interval_ms": 5000, "maintenance_interval_ms": 60000},
+///   "orchestrator": {"batch_size": 128, "block_ms": 2000, "reclaim_after_ms": 30000, "max_deliveries": 5, "status_interval_ms": 5000, "maintenance_interval_ms": 60000,
+///                    "leases": true, "lease_ttl_ms": 5000, "lease_renew_ms": 1000},
 ///   "engine": {"max_retries": 3, "backoff_base_ms": 1000, "backoff_cap_ms": 300000, "parallel_limit": 10, "budget_warning_ratio": 0.8}
 /// }
 /// ```
@@ -46,12 +47,19 @@ public struct Settings: Sendable {
     public var maxDeliveries = 5
     public var statusIntervalMilliseconds = 5_000
     public var maintenanceIntervalMilliseconds = 60_000
+    /// Serve projects by lease (SCALE.md): several `wave run` instances share the projects.
+    public var leases = true
+    /// How long a project lease lasts unless renewed (`orchestrator.lease_ttl_ms`).
+    public var leaseTTLMilliseconds = 5_000
+    /// How often leases are renewed (`orchestrator.lease_renew_ms`), well inside the TTL.
+    public var leaseRenewMilliseconds = 1_000
     public var engine = EngineConfiguration.standard
     public var file: String?
 
     static let topKeys: Set<String> = ["redis", "store", "projects", "consumer", "role_map", "orchestrator", "engine"]
     static let orchestratorKeys: Set<String> = [
-        "batch_size", "block_ms", "reclaim_after_ms", "max_deliveries", "status_interval_ms", "maintenance_interval_ms",
+        "batch_size", "block_ms", "reclaim_after_ms", "max_deliveries", "status_interval_ms", "maintenance_interval_ms", "leases", "lease_ttl_ms",
+        "lease_renew_ms",
     ]
     static let engineKeys: Set<String> = ["max_retries", "backoff_base_ms", "backoff_cap_ms", "parallel_limit", "budget_warning_ratio"]
 
@@ -149,6 +157,17 @@ public struct Settings: Sendable {
             self.statusIntervalMilliseconds = try int(section["status_interval_ms"], "orchestrator.status_interval_ms") ?? self.statusIntervalMilliseconds
             self.maintenanceIntervalMilliseconds =
                 try int(section["maintenance_interval_ms"], "orchestrator.maintenance_interval_ms") ?? self.maintenanceIntervalMilliseconds
+            if let value = section["leases"] {
+                guard case .bool(let on) = value else { throw bad("orchestrator.leases", "true or false") }
+                self.leases = on
+            }
+            self.leaseTTLMilliseconds = try int(section["lease_ttl_ms"], "orchestrator.lease_ttl_ms") ?? self.leaseTTLMilliseconds
+            self.leaseRenewMilliseconds = try int(section["lease_renew_ms"], "orchestrator.lease_renew_ms") ?? self.leaseRenewMilliseconds
+            guard self.leaseRenewMilliseconds < self.leaseTTLMilliseconds else {
+                throw bad(
+                    "orchestrator.lease_renew_ms",
+                    "less than orchestrator.lease_ttl_ms (\(self.leaseTTLMilliseconds)), so that a lease is renewed before it lapses")
+            }
         }
         if let value = object["engine"] {
             guard let section = value.objectValue else { throw bad("engine", "an object") }

@@ -181,10 +181,16 @@ public final class EventDispatcher: Service, Sendable {
             // read order, each read's acknowledgement after its own commit and tasks, as before.
             var following: Task<Void, Never>?
             var iterator = deliveries.makeAsyncIterator()
+            var parked = ParkedSignals()
             while !Task.isCancelled, let batch = await iterator.nextBatch() {
                 // A read in hand is finished even if shutdown begins meanwhile: its handlers and
                 // acknowledgements run outside this task's cancellation.
-                let settled = await Task(executorPreference: self.executor) { await self.settle(batch) }.value
+                let (settled, stillParked) = await Task(executorPreference: self.executor) { [parked] in
+                    var parked = parked
+                    let read = await self.settle(batch, parked: &parked)
+                    return (read, parked)
+                }.value
+                parked = stillParked
                 guard !settled.isEmpty else { continue }
                 following = Task(executorPreference: self.executor) { [following] in
                     await following?.value
@@ -192,6 +198,78 @@ public final class EventDispatcher: Service, Sendable {
                 }
             }
             await following?.value
+        }
+    }
+
+    /// Settles a read, then the parked signals its applied signals released (their stories moved
+    /// on), again and again while some are released: a signal that came before the one it waits
+    /// for (a take-over can bring a story's results out of order) applies as soon as its
+    /// predecessor does, not after the reclaim delay. Parked signals stay pending in the group;
+    /// those never released are delivered again by the reclaimer as any unacknowledged entry is.
+    func settle(_ batch: [Delivery], parked: inout ParkedSignals) async -> SettledRead {
+        parked.remove(batch)
+        var read = await self.settle(batch)
+        var fresh = read.results[...]
+        while true {
+            parked.park(fresh)
+            let released = parked.release(after: fresh)
+            guard !released.isEmpty else { break }
+            let again = await self.settle(released)
+            let start = read.results.count
+            read.acknowledged += again.acknowledged
+            read.followUps += again.followUps
+            read.results += again.results
+            fresh = read.results[start...]
+        }
+        return read
+    }
+
+    /// Signals whose handler said they wait for an earlier signal of the same story
+    /// (``WaitsForEarlierSignal``), by stream and story; at most ``limit``, the oldest given up
+    /// first (they stay pending and are reclaimed).
+    struct ParkedSignals: Sendable {
+        static let limit = 10_000
+        var byStory: [String: [Delivery]] = [:]
+        var count = 0
+
+        static func key(_ signal: Signal) -> String? {
+            signal.envelope.storyIDForRouting.map { "\(signal.delivery.stream)\u{1F}\($0)" }
+        }
+
+        /// Forgets parked copies of entries delivered again.
+        mutating func remove(_ batch: [Delivery]) {
+            guard self.count > 0 else { return }
+            let ids = Set(batch.map(\.id))
+            for (key, deliveries) in self.byStory {
+                let kept = deliveries.filter { !ids.contains($0.id) }
+                self.count -= deliveries.count - kept.count
+                self.byStory[key] = kept.isEmpty ? nil : kept
+            }
+        }
+
+        mutating func park(_ results: ArraySlice<(Signal, DispatchResult)>) {
+            for (signal, result) in results {
+                guard let error = result.error as? any WaitsForEarlierSignal, error.waitsForEarlierSignal, let key = Self.key(signal) else { continue }
+                if self.count >= Self.limit, let oldest = self.byStory.keys.first {
+                    self.count -= self.byStory.removeValue(forKey: oldest)?.count ?? 0
+                }
+                self.byStory[key, default: []].append(signal.delivery)
+                self.count += 1
+            }
+        }
+
+        /// The parked signals of the stories these results applied a signal to.
+        mutating func release(after results: ArraySlice<(Signal, DispatchResult)>) -> [Delivery] {
+            guard self.count > 0 else { return [] }
+            var released: [Delivery] = []
+            for (signal, result) in results {
+                guard case .acknowledge = result.disposition, result.error == nil, let key = Self.key(signal),
+                    let waiting = self.byStory.removeValue(forKey: key)
+                else { continue }
+                self.count -= waiting.count
+                released += waiting
+            }
+            return released
         }
     }
 

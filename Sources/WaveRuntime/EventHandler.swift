@@ -89,6 +89,9 @@ public enum NoEffect: Sendable, Hashable, CustomStringConvertible {
     case notice
     /// An event type the session handler does not take.
     case notASessionEvent
+    /// An operator's announcement for a project another instance serves (its lease): the owner
+    /// acts on it; a new owner reads the committed change from the store when it takes over.
+    case notServed(String)
     /// A reason of a handler outside the standard ones.
     case other(String)
 
@@ -112,6 +115,7 @@ public enum NoEffect: Sendable, Hashable, CustomStringConvertible {
         case .noAgentID: "no_agent_id"
         case .notice: "notice"
         case .notASessionEvent: "not_a_session_event"
+        case .notServed: "not_served"
         case .other(let code): code
         }
     }
@@ -265,4 +269,12 @@ public struct DispatchResult: Sendable {
         }
         return .acknowledge
     }
+}
+
+/// An error that says the signal came before one it depends on (a gate result before the
+/// result of the gate before it): the dispatcher leaves it pending and handles it again as soon
+/// as a signal of the same story applies, instead of waiting for the reclaim.
+public protocol WaitsForEarlierSignal: Error {
+    /// Whether this error is such a wait (an error type may carry other refusals too).
+    var waitsForEarlierSignal: Bool { get }
 }

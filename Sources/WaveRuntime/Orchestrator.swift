@@ -44,6 +44,11 @@ public struct OrchestratorConfiguration: Sendable {
     /// How the long-running loops (consumers, listeners, the legacy bridge, maintenance) are
     /// restarted after an error: 100 ms doubling to 1 s, jittered.
     public var supervision = SupervisionPolicy()
+    /// Serve projects by lease (SCALE.md, "Several orchestrators"): the instance reads, applies
+    /// and dispatches only for the projects whose leases it holds, takes over the projects of
+    /// instances that die, and spreads the projects with the others. `nil` (the default): it
+    /// serves every configured project alone, without leases.
+    public var leases: LeaseKeeper.Settings?
 
     /// Creates a configuration.
     public init(projects: [ProjectName], consumer: String) {
@@ -82,6 +87,13 @@ public final class Orchestrator: Service, Sendable {
     let logger: Logger
     let core: OrchestratorCore
     let startedAt = WaveTimestamp.now()
+    /// The leases, when ``OrchestratorConfiguration/leases`` is set.
+    public let keeper: LeaseKeeper?
+    /// The signal consumers of the projects served by lease, by project key.
+    let projectConsumers = Mutex<[String: EventDispatcher.DynamicConsumer]>([:])
+    /// One take-over or give-up at a time: the keeper's hand-over and the changes it reports
+    /// never interleave for a project.
+    let servingLock = AsyncLock()
 
     /// Creates an orchestrator.
     /// - Parameters:
@@ -95,7 +107,10 @@ public final class Orchestrator: Service, Sendable {
         self.store = store
         self.configuration = configuration
         self.logger = logger
-        self.tasks = TaskDispatcher(bus: bus, store: store, logger: logger)
+        self.tasks = TaskDispatcher(bus: bus, store: store, logger: logger, ownership: Ownership(leased: configuration.leases != nil))
+        self.keeper = configuration.leases.map {
+            LeaseKeeper(store: store, owner: configuration.consumer, projects: configuration.projects, settings: $0, logger: logger)
+        }
         self.roster = AgentRoster()
         if let client = configuration.legacyBridge {
             let bridge = LegacyTaskBridge(client: client, bus: bus, tasks: self.tasks, roleMap: configuration.roleMap, logger: logger)
@@ -139,20 +154,45 @@ public final class Orchestrator: Service, Sendable {
             options.maxDeliveries = configuration.maxDeliveries
             return options
         }
-        return [
-            options(configuration.projects.map(Channels.signals), group: Channels.orchestratorGroup),
-            options(configuration.projects.map(Channels.system) + [Channels.systemGlobal], group: Channels.orchestratorGroup(consumer: configuration.consumer)),
-        ]
+        // Broadcasts reach every instance: its own group on every system stream. Signals go to
+        // the shared group; by lease, each project's consumer starts when its lease is taken.
+        let system = options(
+            configuration.projects.map(Channels.system) + [Channels.systemGlobal], group: Channels.orchestratorGroup(consumer: configuration.consumer))
+        guard configuration.leases == nil else { return [system] }
+        return [options(configuration.projects.map(Channels.signals), group: Channels.orchestratorGroup), system]
     }
 
-    /// The streams and groups this instance reads.
+    /// The consumer of one project's signals (serving it by lease). Its reclaimer looks on the
+    /// lease renewal interval: what an instance that lost the project left behind
+    /// (``giveUp(_:)``) is taken within a round.
+    func signalsConsumer(_ project: ProjectName) -> ConsumerOptions {
+        var options = ConsumerOptions(streams: [Channels.signals(project)], group: Channels.orchestratorGroup, consumer: self.configuration.consumer)
+        options.batchSize = self.configuration.batchSize
+        options.blockTime = self.configuration.blockTime
+        options.reclaimAfter = self.configuration.reclaimAfter
+        options.reclaimInterval = self.configuration.leases.map { min($0.renewInterval, options.effectiveReclaimInterval) }
+        options.maxDeliveries = self.configuration.maxDeliveries
+        return options
+    }
+
+    /// The streams and groups this instance reads (by lease: may read).
     public var groups: [(stream: String, group: String)] {
-        Self.consumers(self.configuration).flatMap { options in options.streams.map { ($0, options.group) } }
+        var configuration = self.configuration
+        configuration.leases = nil
+        return Self.consumers(configuration).flatMap { options in options.streams.map { ($0, options.group) } }
     }
 
     /// Creates the groups, loads the stops, starts sessions and dispatches what working stories
-    /// need. ``run()`` calls it; tests may call it to act before consuming.
+    /// need. ``run()`` calls it; tests may call it to act before consuming. By lease, sessions and
+    /// tasks wait for each project's lease (``takeOver(_:)``).
     public func prepare() async throws {
+        try await self.prepareShared()
+        if self.keeper == nil { try await self.prepareProjects(self.configuration.projects) }
+        try await self.recordState()
+    }
+
+    /// The groups of every configured project and the emergency stops in force.
+    func prepareShared() async throws {
         for project in self.configuration.projects {
             // WIRE.md: a new signals group starts at the oldest live session's creation, so that
             // no signal for a live session is missed and no history is replayed.
@@ -174,17 +214,27 @@ public final class Orchestrator: Service, Sendable {
         try await EmergencyKeys.reconcile(store: self.store, bus: self.bus, projects: self.configuration.projects, logger: self.logger)
         for stop in try await self.store.activeStops() {
             self.tasks.halt(scope: stop.scope)
-            self.logger.warning("emergency stop in force", metadata: ["wave.scope": "\(stop.scope)", "wave.reason": "\(stop.reason)", "wave.by": "\(stop.by)"])
+            self.logger.warning("emergency stop in force", metadata: ["wave.scope": "\(stop.scope)", "wave.by": "\(stop.by)", "wave.reason": "\(stop.reason)"])
         }
-        for project in self.configuration.projects {
+    }
+
+    /// Starts the projects' next sessions and dispatches again every task their working stories
+    /// need that is neither still out in the agents' streams nor answered in the signals stream
+    /// (the recovery scan): at start, and when a project is taken over.
+    func prepareProjects(_ projects: [ProjectName]) async throws {
+        for project in projects {
             try await self.core.advanceProject(project.key)
         }
-        let inFlight = try await self.store.inFlightStories()
+        var sessions: Set<String> = []
+        for project in projects {
+            for session in try await self.store.sessions(project: project.key) where !session.status.isTerminal { sessions.insert(session.id) }
+        }
+        let inFlight = try await self.store.inFlightStories().filter { sessions.contains($0.story.state.sessionID) }
         // Nothing to look for when every task the working stories need is out already (a first
         // start: this instance has just dispatched them).
         var missing = self.tasks.notOut(inFlight)
         if !missing.isEmpty {
-            let scan = try await self.scanStreams()
+            let scan = try await self.scanStreams(projects)
             // Tasks still in the agents' streams (held by an agent, or not read yet) are out
             // already: a restart must not hand out second copies.
             let adopted = self.tasks.adopt(scan.waiting, needed: missing)
@@ -198,11 +248,84 @@ public final class Orchestrator: Service, Sendable {
             self.logger.info(
                 "recovery: dispatching again the tasks of working stories that are neither still waiting in the agents' streams nor answered in the signals stream",
                 metadata: [
-                    "wave.stories": "\(inFlight.count)", "wave.tasks_still_out": "\(adopted)", "wave.tasks_answered": "\(answered)",
+                    "wave.projects": "\(projects.map(\.key).joined(separator: ","))", "wave.stories": "\(inFlight.count)",
+                    "wave.tasks_still_out": "\(adopted)", "wave.tasks_answered": "\(answered)",
                 ])
         }
         try await self.tasks.redispatch()
-        try await self.recordState()
+    }
+
+    /// Starts serving a project whose lease this instance took (SCALE.md, "Taking over"): takes
+    /// the old consumer's pending entries, re-arms what the project's working stories need from
+    /// the store and the streams (``prepareProjects(_:)``), loads its stops, then reads its signals.
+    /// A step that fails (Redis away) is tried again after a backoff until it succeeds or the
+    /// instance stops.
+    public func takeOver(_ lease: ProjectLease) async {
+        await self.servingLock.withLock { await self.startServing(lease) }
+    }
+
+    /// Whether the keeper still holds the project's lease (always, without leases).
+    func holds(_ project: String) -> Bool { self.keeper?.projectsHeld.contains(project) ?? true }
+
+    func startServing(_ lease: ProjectLease) async {
+        // Given up or lost since it was taken (the change came late): nothing to start.
+        guard let project = self.configuration.projects.first(where: { $0.key == lease.project }), self.holds(project.key) else { return }
+        self.tasks.ownership.gain(project.key)
+        let backoff = Backoff(base: .milliseconds(100), cap: .seconds(2))
+        var attempt = 0
+        while !Task.isCancelled, !Task.isShuttingDownGracefully, self.holds(project.key) {
+            do {
+                let moved = try await self.bus.transferPending(
+                    stream: Channels.signals(project), group: Channels.orchestratorGroup, from: nil, to: self.configuration.consumer)
+                for stop in try await self.store.activeStops() where stop.scope.covers(project: project.key) { self.tasks.halt(scope: stop.scope) }
+                try await self.prepareProjects([project])
+                self.logger.info(
+                    "project taken over", metadata: ["wave.project": "\(project.key)", "wave.epoch": "\(lease.epoch)", "wave.pending_taken": "\(moved)"])
+                break
+            } catch let error as StoreError where error.code == .leaseLost {
+                // Lost meanwhile: the keeper reports it, and the project is given up.
+                self.logger.warning("taking over the project stopped: the lease is lost", metadata: ["wave.project": "\(project.key)"])
+                break
+            } catch {
+                self.logger.warning("taking over the project failed; trying again", metadata: ["wave.project": "\(project.key)", "wave.error": "\(error)"])
+                attempt += 1
+                // sleep: backoff
+                try? await Task.sleep(for: backoff.delay(attempt: attempt))
+            }
+        }
+        guard self.tasks.ownership.serves(project.key), self.holds(project.key) else {
+            self.tasks.ownership.lose(project.key)
+            self.tasks.forget(project: project.key)
+            return
+        }
+        let consumer = self.dispatcher.start(self.signalsConsumer(project))
+        self.projectConsumers.withLock { $0[project.key] = consumer }
+    }
+
+    /// Stops serving a project: its signals consumer finishes the read in hand and stops, its
+    /// tasks and timers are forgotten (the next owner re-arms them), and the entries it still
+    /// holds are left to the next owner's reclaim.
+    public func giveUp(_ project: String) async {
+        await self.servingLock.withLock { await self.stopServing(project) }
+    }
+
+    func stopServing(_ project: String) async {
+        let consumer = self.projectConsumers.withLock { $0.removeValue(forKey: project) }
+        await consumer?.stop()
+        self.tasks.ownership.lose(project)
+        let forgotten = self.tasks.forget(project: project)
+        guard let name = self.configuration.projects.first(where: { $0.key == project }) else { return }
+        // Entries read but not applied (refused by the fence once the lease had lapsed) go to
+        // the new owner's next reclaim; those read before are taken at its take-over.
+        let handed =
+            (try? await self.bus.releasePending(
+                stream: Channels.signals(name), group: Channels.orchestratorGroup, consumer: self.configuration.consumer,
+                idle: self.configuration.reclaimAfter)) ?? 0
+        if consumer != nil {
+            self.logger.info(
+                "project no longer served here",
+                metadata: ["wave.project": "\(project)", "wave.tasks_forgotten": "\(forgotten)", "wave.pending_handed_over": "\(handed)"])
+        }
     }
 
     /// What the recovery scan reads, all streams at once (each read is a round trip and a
@@ -210,7 +333,7 @@ public final class Orchestrator: Service, Sendable {
     /// tasks unacknowledged in the agents' streams, and the results unacknowledged in the signals
     /// streams. Only the fields that say which task a result answers are read (one short row
     /// per entry, built on the server), so that a backlog of thousands costs little at start.
-    func scanStreams() async throws -> (waiting: [TaskEntry], answers: [Envelope]) {
+    func scanStreams(_ projects: [ProjectName]) async throws -> (waiting: [TaskEntry], answers: [Envelope]) {
         let names = ["event_type", "payload", "source", "project", "message_id", "session_id", "story_id", "correlation_id"]
         let roles = Self.roles(self.store.engine.configuration)
         let bus = self.bus
@@ -219,7 +342,7 @@ public final class Orchestrator: Service, Sendable {
             case answers([Envelope])
         }
         return try await withThrowingTaskGroup(of: Part.self) { group in
-            for project in self.configuration.projects {
+            for project in projects {
                 for role in roles {
                     group.addTask {
                         let entries = try await bus.unacknowledged(
@@ -268,6 +391,26 @@ public final class Orchestrator: Service, Sendable {
             group.addTask {
                 // Each consumer is supervised inside the dispatcher.
                 try await self.dispatcher.run()
+            }
+            if let keeper = self.keeper {
+                // Projects served by lease: each project's signals are read from when its lease is
+                // taken until it is lost or given up (a clean hand-over: the read in hand finishes
+                // before the lease is released). At graceful shutdown every lease is given up.
+                keeper.onHandOver { project in await self.giveUp(project) }
+                let changes = keeper.changes
+                group.addTask {
+                    await withTaskExecutorPreference(self.configuration.executor) {
+                        for await change in changes {
+                            switch change {
+                            case .gained(let lease): await self.takeOver(lease)
+                            case .lost(let project): await self.giveUp(project)
+                            }
+                            // `wave status` shows who serves what as soon as it changes.
+                            try? await self.recordState()
+                        }
+                    }
+                }
+                group.addTask { try await keeper.run() }
             }
             group.addTask {
                 // The reference's HALT/RESUME channel (WIRE.md): a legacy trigger of a global stop.
@@ -381,7 +524,8 @@ public final class Orchestrator: Service, Sendable {
         let outbox = (try? await self.store.outboxCount()) ?? 0
         try await self.store.recordOrchestrator(
             OrchestratorRecord(
-                consumer: self.configuration.consumer, projects: self.configuration.projects.map(\.key), bus: self.configuration.busKind,
+                consumer: self.configuration.consumer,
+                projects: self.tasks.ownership.projects.map { $0.sorted() } ?? self.configuration.projects.map(\.key), bus: self.configuration.busKind,
                 circuit: health.circuit,
                 state: [
                     "handled": .number(Double(counters.handled)), "unhandled": .number(Double(counters.unhandledTotal)),

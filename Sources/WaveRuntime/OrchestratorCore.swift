@@ -51,6 +51,13 @@ struct OrchestratorCore: Sendable {
         return id.flatMap { $0.isEmpty ? nil : $0 }
     }
 
+    /// `ignored(not_served)` for an announcement on the system stream of a project that another
+    /// instance serves by lease; `nil` when this instance acts on it.
+    func notServed(_ signal: Signal) -> HandlerOutcome? {
+        guard let project = signal.project, !self.tasks.ownership.serves(project.key) else { return nil }
+        return .ignored(.notServed(project.key))
+    }
+
     func role(of signal: Signal) -> String? {
         signal.envelope.senderRole(roleMap: self.roleMap)
     }

@@ -27,6 +27,8 @@ extension OrchestratorCore {
     /// Starts the project's oldest pending session if none is in progress, and the ready stories
     /// of every session in progress.
     func advanceProject(_ project: String) async throws {
+        // Another instance serves the project (its lease): it starts the project's sessions.
+        guard self.tasks.ownership.serves((try? ProjectName(project))?.key ?? project) else { return }
         if let next = try await self.store.startNextSession(project: project) {
             for session in try await self.store.sessionsInProgress(project: project) where session.id == next.id {
                 let started = try await self.store.startReadyStories(session: session.id)
@@ -47,6 +49,7 @@ struct SessionHandler: EventHandler {
 
     func handle(_ signal: Signal) async throws -> HandlerOutcome {
         let envelope = signal.envelope
+        if let notServed = self.core.notServed(signal) { return notServed }
         if envelope.eventType == .sessionCreated, let project = signal.project {
             try await self.core.advanceProject(project.key)
             return .applied("sessions of \(project.key) advanced")

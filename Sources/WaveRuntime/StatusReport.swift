@@ -70,6 +70,9 @@ public struct StatusReport: Sendable, Codable, Hashable {
         public var tasks_outstanding: Int
         /// Entries waiting in the store's outbox for Redis to come back.
         public var outbox: Int
+        /// Serving by lease: whether it holds its presence lease (false once its TTL lapsed: dead
+        /// or paused, its projects go to the others). `nil`: it serves without leases.
+        public var alive: Bool?
     }
 
     /// `redis` or `embedded`.
@@ -111,6 +114,9 @@ public struct StatusReport: Sendable, Codable, Hashable {
     /// Gathers the report. Without a bus (no `--redis`), groups and dead letters are empty.
     public static func gather(store: any StateStore, bus: (any EventBus)?, circuit: String = "closed") async throws -> StatusReport {
         let instances = try await store.orchestrators()
+        let leases = try await store.leases()
+        let presences = Dictionary(leases.filter(LeaseKeeper.isPresence).map { ($0.project, $0) }, uniquingKeysWith: { first, _ in first })
+        let now = store.now()
         var projects = Set(try await store.sessions().compactMap { try? ProjectName($0.project).key })
         for instance in instances { projects.formUnion(instance.projects) }
         var groups: [Group] = []
@@ -146,13 +152,15 @@ public struct StatusReport: Sendable, Codable, Hashable {
             unhandled_events: try await store.counters(prefix: "unhandled.").values.reduce(0, +),
             trimmed_unread: instances.map { number($0, "trimmed_unread") }.reduce(0, +),
             vanished_with_redis: instances.map { number($0, "vanished_with_redis") }.reduce(0, +),
-            orchestrators: instances.map {
+            orchestrators: instances.map { instance in
                 Instance(
-                    consumer: $0.consumer, circuit: $0.circuit, last_seen: $0.lastSeen.description, bus: $0.bus, projects: $0.projects,
-                    running: $0.stoppedAt == nil, handled: number($0, "handled"), dead_lettered: number($0, "dead_lettered"),
-                    tasks_outstanding: number($0, "tasks_outstanding"), outbox: number($0, "outbox"))
+                    consumer: instance.consumer, circuit: instance.circuit, last_seen: instance.lastSeen.description, bus: instance.bus,
+                    projects: instance.projects, running: instance.stoppedAt == nil, handled: number(instance, "handled"),
+                    dead_lettered: number(instance, "dead_lettered"), tasks_outstanding: number(instance, "tasks_outstanding"),
+                    outbox: number(instance, "outbox"),
+                    alive: presences[LeaseKeeper.presenceKey(instance.consumer)].map { $0.owner == instance.consumer && $0.expiresAt > now })
             },
-            leases: try await store.leases().map {
+            leases: leases.filter { !LeaseKeeper.isPresence($0) }.map {
                 Lease(project: $0.project, owner: $0.owner, epoch: $0.epoch, expires_at: $0.expiresAt.description)
             }
         )

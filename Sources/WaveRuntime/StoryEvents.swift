@@ -289,6 +289,7 @@ struct StoryBlockHandler: EventHandler {
             return outcome
         }
         guard signal.kind != .signals else { return .ignored(.notOnSystemStream(signal.envelope.eventType)) }
+        if let notServed = self.core.notServed(signal) { return notServed }
         let outcome = try await self.core.applyStoryEvent(signal, .unblocked(reason: payload["reason"]?.stringValue))
         try await self.core.tasks.redispatch(sessionID: self.core.storySession(signal))
         return outcome
@@ -303,6 +304,7 @@ struct StoryAnnouncementHandler: EventHandler {
 
     func handle(_ signal: Signal) async throws -> HandlerOutcome {
         guard signal.kind != .signals else { return .ignored(.notOnSystemStream(signal.envelope.eventType)) }
+        if let notServed = self.core.notServed(signal) { return notServed }
         guard let sessionID = try await self.core.storySession(signal), let storyID = signal.envelope.storyIDForRouting else {
             return .deadLetter(.unknownStory("\(signal.envelope.eventType.rawValue) for \(signal.envelope.storyIDForRouting ?? "no story")"))
         }
@@ -311,4 +313,9 @@ struct StoryAnnouncementHandler: EventHandler {
         try await self.core.tasks.redispatch(sessionID: sessionID)
         return .applied("re-read \(storyID)")
     }
+}
+
+extension EngineRejection: WaitsForEarlierSignal {
+    /// A premature gate result waits for the result of the gate before it.
+    public var waitsForEarlierSignal: Bool { self.code == "premature_gate" }
 }

@@ -72,15 +72,18 @@ public final class TaskDispatcher: Sendable {
     let logger: Logger
     /// Publishes tasks, keeping them in the store's outbox while Redis is away.
     public let publisher: DurablePublisher
+    /// The projects this instance serves: a task of another project is never claimed here.
+    public let ownership: Ownership
     let state = Mutex(State())
     let timeoutHandler = Mutex<(@Sendable (TaskEntry) async -> Void)?>(nil)
     let publishedHandler = Mutex<(@Sendable ([TaskEntry]) async -> Void)?>(nil)
 
     /// Creates a dispatcher over a bus and a store.
-    public init(bus: any EventBus, store: any StateStore, logger: Logger) {
+    public init(bus: any EventBus, store: any StateStore, logger: Logger, ownership: Ownership = Ownership()) {
         self.bus = bus
         self.store = store
         self.logger = logger
+        self.ownership = ownership
         self.publisher = DurablePublisher(bus: bus, store: store, logger: logger)
     }
 
@@ -261,6 +264,26 @@ public final class TaskDispatcher: Sendable {
             return Array(mine.values)
         }
         for timer in timers { timer.cancel() }
+    }
+
+    /// Forgets every task out and every timer of a project's sessions: the instance no longer
+    /// serves the project, and its new owner re-arms them from the store and the agents' streams.
+    /// - Returns: how many tasks were forgotten.
+    @discardableResult
+    public func forget(project: String) -> Int {
+        let (timers, count) = self.state.withLock { state -> ([Task<Void, Never>], Int) in
+            let sessions = Set(state.projects.filter { $0.value == project }.map(\.key))
+            guard !sessions.isEmpty else { return ([], 0) }
+            var count = 0
+            for story in Array(state.outstanding.keys) where sessions.contains(story.sessionID) {
+                count += state.outstanding.removeValue(forKey: story)?.count ?? 0
+            }
+            let mine = state.timers.filter { sessions.contains($0.key.sessionID) }
+            for key in mine.keys { state.timers[key] = nil }
+            return (Array(mine.values), count)
+        }
+        for timer in timers { timer.cancel() }
+        return count
     }
 
     /// Whether this task (this attempt) is still out: dispatched, not answered, not taken back.
@@ -479,6 +502,8 @@ public final class TaskDispatcher: Sendable {
     /// The task entry for a draft, recorded as out; `nil` when it must not go out now (a stop, a
     /// pause, a session not in progress) or is out already for the same attempt.
     func claim(_ key: Key, draft: TaskDraft, story: StoryRecord, session: SessionRecord, project: ProjectName, now: WaveTimestamp) -> TaskEntry? {
+        // Another instance serves the project (its lease): it sends the project's tasks.
+        guard self.ownership.serves(project.key) else { return nil }
         guard !self.isHalted(project: project.key), !session.isPaused, session.status == .inProgress else {
             self.state.withLock { $0.held += 1 }
             self.logger.debug(

@@ -216,6 +216,46 @@ struct BusContractTests {
         #expect(try await bus.groups(of: stream).first?.pending == 0)
     }
 
+    @Test(
+        "a project's new owner takes the old consumer's pending entries at once (read first, not delivered again); a loser's leftovers go to the next reclaim",
+        arguments: BusKind.available)
+    func takeOver(kind: BusKind) async throws {
+        let bus = try kind.makeBus()
+        let project = uniqueProject()
+        let stream = Channels.signals(try ProjectName(project))
+        try await bus.createGroup("g", on: stream, start: .newEntries)
+        for i in 0..<3 { _ = try await bus.publish(envelope(project: project, story: "S-\(i)"), to: stream) }
+        let old = ConsumerOptions(streams: [stream], group: "g", consumer: "old")
+        let held = try await bus.withConsumer(old) { try await collect($0, count: 3) }
+        // A third consumer's entry is taken too (`from` nil: every other consumer's).
+        _ = try await bus.publish(envelope(project: project, story: "S-3"), to: stream)
+        let otherHeld = try await bus.withConsumer(ConsumerOptions(streams: [stream], group: "g", consumer: "other")) { try await collect($0, count: 1) }
+        #expect(try await bus.transferPending(stream: stream, group: "g", from: nil, to: "new") == 4)
+        #expect(try await bus.transferPending(stream: stream, group: "g", from: nil, to: "new") == 0, "nothing left to take")
+        let pending = try await bus.pendingEntries(stream: stream, group: "g", count: 10)
+        #expect(pending.allSatisfy { $0.consumer == "new" && $0.deliveryCount == 1 }, "\(pending)")
+        #expect(Set(pending.map(\.id)) == Set((held + otherHeld).map(\.id)))
+        // The new owner reads them first (its own pending entries).
+        let read = try await bus.withConsumer(ConsumerOptions(streams: [stream], group: "g", consumer: "new")) { deliveries in
+            try await collect(deliveries, count: 4) { try await bus.acknowledge([$0]) }
+        }
+        #expect(read.map(\.id) == pending.map(\.id))
+        #expect(try await bus.groups(of: stream).first?.pending == 0)
+
+        // Leftovers: marked idle, they are reclaimed by the next round, however recently read.
+        _ = try await bus.publish(envelope(project: project, story: "S-late"), to: stream)
+        let late = try await bus.withConsumer(old) { try await collect($0, count: 1) }
+        #expect(try await bus.releasePending(stream: stream, group: "g", consumer: "old", idle: .seconds(30)) == 1)
+        var owner = ConsumerOptions(streams: [stream], group: "g", consumer: "new")
+        owner.reclaimAfter = .seconds(30)
+        owner.reclaimInterval = .milliseconds(100)
+        let reclaimed = try await bus.withConsumer(owner) { deliveries in
+            try await collect(deliveries, count: 1, within: .seconds(3)) { try await bus.acknowledge([$0]) }
+        }
+        #expect(reclaimed.map(\.id) == late.map(\.id))
+        #expect(reclaimed.first?.consumer == "new")
+    }
+
     @Test("a poison entry reaches the DLQ after exactly max_deliveries, with provenance", arguments: BusKind.available)
     func poison(kind: BusKind) async throws {
         let bus = try kind.makeBus()

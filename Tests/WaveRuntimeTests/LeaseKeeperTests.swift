@@ -35,16 +35,15 @@ struct LeaseWorld {
     func keeper(_ store: any StateStore, _ owner: String, projects: [String]) throws -> LeaseKeeper {
         var settings = LeaseKeeper.Settings()
         settings.ttl = .seconds(5)
-        settings.presenceWindow = .seconds(10)
         var logger = Logger(label: "lease-test")
         logger.logLevel = .critical
         return LeaseKeeper(store: store, owner: owner, projects: try projects.map { try ProjectName($0) }, settings: settings, logger: logger)
     }
 
-    /// Records an instance as `wave run` does on its status interval (how others count it live).
+    /// Takes or renews an instance's presence lease, as its keeper does at the start of each
+    /// round (how the others count it live).
     func present(_ store: any StateStore, _ owner: String) async throws {
-        let now = self.clock.read()
-        try await store.recordOrchestrator(OrchestratorRecord(consumer: owner, projects: [], bus: "redis", circuit: "closed", startedAt: now, lastSeen: now))
+        _ = try await store.acquireLease(project: LeaseKeeper.presenceKey(owner), owner: owner, ttl: .seconds(5))
     }
 }
 
@@ -108,7 +107,7 @@ struct LeaseKeeperTests {
         // a wakes: its renewal finds nothing, so it reports its projects lost and its store fences them.
         let woke = try await a.tick()
         #expect(Set(woke) == Set(aHeld.map { LeaseKeeper.Change.lost($0) }))
-        #expect(storeA.leaseBook.held.isEmpty)
+        #expect(storeA.leaseBook.held.values.filter { !LeaseKeeper.isPresence($0) }.isEmpty, "only its presence is held again")
     }
 
     @Test("a graceful stop gives every lease up: the other instance takes them at once, without waiting for the TTL")

@@ -480,6 +480,32 @@ struct BatchDispatchTests {
     }
 }
 
+@Suite("Orchestrator: results out of order")
+struct OutOfOrderTests {
+    @Test(
+        "a story's gate result that comes before the one it follows waits, pending, and applies as soon as the earlier one does, not after the reclaim",
+        arguments: BusKind.available)
+    func laterResultWaits(kind: BusKind) async throws {
+        // The reclaim would take 30 s: the test finishing in seconds shows the parked result applied.
+        let h = try Harness.make(kind, configure: { $0.reclaimAfter = .seconds(30) })
+        _ = try h.session([backend("O-1")])
+        try await h.running {
+            let early = try await h.signal(
+                .gatePassed, story: "O-1", from: "BE-1", payload: ["gate_id": "gate-1", "result": "pass"], messageID: "00000000-0000-4000-8000-00000000e001")
+            #expect(early.first?.disposition == .retry, "gate-1 before gate-0 waits")
+            #expect(try h.story("O-1").state.currentGate.number == 0)
+            let start = ContinuousClock.now
+            try await h.gate(0, story: "O-1", from: "CTO-1")
+            // The parked gate-1 result is handled again in the same turn: the story is at gate-2.
+            _ = try await h.settledResults("00000000-0000-4000-8000-00000000e001", count: 2)
+            #expect(ContinuousClock.now - start < .seconds(10))
+            #expect(try h.story("O-1").state.currentGate.number == 2)
+        }
+        let pending = try await h.bus.groups(of: Channels.signals(h.project)).first { $0.group == Channels.orchestratorGroup }?.pending
+        #expect(pending == 0, "both results acknowledged")
+    }
+}
+
 @Suite("Orchestrator: task deadlines")
 struct TaskDeadlineTests {
     @Test(
