@@ -117,42 +117,33 @@ public struct RedisEventBus: EventBus {
 
     @discardableResult
     public func transferPending(stream: String, group: String, from: String?, to consumer: String) async throws -> Int {
-        var moved = 0
-        var start = "-"
-        while true {
-            let page: [PendingEntry]
-            do {
-                page = try await self.client.send(XPendingCommand(stream, group: group, start: start, count: 1_000, consumer: from))
-            } catch let error as RedisClientError where error.serverMessage.map({ $0.contains("NOGROUP") || $0.contains("no such key") }) == true {
-                return moved
-            }
-            let ids = page.filter { $0.consumer != consumer }.map(\.id)
-            if !ids.isEmpty {
-                // JUSTID: the entries change hands without counting as delivered again.
-                moved += try await self.client.send(XClaimCommand(stream, group: group, consumer: consumer, ids: ids, justID: true)).ids.count
-            }
-            guard page.count == 1_000, let last = page.last else { return moved }
-            start = "(\(last.id)"
-        }
+        try await self.claimPending(stream: stream, group: group, heldBy: from, for: consumer, idle: nil)
     }
 
     @discardableResult
     public func releasePending(stream: String, group: String, consumer: String, idle: Duration) async throws -> Int {
-        var marked = 0
+        try await self.claimPending(stream: stream, group: group, heldBy: consumer, for: consumer, idle: idle)
+    }
+
+    /// Claims for `consumer`, a page of `XPENDING` at a time, the group's pending entries that
+    /// `holder` holds (every consumer's: `nil`), with `JUSTID` (the entries change hands without
+    /// counting as delivered again); `idle` sets how long they look idle. Entries `consumer`
+    /// holds already are left alone unless `idle` is set. A missing stream or group: 0.
+    private func claimPending(stream: String, group: String, heldBy holder: String?, for consumer: String, idle: Duration?) async throws -> Int {
+        var claimed = 0
         var start = "-"
         while true {
             let page: [PendingEntry]
             do {
-                page = try await self.client.send(XPendingCommand(stream, group: group, start: start, count: 1_000, consumer: consumer))
+                page = try await self.client.send(XPendingCommand(stream, group: group, start: start, count: 1_000, consumer: holder))
             } catch let error as RedisClientError where error.serverMessage.map({ $0.contains("NOGROUP") || $0.contains("no such key") }) == true {
-                return marked
+                return claimed
             }
-            if !page.isEmpty {
-                marked += try await self.client.send(
-                    XClaimCommand(stream, group: group, consumer: consumer, ids: page.map(\.id), idle: idle, justID: true)
-                ).ids.count
+            let ids = page.filter { idle != nil || $0.consumer != consumer }.map(\.id)
+            if !ids.isEmpty {
+                claimed += try await self.client.send(XClaimCommand(stream, group: group, consumer: consumer, ids: ids, idle: idle, justID: true)).ids.count
             }
-            guard page.count == 1_000, let last = page.last else { return marked }
+            guard page.count == 1_000, let last = page.last else { return claimed }
             start = "(\(last.id)"
         }
     }
