@@ -64,6 +64,30 @@ struct SettingsTests {
         }
         #expect(throws: ConfigurationError.self) { try Settings.load(config: "/nonexistent/wave.json", redis: nil, store: nil, environment: [:]) }
     }
+
+    @Test("leases: on by default (TTL 5 s, renewed each second), turned off or retimed by the file; a renewal not inside the TTL is refused")
+    func leases() throws {
+        let defaults = try Settings.load(config: nil, redis: nil, store: nil, environment: [:])
+        #expect(defaults.leases && defaults.leaseTTLMilliseconds == 5_000 && defaults.leaseRenewMilliseconds == 1_000)
+        let tuned = try Settings.load(
+            config: try self.file(#"{"orchestrator": {"leases": false, "lease_ttl_ms": 3000, "lease_renew_ms": 500}}"#), redis: nil, store: nil,
+            environment: [:])
+        #expect(!tuned.leases && tuned.leaseTTLMilliseconds == 3_000 && tuned.leaseRenewMilliseconds == 500)
+        let renewal = try self.file(#"{"orchestrator": {"lease_ttl_ms": 1000, "lease_renew_ms": 1000}}"#)
+        do {
+            _ = try Settings.load(config: renewal, redis: nil, store: nil, environment: [:])
+            Issue.record("a renewal as long as the TTL is refused")
+        } catch {
+            #expect(error.message.contains("orchestrator.lease_renew_ms") && error.message.contains("less than orchestrator.lease_ttl_ms"), "\(error.message)")
+        }
+        let word = try self.file(#"{"orchestrator": {"leases": "yes"}}"#)
+        do {
+            _ = try Settings.load(config: word, redis: nil, store: nil, environment: [:])
+            Issue.record("a string for leases is refused")
+        } catch {
+            #expect(error.message.contains("orchestrator.leases") && error.message.contains("true or false"), "\(error.message)")
+        }
+    }
 }
 
 @Suite("The story-file format: a story, an array, {stories: […]}, or a folder of them in name order")
