@@ -170,3 +170,52 @@ struct PostgresLeaseTests {
         }
     }
 }
+
+@Suite("A paused instance on PostgreSQL cannot hold a take-over back", .enabled(if: TestDatabase.available || TestServers.isCI))
+struct PostgresIdleTransactionTests {
+    @Test(
+        "a transaction left idle (its instance paused) past idle_in_transaction_session_timeout is ended by the server, and the take-over it held back goes through"
+    )
+    func pausedTransactionReleased() async throws {
+        let database = try TestDatabase.make()
+        defer { database.drop() }
+        _ = try await migrate(database)
+        var connector = PostgresConnector(url: database.url, logger: TestDatabase.logger)
+        connector.idleInTransactionTimeout = .milliseconds(300)
+        let paused = connector
+        let t0 = WaveTimestamp.now()
+        let events = Events()
+        try await PostgresConnector(url: database.url, logger: TestDatabase.logger).withClient { other in
+            let leases = PostgresLeases(client: other, logger: TestDatabase.logger)
+            let held = try #require(try await leases.acquire(project: "shop", owner: "a", ttl: .seconds(1), now: t0))
+            try await paused.withClient { client in
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        do {
+                            try await client.withConnection { connection in
+                                try await connection.withTransaction(logger: TestDatabase.logger) { connection in
+                                    try await PostgresLeases.checkFence(connection, projects: ["shop"], fence: ["shop": held], logger: TestDatabase.logger)
+                                    // sleep: test-scaffolding (the instance is paused inside its transaction)
+                                    try await Task.sleep(for: .seconds(3))
+                                    try await connection.query("SELECT 1", logger: TestDatabase.logger)
+                                }
+                            }
+                            events.append("the paused transaction committed")
+                        } catch {
+                            events.append("the paused transaction failed")
+                        }
+                    }
+                    group.addTask {
+                        // sleep: test-scaffolding (the paused transaction holds the lease row)
+                        try await Task.sleep(for: .milliseconds(100))
+                        let start = ContinuousClock.now
+                        let taken = try await leases.acquire(project: "shop", owner: "b", ttl: .seconds(30), now: t0.adding(.seconds(5)))
+                        events.append("b took epoch \(taken?.epoch ?? 0) after \((ContinuousClock.now - start) < .seconds(2) ? "less" : "more") than 2 s")
+                    }
+                    try await group.waitForAll()
+                }
+            }
+        }
+        #expect(events.all == ["b took epoch 2 after less than 2 s", "the paused transaction failed"])
+    }
+}
