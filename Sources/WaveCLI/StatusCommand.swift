@@ -70,7 +70,7 @@ struct StatusCommand: AsyncParsableCommand {
         if report.orchestrators.isEmpty { print("orchestrators: none recorded") }
         for instance in report.orchestrators {
             print(
-                "orchestrator \(instance.consumer): \(instance.running ? (instance.alive == false ? "not renewing its leases (dead or paused)" : "running") : "stopped"), \(instance.bus), circuit \(instance.circuit), last seen \(instance.last_seen), handled \(instance.handled), projects \(instance.projects.joined(separator: ","))\(instance.outbox > 0 ? ", \(instance.outbox) entries in the outbox (Redis unavailable)" : "")"
+                "orchestrator \(instance.consumer): \(instance.running ? (instance.alive == false ? "not renewing its leases (dead or paused)" : "running") : "stopped"), \(instance.bus), circuit \(instance.circuit), last seen \(instance.last_seen), handled \(instance.handled), projects \(instance.projects.isEmpty ? "none" : instance.projects.joined(separator: ","))\(instance.outbox > 0 ? ", \(instance.outbox) entries in the outbox (Redis unavailable)" : "")"
             )
         }
         for lease in report.leases {
