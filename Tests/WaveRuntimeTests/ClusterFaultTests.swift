@@ -237,49 +237,50 @@ struct ClusterFaultTests {
     ) async throws -> (world: ClusterWorld, victim: WaveBinary.Output, recovered: Duration, victimProjects: [String]) {
         let world = try await ClusterWorld.make(name)
         let nodes = try (1...3).map { try world.instance($0) }
-        try await world.awaitSpread(["node-1", "node-2", "node-3"])
-        try await world.publish(0..<(ClusterWorld.perProject / 2))
-        try await eventually("a quarter applied", deadline: .seconds(60)) { try world.applied() >= ClusterWorld.signals / 4 }
-        let victimProjects = try #require(try world.owners()["node-2"])
-        fault(nodes[1], world)
-        // Counted once the victim can commit nothing more (the signal delivered).
-        let pid = nodes[1].pid
-        try await eventually("node-2 halted") { ClusterWorld.isHalted(pid) }
-        let faulted = ContinuousClock.now
-        let before = try world.applied(victimProjects)
-        try await world.publish((ClusterWorld.perProject / 2)..<ClusterWorld.perProject)
-        try await eventually("the others serve the victim's projects", deadline: .seconds(30)) {
-            let owners = try world.owners()
-            return victimProjects.allSatisfy { project in owners.contains { $0.key != "node-2" && $0.value.contains(project) } }
-        }
-        try await eventually("the victim's projects resume", deadline: .seconds(30)) { try world.applied(victimProjects) > before }
-        let recovered = ContinuousClock.now - faulted
-        after(nodes[1])
         do {
+            try await world.awaitSpread(["node-1", "node-2", "node-3"])
+            try await world.publish(0..<(ClusterWorld.perProject / 2))
+            try await eventually("a quarter applied", deadline: .seconds(60)) { try world.applied() >= ClusterWorld.signals / 4 }
+            let victimProjects = try #require(try world.owners()["node-2"])
+            fault(nodes[1], world)
+            // Counted once the victim can commit nothing more (the signal delivered).
+            let pid = nodes[1].pid
+            try await eventually("node-2 halted") { ClusterWorld.isHalted(pid) }
+            let faulted = ContinuousClock.now
+            let before = try world.applied(victimProjects)
+            try await world.publish((ClusterWorld.perProject / 2)..<ClusterWorld.perProject)
+            try await eventually("the others serve the victim's projects", deadline: .seconds(30)) {
+                let owners = try world.owners()
+                return victimProjects.allSatisfy { project in owners.contains { $0.key != "node-2" && $0.value.contains(project) } }
+            }
+            try await eventually("the victim's projects resume", deadline: .seconds(30)) { try world.applied(victimProjects) > before }
+            let recovered = ContinuousClock.now - faulted
+            after(nodes[1])
             try await eventually("every signal applied", deadline: .seconds(120)) { try world.applied() >= ClusterWorld.signals }
+            try await settle(world)
+            for node in [nodes[0], nodes[2]] { node.terminate() }
+            for node in [nodes[0], nodes[2]] {
+                let exit = await node.wait(limit: .seconds(30))
+                #expect(exit.status == 0, "\(exit.stderr.suffix(2_000))")
+            }
+            nodes[1].terminate()
+            let victim = await nodes[1].wait(limit: .seconds(30))
+            return (world, victim, recovered, victimProjects)
         } catch {
-            // What the instances said, for the failure's record.
-            for node in nodes { node.terminate() }
+            // No instance outlives a failed test; what they said goes in its record.
+            for node in nodes {
+                kill(node.pid, SIGCONT)
+                kill(node.pid, SIGKILL)
+            }
             for (n, node) in nodes.enumerated() {
                 let output = await node.wait(limit: .seconds(30))
                 let lines = output.stderr.split(separator: "\n").filter { !$0.contains(" info ") || $0.contains("lease") || $0.contains("project") }
                 print("node-\(n + 1) (exit \(output.status)):\n" + lines.suffix(60).joined(separator: "\n"))
             }
-            print(
-                "applied \(try world.applied()) of \(ClusterWorld.signals); by project: \(try world.projects.map { "\($0.key)=\(try world.applied([$0.key]))" })"
-            )
+            print("applied \((try? world.applied()) ?? -1) of \(ClusterWorld.signals)")
             await world.close()
             throw error
         }
-        try await settle(world)
-        for node in [nodes[0], nodes[2]] { node.terminate() }
-        for node in [nodes[0], nodes[2]] {
-            let exit = await node.wait(limit: .seconds(30))
-            #expect(exit.status == 0, "\(exit.stderr.suffix(2_000))")
-        }
-        nodes[1].terminate()
-        let victim = await nodes[1].wait(limit: .seconds(30))
-        return (world, victim, recovered, victimProjects)
     }
 
     @Test(
@@ -341,6 +342,9 @@ struct ClusterFaultTests {
     func emergencyStop() async throws {
         let world = try await ClusterWorld.make("stop", stories: 4)
         var nodes = try (1...3).map { try world.instance($0) }
+        var stopped = false
+        // No instance outlives a failed test (once they are waited for, their pids are not ours).
+        defer { if !stopped { for node in nodes { kill(node.pid, SIGKILL) } } }
         try await world.awaitSpread(["node-1", "node-2", "node-3"])
         // Every story's plan task (gate-0) is out.
         try await eventually("a gate-0 task out for each of the 24 stories") { try await world.storiesWithTasks(gate: 0) == 24 }
@@ -371,6 +375,7 @@ struct ClusterFaultTests {
         _ = try await world.command(["stop", "clear", "--global", "--reason", "cluster test over", "--by", "ci"])
         try await eventually("a gate-1 task out for each story after the clear", deadline: .seconds(15)) { try await world.storiesWithTasks(gate: 1) == 24 }
         for node in nodes { node.terminate() }
+        stopped = true
         for node in nodes {
             let exit = await node.wait(limit: .seconds(30))
             #expect(exit.status == 0, "\(exit.stderr.suffix(2_000))")
