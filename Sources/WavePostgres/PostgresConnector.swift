@@ -17,14 +17,6 @@ public struct PostgresConnector: Sendable {
     public var connectTimeout: Duration = .seconds(10)
     /// The pool's largest size.
     public var maximumConnections = 20
-    /// How long the server lets a transaction sit idle before it ends the session
-    /// (`idle_in_transaction_session_timeout`, sent when each connection starts). An instance
-    /// paused inside a transaction (SIGSTOP, a debugger, a long GC) would otherwise hold its row
-    /// locks, the lease rows its fence reads `FOR SHARE` among them, until it resumes, and hold
-    /// back the take-over of its projects. Wave never waits on anything else inside a
-    /// transaction, so a healthy one is never idle that long. Default 5 s: the default lease
-    /// TTL, so the locks are gone by the time the lease lapses. `nil`: the server's setting.
-    public var idleInTransactionTimeout: Duration? = .seconds(5)
 
     /// A connector for `url`.
     public init(url: PostgresURL, logger: Logger) {
@@ -54,10 +46,6 @@ public struct PostgresConnector: Sendable {
         configuration.options.connectTimeout = self.connectTimeout
         configuration.options.maximumConnections = self.maximumConnections
         if self.url.sslMode == .verifyFull { configuration.options.tlsServerName = self.url.host }
-        if let timeout = self.idleInTransactionTimeout {
-            let milliseconds = timeout.components.seconds * 1_000 + timeout.components.attoseconds / 1_000_000_000_000_000
-            configuration.options.additionalStartupParameters = [("idle_in_transaction_session_timeout", "\(max(1, milliseconds))")]
-        }
         return configuration
     }
 
